@@ -1,0 +1,56 @@
+"""overdrive: Rust-accelerated wrappers that make Python services faster
+without changing what they compute.
+
+See README.md for a tour. Public names are re-exported here; submodules
+(``overdrive.compression``, ``overdrive.bench``, ...) hold the details.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import exceptions
+from ._core import __version__
+from ._core import build_info as _build_info
+from .compression import (
+    DEFAULT_MAX_OUTPUT_SIZE,
+    Compressor,
+    compress,
+    decompress,
+    train_dictionary,
+)
+from .exceptions import (
+    CompressionError,
+    ConfigurationError,
+    DecompressionError,
+    DictionaryError,
+    InputTypeError,
+    OutputLimitExceeded,
+    OverdriveError,
+)
+
+
+def build_info() -> dict[str, Any]:
+    """Facts about the native build: version, profile (release/debug), rustc,
+    features and the zstd version, so a benchmark report can prove what it ran.
+    """
+    return dict(_build_info())
+
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_SIZE",
+    "CompressionError",
+    "Compressor",
+    "ConfigurationError",
+    "DecompressionError",
+    "DictionaryError",
+    "InputTypeError",
+    "OutputLimitExceeded",
+    "OverdriveError",
+    "__version__",
+    "build_info",
+    "compress",
+    "decompress",
+    "exceptions",
+    "train_dictionary",
+]

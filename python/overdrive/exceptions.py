@@ -1,0 +1,46 @@
+"""Exceptions raised by overdrive.
+
+Every class subclasses :class:`OverdriveError` *and* the builtin that fits, so
+``except ValueError`` (or ``TypeError``, ``TimeoutError``) keeps working.
+Messages name the parameter and the bad value.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CompressionError",
+    "ConfigurationError",
+    "DecompressionError",
+    "DictionaryError",
+    "InputTypeError",
+    "OutputLimitExceeded",
+    "OverdriveError",
+]
+
+
+class OverdriveError(Exception):
+    """Base class of every overdrive exception."""
+
+
+class ConfigurationError(OverdriveError, ValueError):
+    """A parameter is out of its valid range; the message names it and its value."""
+
+
+class InputTypeError(OverdriveError, TypeError):
+    """An argument has the wrong type (e.g. ``str`` where a buffer is needed)."""
+
+
+class CompressionError(OverdriveError, ValueError):
+    """zstd could not compress the input."""
+
+
+class DecompressionError(CompressionError):
+    """The input is not a valid, complete zstd frame or envelope."""
+
+
+class OutputLimitExceeded(DecompressionError):
+    """Decompressing would produce more than ``max_output_size`` bytes (bomb guard)."""
+
+
+class DictionaryError(CompressionError):
+    """Dictionary training failed (too few or too uniform samples)."""

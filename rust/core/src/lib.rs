@@ -1,0 +1,10 @@
+//! overdrive-core: the pure-Rust hot paths behind the `overdrive` Python package.
+//!
+//! This crate has no pyo3 dependency: everything here is plain Rust, tested by
+//! `cargo test` and proptest without libpython. The binding crate (`rust/py`)
+//! converts arguments, releases the GIL and maps [`Error`] to Python exceptions.
+
+pub mod compress;
+pub mod error;
+
+pub use error::{Error, Result};

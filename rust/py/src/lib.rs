@@ -1,0 +1,52 @@
+//! overdrive._core: the PyO3 binding over overdrive-core.
+//!
+//! Thin by design: argument conversion, GIL release and error mapping. One
+//! file per class family; the logic lives in `rust/core`.
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+mod buffers;
+mod compress;
+mod errors;
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Facts about this build, so a benchmark report can prove what it ran.
+#[pyfunction]
+fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("version", env!("CARGO_PKG_VERSION"))?;
+    d.set_item("profile", env!("OVERDRIVE_PROFILE"))?;
+    d.set_item("debug_assertions", cfg!(debug_assertions))?;
+    d.set_item("opt_level", env!("OVERDRIVE_OPT_LEVEL"))?;
+    d.set_item("rustc", env!("OVERDRIVE_RUSTC_VERSION"))?;
+    let mut features: Vec<&str> = Vec::new();
+    if cfg!(feature = "mimalloc") {
+        features.push("mimalloc");
+    }
+    d.set_item("features", features)?;
+    d.set_item("zstd", compress::zstd_version())?;
+    d.set_item(
+        "target",
+        format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
+    )?;
+    Ok(d)
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(build_info, m)?)?;
+    m.add_function(wrap_pyfunction!(compress::compress, m)?)?;
+    m.add_function(wrap_pyfunction!(compress::decompress, m)?)?;
+    m.add_function(wrap_pyfunction!(compress::train_dictionary, m)?)?;
+    m.add_class::<compress::PyCompressor>()?;
+    m.add(
+        "DEFAULT_MAX_OUTPUT_SIZE",
+        overdrive_core::compress::DEFAULT_MAX_OUTPUT_SIZE,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install the system programs the tests use (Debian packages) when missing:
+#   zstd  - the reference command-line tool, for the interop tests
+# Idempotent; needs root (or sudo) only when something is missing.
+set -euo pipefail
+declare -A pkg_for=([zstd]=zstd)
+missing=()
+for cmd in "${!pkg_for[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_for[$cmd]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "system-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
