@@ -1,0 +1,763 @@
+//! A lock-free load balancer over N backends that hands out indices.
+//!
+//! Backends live in append-only chunks of atomics, so `acquire`/`release`
+//! never take a lock: a pick scans the backends' atomics, bumps one in-flight
+//! counter and one pick counter. Adding a backend takes a writer-only mutex;
+//! removing or marking one down flips its state atomically. Indices are
+//! stable: a removed backend's index is never reused.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::rng;
+use crate::error::{Error, Result};
+
+/// Backends per chunk of slots.
+const CHUNK: usize = 64;
+/// Chunks at most: 65,536 backends per balancer.
+const MAX_CHUNKS: usize = 1024;
+/// The most backends one balancer holds (removed ones included).
+pub const MAX_BACKENDS: usize = CHUNK * MAX_CHUNKS;
+
+/// How a backend is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Lowest `load_weight * load + queue_weight * queue utilisation`.
+    LoadScore,
+    /// Exact join-the-shortest-queue (fewest requests in flight, per weight).
+    LeastOutstanding,
+    /// Power of two choices: two random backends, the less loaded wins.
+    P2C,
+    /// Each backend in turn.
+    RoundRobin,
+}
+
+impl Strategy {
+    /// Parse the Python spelling.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "load_score" => Ok(Strategy::LoadScore),
+            "least_outstanding" => Ok(Strategy::LeastOutstanding),
+            "p2c" => Ok(Strategy::P2C),
+            "round_robin" => Ok(Strategy::RoundRobin),
+            other => Err(Error::invalid(
+                "strategy",
+                format!("{other:?}"),
+                "one of 'load_score', 'least_outstanding', 'p2c', 'round_robin'",
+            )),
+        }
+    }
+
+    /// The Python spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::LoadScore => "load_score",
+            Strategy::LeastOutstanding => "least_outstanding",
+            Strategy::P2C => "p2c",
+            Strategy::RoundRobin => "round_robin",
+        }
+    }
+}
+
+/// A backend's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Takes requests.
+    Up = 0,
+    /// Marked down by the user.
+    Down = 1,
+    /// Ejected for its error rate; probed after the cool-down.
+    Ejected = 2,
+    /// One probe request is in flight after a cool-down.
+    Probing = 3,
+    /// Removed; its index is never reused.
+    Removed = 4,
+}
+
+impl State {
+    fn from_u8(v: u8) -> State {
+        match v {
+            0 => State::Up,
+            1 => State::Down,
+            2 => State::Ejected,
+            3 => State::Probing,
+            _ => State::Removed,
+        }
+    }
+
+    /// The Python spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Up => "up",
+            State::Down => "down",
+            State::Ejected => "ejected",
+            State::Probing => "probing",
+            State::Removed => "removed",
+        }
+    }
+}
+
+/// Tunables of a [`Balancer`]; `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Weight of load (in flight per unit of backend weight) in `load_score`.
+    pub load_weight: f64,
+    /// Weight of queue utilisation in `load_score`.
+    pub queue_weight: f64,
+    /// In-flight count at which a backend's queue counts as full (utilisation 1.0)
+    /// unless the backend reports its own utilisation.
+    pub max_in_flight: u64,
+    /// Envoy's active-request bias: weighted backends cost `(active + 1)^bias / weight`.
+    pub active_request_bias: f64,
+    /// Smoothing of the latency and error-rate EWMAs (weight of the newest sample).
+    pub ewma_alpha: f64,
+    /// Error-rate EWMA at which a backend is ejected (> 1.0 disables ejection).
+    pub eject_error_rate: f64,
+    /// Completed requests a backend needs before it can be ejected.
+    pub eject_min_requests: u64,
+    /// How long an ejected backend rests before one probe request.
+    pub cooldown: Duration,
+    /// Never eject more than this fraction of the backends.
+    pub max_ejected_fraction: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            strategy: Strategy::LoadScore,
+            load_weight: 0.7,
+            queue_weight: 0.3,
+            max_in_flight: 100,
+            active_request_bias: 1.0,
+            ewma_alpha: 0.2,
+            eject_error_rate: 0.5,
+            eject_min_requests: 5,
+            cooldown: Duration::from_secs(10),
+            max_ejected_fraction: 0.5,
+        }
+    }
+}
+
+fn in_unit(param: &'static str, v: f64) -> Result<f64> {
+    if v.is_finite() && (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(Error::invalid(param, v, "must be between 0.0 and 1.0"))
+    }
+}
+
+fn non_negative(param: &'static str, v: f64) -> Result<f64> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(Error::invalid(param, v, "must be a finite number >= 0"))
+    }
+}
+
+/// Check a backend weight.
+pub fn check_weight(w: f64) -> Result<f64> {
+    if w.is_finite() && w > 0.0 {
+        Ok(w)
+    } else {
+        Err(Error::invalid("weight", w, "must be a finite number > 0"))
+    }
+}
+
+impl Config {
+    /// Check every field's range.
+    pub fn validate(&self) -> Result<()> {
+        non_negative("load_weight", self.load_weight)?;
+        non_negative("queue_weight", self.queue_weight)?;
+        non_negative("active_request_bias", self.active_request_bias)?;
+        in_unit("max_ejected_fraction", self.max_ejected_fraction)?;
+        non_negative("eject_error_rate", self.eject_error_rate)?;
+        if !(self.ewma_alpha > 0.0 && self.ewma_alpha <= 1.0) {
+            return Err(Error::invalid(
+                "ewma_alpha",
+                self.ewma_alpha,
+                "must be in (0.0, 1.0]",
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(Error::invalid("max_in_flight", 0, "must be >= 1"));
+        }
+        Ok(())
+    }
+}
+
+/// NaN bits: "no value reported".
+const UNSET: u64 = 0x7ff8_0000_0000_0001;
+
+/// One backend's atomics (a cache line or two; never locked).
+#[derive(Debug)]
+struct Backend {
+    state: AtomicU8,
+    in_flight: AtomicU64,
+    picks: AtomicU64,
+    completed: AtomicU64,
+    errors: AtomicU64,
+    ejections: AtomicU64,
+    /// f64 bits.
+    weight: AtomicU64,
+    /// f64 bits, seconds; UNSET before the first sample.
+    ewma_latency: AtomicU64,
+    /// f64 bits in [0, 1].
+    ewma_error: AtomicU64,
+    /// f64 bits in [0, 1], reported by the backend; UNSET when not reported.
+    reported_queue: AtomicU64,
+    /// Nanoseconds since the balancer's epoch when an ejection ends.
+    ejected_until: AtomicU64,
+}
+
+impl Default for Backend {
+    fn default() -> Self {
+        Backend {
+            state: AtomicU8::new(State::Removed as u8),
+            in_flight: AtomicU64::new(0),
+            picks: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            ejections: AtomicU64::new(0),
+            weight: AtomicU64::new(1.0f64.to_bits()),
+            ewma_latency: AtomicU64::new(UNSET),
+            ewma_error: AtomicU64::new(0.0f64.to_bits()),
+            reported_queue: AtomicU64::new(UNSET),
+            ejected_until: AtomicU64::new(0),
+        }
+    }
+}
+
+fn ewma_update(cell: &AtomicU64, sample: f64, alpha: f64) {
+    let mut cur = cell.load(Relaxed);
+    loop {
+        let old = f64::from_bits(cur);
+        let new = if cur == UNSET {
+            sample
+        } else {
+            old + alpha * (sample - old)
+        };
+        match cell.compare_exchange_weak(cur, new.to_bits(), Relaxed, Relaxed) {
+            Ok(_) => return,
+            Err(v) => cur = v,
+        }
+    }
+}
+
+fn unset_or(bits: u64) -> Option<f64> {
+    (bits != UNSET).then(|| f64::from_bits(bits))
+}
+
+/// A point-in-time copy of one backend's counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendStats {
+    /// The backend's index.
+    pub index: usize,
+    /// Its state.
+    pub state: State,
+    /// Its weight.
+    pub weight: f64,
+    /// Requests acquired and not yet released.
+    pub in_flight: u64,
+    /// Times it was picked.
+    pub picks: u64,
+    /// Releases.
+    pub completed: u64,
+    /// Releases with `ok=false`.
+    pub errors: u64,
+    /// Times it was ejected.
+    pub ejections: u64,
+    /// EWMA of reported latencies, seconds (None before the first).
+    pub ewma_latency_s: Option<f64>,
+    /// EWMA of the error indicator (0 = no errors lately).
+    pub error_rate: f64,
+    /// The queue utilisation it last reported, if any.
+    pub queue_utilisation: Option<f64>,
+}
+
+/// The balancer. `Send + Sync`; every method takes `&self`.
+#[derive(Debug)]
+pub struct Balancer {
+    config: Config,
+    chunks: Box<[OnceLock<Box<[Backend]>>]>,
+    len: AtomicUsize,
+    grow: Mutex<()>,
+    rr: AtomicUsize,
+    epoch: Instant,
+    uniform: std::sync::atomic::AtomicBool,
+    no_backend: AtomicU64,
+}
+
+impl Balancer {
+    /// A balancer over backends with these weights (indices 0..len).
+    pub fn new(weights: &[f64], config: Config) -> Result<Self> {
+        config.validate()?;
+        if weights.is_empty() {
+            return Err(Error::invalid("n_backends", 0, "need at least one backend"));
+        }
+        if weights.len() > MAX_BACKENDS {
+            return Err(Error::invalid(
+                "n_backends",
+                weights.len(),
+                format!("at most {MAX_BACKENDS} backends"),
+            ));
+        }
+        for &w in weights {
+            check_weight(w)?;
+        }
+        let b = Balancer {
+            config,
+            chunks: (0..MAX_CHUNKS).map(|_| OnceLock::new()).collect(),
+            len: AtomicUsize::new(0),
+            grow: Mutex::new(()),
+            rr: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            uniform: std::sync::atomic::AtomicBool::new(true),
+            no_backend: AtomicU64::new(0),
+        };
+        for &w in weights {
+            b.add(w)?;
+        }
+        Ok(b)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Number of indices handed out so far (removed backends included).
+    pub fn len(&self) -> usize {
+        self.len.load(Acquire)
+    }
+
+    /// Never true: a balancer is made with at least one backend.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    fn slot(&self, i: usize) -> Option<&Backend> {
+        self.chunks.get(i / CHUNK)?.get()?.get(i % CHUNK)
+    }
+
+    fn backend(&self, index: usize) -> Result<&Backend> {
+        if index < self.len() {
+            if let Some(b) = self.slot(index) {
+                return Ok(b);
+            }
+        }
+        Err(Error::invalid(
+            "index",
+            index,
+            format!("no such backend (indices run from 0 to {})", self.len()),
+        ))
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Add a backend with `weight`; returns its index.
+    pub fn add(&self, weight: f64) -> Result<usize> {
+        let weight = check_weight(weight)?;
+        let _g = self.grow.lock();
+        let i = self.len.load(Relaxed);
+        let Some(cell) = self.chunks.get(i / CHUNK) else {
+            return Err(Error::invalid(
+                "n_backends",
+                i + 1,
+                format!("at most {MAX_BACKENDS} backends"),
+            ));
+        };
+        let chunk = cell.get_or_init(|| (0..CHUNK).map(|_| Backend::default()).collect());
+        let Some(b) = chunk.get(i % CHUNK) else {
+            return Err(Error::invalid("index", i, "slot out of range"));
+        };
+        b.weight.store(weight.to_bits(), Relaxed);
+        b.state.store(State::Up as u8, Release);
+        if i > 0 {
+            let w0 = self
+                .slot(0)
+                .map_or(1.0, |b0| f64::from_bits(b0.weight.load(Relaxed)));
+            if w0 != weight {
+                self.uniform.store(false, Relaxed);
+            }
+        }
+        self.len.store(i + 1, Release);
+        Ok(i)
+    }
+
+    /// Remove a backend for good (requests in flight may still be released).
+    pub fn remove(&self, index: usize) -> Result<()> {
+        self.backend(index)?
+            .state
+            .store(State::Removed as u8, Release);
+        Ok(())
+    }
+
+    /// Stop picking a backend until [`Balancer::mark_up`].
+    pub fn mark_down(&self, index: usize) -> Result<()> {
+        self.set_state(index, State::Down)
+    }
+
+    /// Pick a backend again (also ends an ejection early).
+    pub fn mark_up(&self, index: usize) -> Result<()> {
+        let b = self.backend(index)?;
+        b.ewma_error.store(0.0f64.to_bits(), Relaxed);
+        self.set_state(index, State::Up)
+    }
+
+    fn set_state(&self, index: usize, to: State) -> Result<()> {
+        let b = self.backend(index)?;
+        let cur = b.state.load(Acquire);
+        if cur == State::Removed as u8 {
+            return Err(Error::invalid("index", index, "the backend was removed"));
+        }
+        match b.state.compare_exchange(cur, to as u8, AcqRel, Acquire) {
+            Ok(_) => Ok(()),
+            Err(v) if v == State::Removed as u8 => {
+                Err(Error::invalid("index", index, "the backend was removed"))
+            }
+            Err(_) => {
+                b.state.store(to as u8, Release);
+                Ok(())
+            }
+        }
+    }
+
+    /// Change a backend's weight.
+    pub fn set_weight(&self, index: usize, weight: f64) -> Result<()> {
+        let weight = check_weight(weight)?;
+        self.backend(index)?.weight.store(weight.to_bits(), Relaxed);
+        self.uniform.store(false, Relaxed);
+        Ok(())
+    }
+
+    /// Record a backend's own queue utilisation (0..1), used by `load_score`
+    /// instead of `in_flight / max_in_flight`.
+    pub fn report_queue(&self, index: usize, utilisation: f64) -> Result<()> {
+        let u = in_unit("utilisation", utilisation)?;
+        self.backend(index)?
+            .reported_queue
+            .store(u.to_bits(), Relaxed);
+        Ok(())
+    }
+
+    /// Try to take an ejected backend whose cool-down has ended as a probe.
+    fn try_probe(&self, b: &Backend, now: &mut Option<u64>) -> bool {
+        let t = *now.get_or_insert_with(|| self.now_ns());
+        t >= b.ejected_until.load(Relaxed)
+            && b.state
+                .compare_exchange(State::Ejected as u8, State::Probing as u8, AcqRel, Relaxed)
+                .is_ok()
+    }
+
+    /// Cost of a backend under the strategy (lower is better).
+    #[inline]
+    fn cost(&self, b: &Backend, uniform: bool) -> f64 {
+        let active = b.in_flight.load(Relaxed) as f64;
+        match self.config.strategy {
+            Strategy::LoadScore => {
+                let w = f64::from_bits(b.weight.load(Relaxed));
+                let queue = unset_or(b.reported_queue.load(Relaxed))
+                    .unwrap_or(active / self.config.max_in_flight as f64);
+                self.config.load_weight * (active / w) + self.config.queue_weight * queue
+            }
+            _ if uniform => active,
+            _ => {
+                let w = f64::from_bits(b.weight.load(Relaxed));
+                let bias = self.config.active_request_bias;
+                if bias == 1.0 {
+                    (active + 1.0) / w
+                } else {
+                    (active + 1.0).powf(bias) / w
+                }
+            }
+        }
+    }
+
+    /// Pick a backend and count the request in flight.
+    pub fn acquire(&self) -> Result<usize> {
+        let i = self.pick()?;
+        if let Some(b) = self.slot(i) {
+            b.in_flight.fetch_add(1, Relaxed);
+            b.picks.fetch_add(1, Relaxed);
+        }
+        Ok(i)
+    }
+
+    fn pick(&self) -> Result<usize> {
+        let n = self.len();
+        let mut now = None;
+        let found = match self.config.strategy {
+            Strategy::RoundRobin => self.pick_rr(n, &mut now),
+            Strategy::P2C => self.pick_p2c(n, &mut now),
+            _ => self.pick_scan(n, &mut now),
+        };
+        found.ok_or_else(|| {
+            self.no_backend.fetch_add(1, Relaxed);
+            Error::NoBackendAvailable(format!("all {n} backends are down, ejected or removed"))
+        })
+    }
+
+    /// Whether `b` may take a request now (`Up`, or an ejected backend that
+    /// this call just took as a probe: then `probe` is set).
+    #[inline]
+    fn eligible(&self, b: &Backend, now: &mut Option<u64>, probe: &mut bool) -> bool {
+        match b.state.load(Acquire) {
+            0 => true,
+            2 if self.try_probe(b, now) => {
+                *probe = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn pick_rr(&self, n: usize, now: &mut Option<u64>) -> Option<usize> {
+        let start = self.rr.fetch_add(1, Relaxed);
+        for k in 0..n {
+            let i = (start + k) % n;
+            let mut probe = false;
+            if self
+                .slot(i)
+                .is_some_and(|b| self.eligible(b, now, &mut probe))
+            {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    fn pick_p2c(&self, n: usize, now: &mut Option<u64>) -> Option<usize> {
+        let uniform = self.uniform.load(Relaxed);
+        if n >= 2 {
+            for _ in 0..4 {
+                let a = rng::below(n);
+                let mut c = rng::below(n - 1);
+                if c >= a {
+                    c += 1;
+                }
+                let (Some(ba), Some(bc)) = (self.slot(a), self.slot(c)) else {
+                    continue;
+                };
+                let mut probe = false;
+                let ea = self.eligible(ba, now, &mut probe);
+                if probe {
+                    return Some(a);
+                }
+                let ec = self.eligible(bc, now, &mut probe);
+                if probe {
+                    return Some(c);
+                }
+                match (ea, ec) {
+                    (true, true) => {
+                        return Some(if self.cost(bc, uniform) < self.cost(ba, uniform) {
+                            c
+                        } else {
+                            a
+                        })
+                    }
+                    (true, false) => return Some(a),
+                    (false, true) => return Some(c),
+                    (false, false) => {}
+                }
+            }
+        }
+        // Few or mostly unavailable backends: an exact scan.
+        self.pick_scan(n, now)
+    }
+
+    fn pick_scan(&self, n: usize, now: &mut Option<u64>) -> Option<usize> {
+        if n == 0 {
+            return None;
+        }
+        let uniform = self.uniform.load(Relaxed);
+        let latency_ties = self.config.strategy == Strategy::LoadScore;
+        let start = rng::below(n);
+        let mut best: Option<(usize, f64, f64)> = None;
+        for k in 0..n {
+            let mut i = start + k;
+            if i >= n {
+                i -= n;
+            }
+            let Some(b) = self.slot(i) else { continue };
+            let mut probe = false;
+            if !self.eligible(b, now, &mut probe) {
+                continue;
+            }
+            if probe {
+                return Some(i);
+            }
+            let cost = self.cost(b, uniform);
+            match best {
+                Some((_, c, _)) if cost > c + 1e-12 => {}
+                Some((_, c, lat)) if cost >= c - 1e-12 => {
+                    // A tie: load_score prefers the backend that has been faster.
+                    if latency_ties {
+                        let l = unset_or(b.ewma_latency.load(Relaxed)).unwrap_or(0.0);
+                        if l < lat {
+                            best = Some((i, cost, l));
+                        }
+                    }
+                }
+                _ => {
+                    let l = if latency_ties {
+                        unset_or(b.ewma_latency.load(Relaxed)).unwrap_or(0.0)
+                    } else {
+                        0.0
+                    };
+                    best = Some((i, cost, l));
+                }
+            }
+        }
+        best.map(|(i, _, _)| i)
+    }
+
+    /// End a request on `index`: `latency_s` feeds the latency EWMA, `ok`
+    /// the error-rate EWMA (and ejection).
+    pub fn release(&self, index: usize, latency_s: Option<f64>, ok: bool) -> Result<()> {
+        let b = self.backend(index)?;
+        if let Some(l) = latency_s {
+            if !(l.is_finite() && l >= 0.0) {
+                return Err(Error::invalid(
+                    "latency_s",
+                    l,
+                    "must be a finite number >= 0",
+                ));
+            }
+        }
+        let mut cur = b.in_flight.load(Relaxed);
+        loop {
+            if cur == 0 {
+                return Err(Error::invalid(
+                    "index",
+                    index,
+                    "release without a matching acquire (no request in flight)",
+                ));
+            }
+            match b
+                .in_flight
+                .compare_exchange_weak(cur, cur - 1, Relaxed, Relaxed)
+            {
+                Ok(_) => break,
+                Err(v) => cur = v,
+            }
+        }
+        let alpha = self.config.ewma_alpha;
+        let done = b.completed.fetch_add(1, Relaxed) + 1;
+        if let Some(l) = latency_s {
+            ewma_update(&b.ewma_latency, l, alpha);
+        }
+        if ok {
+            if b.ewma_error.load(Relaxed) != 0.0f64.to_bits() {
+                ewma_update(&b.ewma_error, 0.0, alpha);
+            }
+        } else {
+            b.errors.fetch_add(1, Relaxed);
+            ewma_update(&b.ewma_error, 1.0, alpha);
+        }
+        match State::from_u8(b.state.load(Acquire)) {
+            State::Probing => {
+                if ok {
+                    b.ewma_error.store(0.0f64.to_bits(), Relaxed);
+                    let _ = b.state.compare_exchange(
+                        State::Probing as u8,
+                        State::Up as u8,
+                        AcqRel,
+                        Relaxed,
+                    );
+                } else {
+                    self.eject(b, State::Probing);
+                }
+            }
+            State::Up if !ok => {
+                let rate = f64::from_bits(b.ewma_error.load(Relaxed));
+                if done >= self.config.eject_min_requests
+                    && rate >= self.config.eject_error_rate
+                    && self.may_eject()
+                {
+                    self.eject(b, State::Up);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn may_eject(&self) -> bool {
+        let n = self.len();
+        let mut live = 0usize;
+        let mut out = 0usize;
+        for i in 0..n {
+            if let Some(b) = self.slot(i) {
+                match State::from_u8(b.state.load(Relaxed)) {
+                    State::Removed | State::Down => {}
+                    State::Ejected | State::Probing => {
+                        live += 1;
+                        out += 1;
+                    }
+                    State::Up => live += 1,
+                }
+            }
+        }
+        ((out + 1) as f64) <= self.config.max_ejected_fraction * live as f64
+    }
+
+    fn eject(&self, b: &Backend, from: State) {
+        let until = self
+            .now_ns()
+            .saturating_add(u64::try_from(self.config.cooldown.as_nanos()).unwrap_or(u64::MAX));
+        b.ejected_until.store(until, Relaxed);
+        if b.state
+            .compare_exchange(from as u8, State::Ejected as u8, AcqRel, Relaxed)
+            .is_ok()
+            && from == State::Up
+        {
+            b.ejections.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Requests in flight on `index`.
+    pub fn in_flight(&self, index: usize) -> Result<u64> {
+        Ok(self.backend(index)?.in_flight.load(Relaxed))
+    }
+
+    /// The state of `index`.
+    pub fn state(&self, index: usize) -> Result<State> {
+        Ok(State::from_u8(self.backend(index)?.state.load(Acquire)))
+    }
+
+    /// Times a pick found no backend.
+    pub fn no_backend_errors(&self) -> u64 {
+        self.no_backend.load(Relaxed)
+    }
+
+    /// Counters of every backend (removed ones included, in index order).
+    pub fn stats(&self) -> Vec<BackendStats> {
+        (0..self.len())
+            .filter_map(|i| {
+                let b = self.slot(i)?;
+                Some(BackendStats {
+                    index: i,
+                    state: State::from_u8(b.state.load(Acquire)),
+                    weight: f64::from_bits(b.weight.load(Relaxed)),
+                    in_flight: b.in_flight.load(Relaxed),
+                    picks: b.picks.load(Relaxed),
+                    completed: b.completed.load(Relaxed),
+                    errors: b.errors.load(Relaxed),
+                    ejections: b.ejections.load(Relaxed),
+                    ewma_latency_s: unset_or(b.ewma_latency.load(Relaxed)),
+                    error_rate: f64::from_bits(b.ewma_error.load(Relaxed)),
+                    queue_utilisation: unset_or(b.reported_queue.load(Relaxed)),
+                })
+            })
+            .collect()
+    }
+}
