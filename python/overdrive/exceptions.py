@@ -13,8 +13,11 @@ __all__ = [
     "DecompressionError",
     "DictionaryError",
     "InputTypeError",
+    "NoBackendAvailable",
     "OutputLimitExceeded",
     "OverdriveError",
+    "WorkerPoolShutdown",
+    "WorkerQueueFull",
 ]
 
 
@@ -44,3 +47,18 @@ class OutputLimitExceeded(DecompressionError):
 
 class DictionaryError(CompressionError):
     """Dictionary training failed (too few or too uniform samples)."""
+
+
+# --- balancing (Balancer, WorkerPool, ShardRouter) ---
+
+
+class NoBackendAvailable(OverdriveError, RuntimeError):
+    """Every backend of a Balancer is down, ejected or removed."""
+
+
+class WorkerQueueFull(OverdriveError, RuntimeError):
+    """A WorkerPool's bounded queue is full and the caller chose not to wait (longer)."""
+
+
+class WorkerPoolShutdown(OverdriveError, RuntimeError):
+    """The WorkerPool is shut down: no new tasks (a RuntimeError, as ThreadPoolExecutor's)."""

@@ -28,6 +28,10 @@ exception_classes! {
     decompression_error => "DecompressionError",
     output_limit_exceeded => "OutputLimitExceeded",
     dictionary_error => "DictionaryError",
+    // balancing
+    no_backend_available => "NoBackendAvailable",
+    worker_queue_full => "WorkerQueueFull",
+    worker_pool_shutdown => "WorkerPoolShutdown",
 }
 
 fn raise(class: Option<Bound<'_, PyType>>, msg: String) -> PyErr {
@@ -47,6 +51,10 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         Error::Decompression(_) => decompression_error(py),
         Error::OutputTooLarge { .. } => output_limit_exceeded(py),
         Error::Dictionary(_) => dictionary_error(py),
+        // balancing
+        Error::NoBackendAvailable(_) => no_backend_available(py),
+        Error::WorkerQueueFull { .. } => worker_queue_full(py),
+        Error::PoolShutdown => worker_pool_shutdown(py),
     };
     raise(class, msg)
 }

@@ -6,6 +6,11 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+// balancing
+mod balancer;
+mod router;
+mod worker_pool;
+
 mod buffers;
 mod compress;
 mod errors;
@@ -48,5 +53,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "DEFAULT_MAX_OUTPUT_SIZE",
         overdrive_core::compress::DEFAULT_MAX_OUTPUT_SIZE,
     )?;
+    // balancing
+    m.add_class::<balancer::PyBalancer>()?;
+    m.add_class::<balancer::PyPick>()?;
+    m.add_class::<worker_pool::PyWorkerPool>()?;
+    m.add_class::<router::PyShardRouter>()?;
     Ok(())
 }
