@@ -12,6 +12,9 @@ from typing import Any
 from . import exceptions
 from ._core import __version__
 from ._core import build_info as _build_info
+
+# balancing
+from .balancing import Balancer, ShardRouter, WorkerPool
 from .compression import (
     DEFAULT_MAX_OUTPUT_SIZE,
     Compressor,
@@ -28,6 +31,10 @@ from .exceptions import (
     OutputLimitExceeded,
     OverdriveError,
 )
+
+# balancing
+from .exceptions import NoBackendAvailable, WorkerPoolShutdown, WorkerQueueFull
+
 
 
 def build_info() -> dict[str, Any]:
@@ -53,4 +60,11 @@ __all__ = [
     "decompress",
     "exceptions",
     "train_dictionary",
+    # balancing
+    "Balancer",
+    "NoBackendAvailable",
+    "ShardRouter",
+    "WorkerPool",
+    "WorkerPoolShutdown",
+    "WorkerQueueFull",
 ]

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use overdrive_core::balance::{PoolConfig, Rejected, WorkerPool};
+use overdrive_core::balance::{Hooks, PoolConfig, Rejected, WorkerPool};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
@@ -41,6 +41,26 @@ fn run(py: Python<'_>, task: Task) {
     if let Err(e) = set {
         // Only if the future was resolved by someone else; never lose it silently.
         e.write_unraisable(py, Some(fut));
+    }
+}
+
+/// Worker threads attach once for their lifetime (one thread state, no
+/// set-up per task) and release the interpreter around every wait for work.
+struct PyHooks;
+
+impl Hooks<Task> for PyHooks {
+    fn run(&self, task: Task) {
+        // Re-entrant: the thread is already attached by `thread`.
+        Python::attach(|py| run(py, task));
+    }
+
+    fn thread(&self, body: &mut dyn FnMut()) {
+        // None only while the interpreter shuts down: the worker exits.
+        let _ = Python::try_attach(|_py| body());
+    }
+
+    fn blocking(&self, wait: &mut (dyn FnMut() + Send)) {
+        Python::attach(|py| py.detach(|| wait()));
     }
 }
 
@@ -89,13 +109,8 @@ impl PyWorkerPool {
             scale_down_window: seconds(py, "scale_down_window_s", scale_down_window_s)?,
             name,
         };
-        let runner = Arc::new(|task: Task| {
-            // None only while the interpreter shuts down: the task is dropped
-            // unrun (its references are released by PyO3's deferred pool).
-            let _ = Python::try_attach(|py| run(py, task));
-        });
         Ok(PyWorkerPool {
-            inner: WorkerPool::new(config, runner).py(py)?,
+            inner: WorkerPool::new(config, Arc::new(PyHooks)).py(py)?,
         })
     }
 

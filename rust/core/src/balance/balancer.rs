@@ -194,19 +194,14 @@ impl Config {
 /// NaN bits: "no value reported".
 const UNSET: u64 = 0x7ff8_0000_0000_0001;
 
-/// One backend's atomics (a cache line or two; never locked).
+/// A backend's cold counters (touched on release, not on every pick).
 #[derive(Debug)]
 struct Backend {
-    state: AtomicU8,
-    in_flight: AtomicU64,
-    picks: AtomicU64,
     completed: AtomicU64,
     errors: AtomicU64,
     ejections: AtomicU64,
     /// f64 bits.
     weight: AtomicU64,
-    /// f64 bits, seconds; UNSET before the first sample.
-    ewma_latency: AtomicU64,
     /// f64 bits in [0, 1].
     ewma_error: AtomicU64,
     /// f64 bits in [0, 1], reported by the backend; UNSET when not reported.
@@ -218,18 +213,52 @@ struct Backend {
 impl Default for Backend {
     fn default() -> Self {
         Backend {
-            state: AtomicU8::new(State::Removed as u8),
-            in_flight: AtomicU64::new(0),
-            picks: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
             weight: AtomicU64::new(1.0f64.to_bits()),
-            ewma_latency: AtomicU64::new(UNSET),
             ewma_error: AtomicU64::new(0.0f64.to_bits()),
             reported_queue: AtomicU64::new(UNSET),
             ejected_until: AtomicU64::new(0),
         }
+    }
+}
+
+/// 64 backends: the fields every pick scans are dense arrays, so a scan of
+/// 64 backends reads a few cache lines instead of 64 structs.
+#[derive(Debug)]
+struct Chunk {
+    state: [AtomicU8; CHUNK],
+    in_flight: [AtomicU64; CHUNK],
+    /// f64 bits, seconds; UNSET before the first sample.
+    ewma_latency: [AtomicU64; CHUNK],
+    cold: [Backend; CHUNK],
+}
+
+impl Chunk {
+    fn new() -> Box<Chunk> {
+        Box::new(Chunk {
+            state: std::array::from_fn(|_| AtomicU8::new(State::Removed as u8)),
+            in_flight: std::array::from_fn(|_| AtomicU64::new(0)),
+            ewma_latency: std::array::from_fn(|_| AtomicU64::new(UNSET)),
+            cold: std::array::from_fn(|_| Backend::default()),
+        })
+    }
+}
+
+/// One backend's view into its chunk.
+#[derive(Clone, Copy)]
+struct Slot<'a> {
+    state: &'a AtomicU8,
+    in_flight: &'a AtomicU64,
+    ewma_latency: &'a AtomicU64,
+    cold: &'a Backend,
+}
+
+impl std::ops::Deref for Slot<'_> {
+    type Target = Backend;
+    fn deref(&self) -> &Backend {
+        self.cold
     }
 }
 
@@ -284,12 +313,15 @@ pub struct BackendStats {
 #[derive(Debug)]
 pub struct Balancer {
     config: Config,
-    chunks: Box<[OnceLock<Box<[Backend]>>]>,
+    chunks: Box<[OnceLock<Box<Chunk>>]>,
     len: AtomicUsize,
     grow: Mutex<()>,
     rr: AtomicUsize,
     epoch: Instant,
+    /// When the earliest ejection ends (u64::MAX: nothing ejected).
+    next_probe_at: AtomicU64,
     uniform: std::sync::atomic::AtomicBool,
+    reported: std::sync::atomic::AtomicBool,
     no_backend: AtomicU64,
 }
 
@@ -317,7 +349,9 @@ impl Balancer {
             grow: Mutex::new(()),
             rr: AtomicUsize::new(0),
             epoch: Instant::now(),
+            next_probe_at: AtomicU64::new(u64::MAX),
             uniform: std::sync::atomic::AtomicBool::new(true),
+            reported: std::sync::atomic::AtomicBool::new(false),
             no_backend: AtomicU64::new(0),
         };
         for &w in weights {
@@ -342,11 +376,18 @@ impl Balancer {
     }
 
     #[inline]
-    fn slot(&self, i: usize) -> Option<&Backend> {
-        self.chunks.get(i / CHUNK)?.get()?.get(i % CHUNK)
+    fn slot(&self, i: usize) -> Option<Slot<'_>> {
+        let c = self.chunks.get(i / CHUNK)?.get()?;
+        let j = i % CHUNK;
+        Some(Slot {
+            state: c.state.get(j)?,
+            in_flight: c.in_flight.get(j)?,
+            ewma_latency: c.ewma_latency.get(j)?,
+            cold: c.cold.get(j)?,
+        })
     }
 
-    fn backend(&self, index: usize) -> Result<&Backend> {
+    fn backend(&self, index: usize) -> Result<Slot<'_>> {
         if index < self.len() {
             if let Some(b) = self.slot(index) {
                 return Ok(b);
@@ -375,8 +416,8 @@ impl Balancer {
                 format!("at most {MAX_BACKENDS} backends"),
             ));
         };
-        let chunk = cell.get_or_init(|| (0..CHUNK).map(|_| Backend::default()).collect());
-        let Some(b) = chunk.get(i % CHUNK) else {
+        cell.get_or_init(Chunk::new);
+        let Some(b) = self.slot(i) else {
             return Err(Error::invalid("index", i, "slot out of range"));
         };
         b.weight.store(weight.to_bits(), Relaxed);
@@ -446,21 +487,13 @@ impl Balancer {
         self.backend(index)?
             .reported_queue
             .store(u.to_bits(), Relaxed);
+        self.reported.store(true, Relaxed);
         Ok(())
-    }
-
-    /// Try to take an ejected backend whose cool-down has ended as a probe.
-    fn try_probe(&self, b: &Backend, now: &mut Option<u64>) -> bool {
-        let t = *now.get_or_insert_with(|| self.now_ns());
-        t >= b.ejected_until.load(Relaxed)
-            && b.state
-                .compare_exchange(State::Ejected as u8, State::Probing as u8, AcqRel, Relaxed)
-                .is_ok()
     }
 
     /// Cost of a backend under the strategy (lower is better).
     #[inline]
-    fn cost(&self, b: &Backend, uniform: bool) -> f64 {
+    fn cost(&self, b: Slot<'_>, uniform: bool) -> f64 {
         let active = b.in_flight.load(Relaxed) as f64;
         match self.config.strategy {
             Strategy::LoadScore => {
@@ -487,18 +520,25 @@ impl Balancer {
         let i = self.pick()?;
         if let Some(b) = self.slot(i) {
             b.in_flight.fetch_add(1, Relaxed);
-            b.picks.fetch_add(1, Relaxed);
         }
         Ok(i)
     }
 
     fn pick(&self) -> Result<usize> {
         let n = self.len();
-        let mut now = None;
+        let due = self.next_probe_at.load(Relaxed);
+        if due != u64::MAX {
+            let t = self.now_ns();
+            if t >= due {
+                if let Some(i) = self.take_probe(n, t) {
+                    return Ok(i);
+                }
+            }
+        }
         let found = match self.config.strategy {
-            Strategy::RoundRobin => self.pick_rr(n, &mut now),
-            Strategy::P2C => self.pick_p2c(n, &mut now),
-            _ => self.pick_scan(n, &mut now),
+            Strategy::RoundRobin => self.pick_rr(n),
+            Strategy::P2C => self.pick_p2c(n),
+            _ => self.pick_scan(n),
         };
         found.ok_or_else(|| {
             self.no_backend.fetch_add(1, Relaxed);
@@ -506,36 +546,46 @@ impl Balancer {
         })
     }
 
-    /// Whether `b` may take a request now (`Up`, or an ejected backend that
-    /// this call just took as a probe: then `probe` is set).
-    #[inline]
-    fn eligible(&self, b: &Backend, now: &mut Option<u64>, probe: &mut bool) -> bool {
-        match b.state.load(Acquire) {
-            0 => true,
-            2 if self.try_probe(b, now) => {
-                *probe = true;
-                true
+    /// Take the first ejected backend whose cool-down has ended as a probe,
+    /// and recompute when the next probe is due.
+    #[cold]
+    fn take_probe(&self, n: usize, now: u64) -> Option<usize> {
+        self.next_probe_at.store(u64::MAX, Relaxed);
+        let mut taken = None;
+        for i in 0..n {
+            let Some(b) = self.slot(i) else { continue };
+            if b.state.load(Acquire) != State::Ejected as u8 {
+                continue;
             }
-            _ => false,
-        }
-    }
-
-    fn pick_rr(&self, n: usize, now: &mut Option<u64>) -> Option<usize> {
-        let start = self.rr.fetch_add(1, Relaxed);
-        for k in 0..n {
-            let i = (start + k) % n;
-            let mut probe = false;
-            if self
-                .slot(i)
-                .is_some_and(|b| self.eligible(b, now, &mut probe))
+            let until = b.ejected_until.load(Relaxed);
+            if taken.is_none()
+                && now >= until
+                && b.state
+                    .compare_exchange(State::Ejected as u8, State::Probing as u8, AcqRel, Relaxed)
+                    .is_ok()
             {
-                return Some(i);
+                taken = Some(i);
+                continue;
             }
+            self.next_probe_at.fetch_min(until, Relaxed);
         }
-        None
+        taken
     }
 
-    fn pick_p2c(&self, n: usize, now: &mut Option<u64>) -> Option<usize> {
+    /// Whether `b` takes requests (an ejected backend is probed by `take_probe`).
+    #[inline]
+    fn up(b: Slot<'_>) -> bool {
+        b.state.load(Acquire) == State::Up as u8
+    }
+
+    fn pick_rr(&self, n: usize) -> Option<usize> {
+        let start = self.rr.fetch_add(1, Relaxed);
+        (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.slot(i).is_some_and(Self::up))
+    }
+
+    fn pick_p2c(&self, n: usize) -> Option<usize> {
         let uniform = self.uniform.load(Relaxed);
         if n >= 2 {
             for _ in 0..4 {
@@ -547,16 +597,7 @@ impl Balancer {
                 let (Some(ba), Some(bc)) = (self.slot(a), self.slot(c)) else {
                     continue;
                 };
-                let mut probe = false;
-                let ea = self.eligible(ba, now, &mut probe);
-                if probe {
-                    return Some(a);
-                }
-                let ec = self.eligible(bc, now, &mut probe);
-                if probe {
-                    return Some(c);
-                }
-                match (ea, ec) {
+                match (Self::up(ba), Self::up(bc)) {
                     (true, true) => {
                         return Some(if self.cost(bc, uniform) < self.cost(ba, uniform) {
                             c
@@ -571,15 +612,19 @@ impl Balancer {
             }
         }
         // Few or mostly unavailable backends: an exact scan.
-        self.pick_scan(n, now)
+        self.pick_scan(n)
     }
 
-    fn pick_scan(&self, n: usize, now: &mut Option<u64>) -> Option<usize> {
+    fn pick_scan(&self, n: usize) -> Option<usize> {
         if n == 0 {
             return None;
         }
         let uniform = self.uniform.load(Relaxed);
         let latency_ties = self.config.strategy == Strategy::LoadScore;
+        if uniform && !(latency_ties && self.reported.load(Relaxed)) {
+            // Cost is monotonic in the in-flight count: an integer scan.
+            return self.scan_in_flight(n, latency_ties);
+        }
         let start = rng::below(n);
         let mut best: Option<(usize, f64, f64)> = None;
         for k in 0..n {
@@ -588,36 +633,73 @@ impl Balancer {
                 i -= n;
             }
             let Some(b) = self.slot(i) else { continue };
-            let mut probe = false;
-            if !self.eligible(b, now, &mut probe) {
+            if !Self::up(b) {
                 continue;
             }
-            if probe {
-                return Some(i);
-            }
             let cost = self.cost(b, uniform);
+            let lat = || unset_or(b.ewma_latency.load(Relaxed)).unwrap_or(0.0);
             match best {
                 Some((_, c, _)) if cost > c + 1e-12 => {}
-                Some((_, c, lat)) if cost >= c - 1e-12 => {
+                Some((_, c, l)) if cost >= c - 1e-12 => {
                     // A tie: load_score prefers the backend that has been faster.
-                    if latency_ties {
-                        let l = unset_or(b.ewma_latency.load(Relaxed)).unwrap_or(0.0);
-                        if l < lat {
-                            best = Some((i, cost, l));
-                        }
+                    if latency_ties && lat() < l {
+                        best = Some((i, cost, lat()));
                     }
                 }
-                _ => {
-                    let l = if latency_ties {
-                        unset_or(b.ewma_latency.load(Relaxed)).unwrap_or(0.0)
-                    } else {
-                        0.0
-                    };
-                    best = Some((i, cost, l));
-                }
+                _ => best = Some((i, cost, if latency_ties { lat() } else { 0.0 })),
             }
         }
         best.map(|(i, _, _)| i)
+    }
+
+    /// The backend with the fewest requests in flight, from a random start
+    /// (so ties spread); with `latency_ties`, ties go to the lower EWMA
+    /// latency, otherwise the first idle backend ends the scan.
+    fn scan_in_flight(&self, n: usize, latency_ties: bool) -> Option<usize> {
+        let start = rng::below(n);
+        let mut best: Option<usize> = None;
+        let mut best_f = u64::MAX;
+        let mut best_lat = f64::INFINITY;
+        for (lo, hi) in [(start, n), (0, start)] {
+            let mut i = lo;
+            while i < hi {
+                let Some(c) = self.chunks.get(i / CHUNK).and_then(OnceLock::get) else {
+                    break;
+                };
+                let j0 = i % CHUNK;
+                let j1 = (j0 + (hi - i)).min(CHUNK);
+                let base = i - j0;
+                for j in j0..j1 {
+                    let (Some(st), Some(fl), Some(lat)) =
+                        (c.state.get(j), c.in_flight.get(j), c.ewma_latency.get(j))
+                    else {
+                        continue;
+                    };
+                    if st.load(Acquire) != State::Up as u8 {
+                        continue;
+                    }
+                    let f = fl.load(Relaxed);
+                    if f < best_f {
+                        if f == 0 && !latency_ties {
+                            return Some(base + j);
+                        }
+                        best_f = f;
+                        best = Some(base + j);
+                        if latency_ties {
+                            best_lat = unset_or(lat.load(Relaxed)).unwrap_or(0.0);
+                        }
+                    } else if latency_ties && f == best_f {
+                        let l = unset_or(lat.load(Relaxed)).unwrap_or(0.0);
+                        if l < best_lat {
+                            best_lat = l;
+                            best = Some(base + j);
+                        }
+                    }
+                }
+                i = base + j1;
+            }
+        }
+        best
     }
 
     /// End a request on `index`: `latency_s` feeds the latency EWMA, `ok`
@@ -653,7 +735,7 @@ impl Balancer {
         let alpha = self.config.ewma_alpha;
         let done = b.completed.fetch_add(1, Relaxed) + 1;
         if let Some(l) = latency_s {
-            ewma_update(&b.ewma_latency, l, alpha);
+            ewma_update(b.ewma_latency, l, alpha);
         }
         if ok {
             if b.ewma_error.load(Relaxed) != 0.0f64.to_bits() {
@@ -710,7 +792,7 @@ impl Balancer {
         ((out + 1) as f64) <= self.config.max_ejected_fraction * live as f64
     }
 
-    fn eject(&self, b: &Backend, from: State) {
+    fn eject(&self, b: Slot<'_>, from: State) {
         let until = self
             .now_ns()
             .saturating_add(u64::try_from(self.config.cooldown.as_nanos()).unwrap_or(u64::MAX));
@@ -718,9 +800,11 @@ impl Balancer {
         if b.state
             .compare_exchange(from as u8, State::Ejected as u8, AcqRel, Relaxed)
             .is_ok()
-            && from == State::Up
         {
-            b.ejections.fetch_add(1, Relaxed);
+            if from == State::Up {
+                b.ejections.fetch_add(1, Relaxed);
+            }
+            self.next_probe_at.fetch_min(until, Relaxed);
         }
     }
 
@@ -749,7 +833,7 @@ impl Balancer {
                     state: State::from_u8(b.state.load(Acquire)),
                     weight: f64::from_bits(b.weight.load(Relaxed)),
                     in_flight: b.in_flight.load(Relaxed),
-                    picks: b.picks.load(Relaxed),
+                    picks: b.completed.load(Relaxed) + b.in_flight.load(Relaxed),
                     completed: b.completed.load(Relaxed),
                     errors: b.errors.load(Relaxed),
                     ejections: b.ejections.load(Relaxed),

@@ -11,7 +11,7 @@ pub mod worker;
 pub use balancer::{BackendStats, Balancer, Config as BalancerConfig, State, Strategy};
 pub use hash::Key;
 pub use router::{NodeStats, Router};
-pub use worker::{PoolConfig, PoolStats, Rejected, Runner, ScaleEvent, WorkerPool};
+pub use worker::{Hooks, PoolConfig, PoolStats, Rejected, Runner, ScaleEvent, WorkerPool};
 
 #[cfg(test)]
 mod tests;

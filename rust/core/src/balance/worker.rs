@@ -177,8 +177,31 @@ pub struct PoolStats {
     pub shutdown: bool,
 }
 
-/// Runs one task on a worker thread.
-pub type Runner<T> = Arc<dyn Fn(T) + Send + Sync>;
+/// What a worker thread does around the queue: run a task, wrap the whole
+/// thread, and wrap each blocking wait. The binding attaches a worker to the
+/// interpreter once for its lifetime (`thread`), releases it around every
+/// wait for work (`blocking`), and runs Python callables in `run`.
+pub trait Hooks<T>: Send + Sync + 'static {
+    /// Run one task.
+    fn run(&self, task: T);
+    /// Run the worker thread's body (which must be called at most once).
+    fn thread(&self, body: &mut dyn FnMut()) {
+        body();
+    }
+    /// Run one blocking wait for work.
+    fn blocking(&self, wait: &mut (dyn FnMut() + Send)) {
+        wait();
+    }
+}
+
+impl<T, F: Fn(T) + Send + Sync + 'static> Hooks<T> for F {
+    fn run(&self, task: T) {
+        self(task);
+    }
+}
+
+/// The hooks a pool runs its tasks with.
+pub type Runner<T> = Arc<dyn Hooks<T>>;
 
 struct Shared<T> {
     config: PoolConfig,
@@ -352,7 +375,7 @@ impl<T: Send + 'static> WorkerPool<T> {
         let shared = Arc::clone(s);
         let spawned = std::thread::Builder::new()
             .name(format!("{}-{}", s.config.name, workers))
-            .spawn(move || worker_loop(&shared));
+            .spawn(move || worker_main(&shared));
         match spawned {
             Ok(h) => {
                 s.scale_ups.fetch_add(1, Relaxed);
@@ -399,7 +422,7 @@ impl<T: Send + 'static> WorkerPool<T> {
         let shared = Arc::clone(s);
         match std::thread::Builder::new()
             .name(format!("{}-drain", s.config.name))
-            .spawn(move || worker_loop(&shared))
+            .spawn(move || worker_main(&shared))
         {
             Ok(h) => s.threads.lock().push(h),
             Err(_) => {
@@ -527,32 +550,59 @@ fn tick(config: &PoolConfig) -> Duration {
     (config.scale_down_window / 10).clamp(Duration::from_millis(5), Duration::from_millis(250))
 }
 
-fn worker_loop<T>(s: &Shared<T>) {
+/// A worker thread: the hooks' `thread` wraps the loop.
+fn worker_main<T: Send + 'static>(s: &Shared<T>) {
+    let mut ran = false;
+    s.runner.thread(&mut || {
+        ran = true;
+        worker_loop(s);
+    });
+    if !ran {
+        // The hooks could not start the thread (e.g. the interpreter is gone).
+        s.workers.fetch_sub(1, AcqRel);
+    }
+}
+
+/// Wait for the next task; None when this worker exits (its slot in
+/// `workers` already given back).
+fn next_task<T: Send + 'static>(s: &Shared<T>, tick: Duration) -> Option<T> {
+    let mut q = s.queue.lock();
+    loop {
+        if let Some(e) = q.heap.pop() {
+            return Some(e.task);
+        }
+        if q.closed {
+            drop(q);
+            s.workers.fetch_sub(1, AcqRel);
+            return None;
+        }
+        q.idle += 1;
+        let timed_out = s.not_empty.wait_for(&mut q, tick).timed_out();
+        q.idle -= 1;
+        if timed_out && q.heap.is_empty() && !q.closed {
+            drop(q);
+            if s.should_retire() {
+                return None;
+            }
+            q = s.queue.lock();
+        }
+    }
+}
+
+fn worker_loop<T: Send + 'static>(s: &Shared<T>) {
     let tick = tick(&s.config);
     loop {
-        let task = {
-            let mut q = s.queue.lock();
-            loop {
-                if let Some(e) = q.heap.pop() {
-                    break Some(e.task);
-                }
-                if q.closed {
-                    break None;
-                }
-                q.idle += 1;
-                let timed_out = s.not_empty.wait_for(&mut q, tick).timed_out();
-                q.idle -= 1;
-                if timed_out && q.heap.is_empty() && !q.closed {
-                    drop(q);
-                    if s.should_retire() {
-                        return;
-                    }
-                    q = s.queue.lock();
-                }
+        // Fast path: take queued work without a blocking wait.
+        let ready = s.queue.lock().heap.pop().map(|e| e.task);
+        let task = match ready {
+            Some(t) => Some(t),
+            None => {
+                let mut next = None;
+                s.runner.blocking(&mut || next = next_task(s, tick));
+                next
             }
         };
         let Some(task) = task else {
-            s.workers.fetch_sub(1, AcqRel);
             return;
         };
         if s.config.max_queue > 0 {
@@ -561,7 +611,7 @@ fn worker_loop<T>(s: &Shared<T>) {
         let b = s.busy.fetch_add(1, Relaxed) + 1;
         s.peak_busy.fetch_max(b, Relaxed);
         let runner = &s.runner;
-        let _ = catch_unwind(AssertUnwindSafe(|| runner(task)));
+        let _ = catch_unwind(AssertUnwindSafe(|| runner.run(task)));
         s.busy.fetch_sub(1, Relaxed);
         s.completed.fetch_add(1, Release);
     }
