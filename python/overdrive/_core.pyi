@@ -166,8 +166,8 @@ class WorkerPoolCore:
         priority: int = 0,
         block: bool = True,
         timeout: float | None = None,
-    ) -> None:
-        """Queue ``func(*args, **kwargs)`` to resolve ``future``."""
+    ) -> TaskHandle:
+        """Queue ``func(*args, **kwargs)`` to resolve ``future``; the handle can run it inline."""
     def shutdown(self, cancel: bool) -> list[Any]:
         """Stop accepting tasks; with ``cancel`` return the unstarted tasks' futures."""
     def join(self, timeout: float | None = None) -> bool:
@@ -215,3 +215,10 @@ class ShardRouter:
     def stats(self) -> dict[str, Any]:
         """Totals and per-node load, routes, weight and bound."""
     def __len__(self) -> int: ...
+
+@final
+class TaskHandle:
+    """A queued WorkerPool task, so a thread waiting on its future can run it itself."""
+
+    def run_inline(self) -> bool:
+        """Run the task on this thread unless a worker took it; True if it ran here."""

@@ -27,19 +27,21 @@ import asyncio
 import atexit
 import os
 import threading
-import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from concurrent.futures._base import PENDING
 from typing import Any, Literal, TypeVar
 
-from ._core import Balancer, Pick, ShardRouter, WorkerPoolCore
+from ._core import Balancer, Pick, ShardRouter, TaskHandle, WorkerPoolCore
 from .exceptions import ConfigurationError, WorkerPoolShutdown
 
 __all__ = ["Balancer", "Pick", "ShardRouter", "WorkerPool"]
 
 T = TypeVar("T")
 
-_live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+# Pools stay referenced until shut down, so at exit every worker is joined
+# before the interpreter finalises (as ThreadPoolExecutor's threads are).
+_live_pools: set[WorkerPool] = set()
 _live_lock = threading.Lock()
 
 
@@ -47,6 +49,28 @@ def default_bounds(cores: int | None = None) -> tuple[int, int]:
     """The default ``(min_workers, max_workers)``: 2x and 4x the CPU count."""
     n = max(1, cores if cores is not None else (os.cpu_count() or 1))
     return 2 * n, 4 * n
+
+
+class _PoolFuture(Future[T]):
+    """A :class:`concurrent.futures.Future` whose waiter runs the task itself
+    when no worker has started it yet (``help_on_wait``): waiting on a queued
+    task costs no thread hand-off, and a task that waits on another task's
+    future can never deadlock a full pool."""
+
+    _od_task: TaskHandle | None = None
+
+    def _help(self) -> None:
+        task = self._od_task
+        if task is not None and self._state == PENDING:
+            task.run_inline()
+
+    def result(self, timeout: float | None = None) -> T:
+        self._help()
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._help()
+        return super().exception(timeout)
 
 
 class WorkerPool(Executor):
@@ -69,6 +93,13 @@ class WorkerPool(Executor):
     ``on_full="reject"`` raises :class:`~overdrive.exceptions.WorkerQueueFull`
     at once. A task that raises fails only its own future. For asyncio use
     ``await pool.submit_async(fn, ...)`` or ``asyncio.wrap_future(pool.submit(...))``.
+
+    ``help_on_wait=True`` (the default): ``future.result()`` / ``.exception()``
+    on a task that no worker has started yet runs it on the waiting thread
+    (as Java's ForkJoinPool does on join), so a submit-then-wait costs no
+    thread hand-off and nested waits cannot deadlock. The task then runs on
+    the caller's thread: pass ``help_on_wait=False`` if tasks rely on running
+    in a pool thread (thread-locals, thread names).
     """
 
     def __init__(
@@ -85,6 +116,7 @@ class WorkerPool(Executor):
         scale_down_util: float = 0.3,
         scale_down_window_s: float = 10.0,
         thread_name_prefix: str = "overdrive-worker",
+        help_on_wait: bool = True,
     ) -> None:
         lo, hi = default_bounds()
         if max_workers is None:
@@ -94,6 +126,7 @@ class WorkerPool(Executor):
         if on_full not in ("block", "reject"):
             raise ConfigurationError(f"invalid on_full={on_full!r}: must be 'block' or 'reject'")
         self._block = on_full == "block"
+        self._help = help_on_wait
         self._full_timeout = full_timeout_s
         self._core = WorkerPoolCore(
             min_workers,
@@ -131,11 +164,15 @@ class WorkerPool(Executor):
                 if self._pid == os.getpid()
                 else "cannot use a WorkerPool made before os.fork(); make a new one"
             )
-        fut: Future[T] = Future()
-        self._core.submit(
-            fut, fn, args, kwargs or None, priority, self._block, self._full_timeout
-        )
-        return fut
+        if self._help:
+            fut: _PoolFuture[T] = _PoolFuture()
+            fut._od_task = self._core.submit(
+                fut, fn, args, kwargs or None, priority, self._block, self._full_timeout
+            )
+            return fut
+        plain: Future[T] = Future()
+        self._core.submit(plain, fn, args, kwargs or None, priority, self._block, self._full_timeout)
+        return plain
 
     async def submit_async(
         self, fn: Callable[..., T], /, *args: Any, priority: int = 0, **kwargs: Any
@@ -154,6 +191,8 @@ class WorkerPool(Executor):
             fut.cancel()
         if wait:
             self._core.join(None)
+            with _live_lock:
+                _live_pools.discard(self)
 
     def stats(self) -> dict[str, Any]:
         """Workers, busy/idle, queue depth and high water, task counts, scaling events."""

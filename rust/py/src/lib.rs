@@ -57,6 +57,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<balancer::PyBalancer>()?;
     m.add_class::<balancer::PyPick>()?;
     m.add_class::<worker_pool::PyWorkerPool>()?;
+    m.add_class::<worker_pool::PyTaskHandle>()?;
     m.add_class::<router::PyShardRouter>()?;
     Ok(())
 }

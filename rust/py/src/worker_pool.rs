@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use overdrive_core::balance::{Hooks, PoolConfig, Rejected, WorkerPool};
+use parking_lot::Mutex;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
@@ -15,15 +16,50 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use crate::errors::{bad_value, IntoPy};
 
 /// One queued call and the future it resolves.
-struct Task {
+struct Payload {
     future: Py<PyAny>,
     func: Py<PyAny>,
     args: Py<PyTuple>,
     kwargs: Option<Py<PyDict>>,
 }
 
-/// Run a task on the current (worker) thread, attached.
-fn run(py: Python<'_>, task: Task) {
+/// A queued call, shared by the queue and the future's `TaskHandle`: whoever
+/// takes the payload first runs it (a worker, or a thread waiting on the
+/// result), so it runs exactly once. Taking it also breaks the reference
+/// cycle future -> handle -> payload -> future.
+struct TaskSlot(Mutex<Option<Payload>>);
+
+impl TaskSlot {
+    fn take(&self) -> Option<Payload> {
+        self.0.lock().take()
+    }
+}
+
+type Task = Arc<TaskSlot>;
+
+/// Lets a thread that waits on a future run its task itself if no worker has
+/// started it yet ("help on wait", as Java's ForkJoinPool joins do).
+#[pyclass(frozen, module = "overdrive._core", name = "TaskHandle")]
+pub(crate) struct PyTaskHandle {
+    slot: Task,
+}
+
+#[pymethods]
+impl PyTaskHandle {
+    /// Run the task on this thread unless a worker took it; True if it ran here.
+    fn run_inline(&self, py: Python<'_>) -> bool {
+        match self.slot.take() {
+            Some(p) => {
+                run(py, p);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Run a task on the current thread, attached.
+fn run(py: Python<'_>, task: Payload) {
     let fut = task.future.bind(py);
     match fut.call_method0(intern!(py, "set_running_or_notify_cancel")) {
         Ok(v) if v.is_truthy().unwrap_or(false) => {}
@@ -51,7 +87,12 @@ struct PyHooks;
 impl Hooks<Task> for PyHooks {
     fn run(&self, task: Task) {
         // Re-entrant: the thread is already attached by `thread`.
-        Python::attach(|py| run(py, task));
+        Python::attach(|py| {
+            if let Some(p) = task.take() {
+                run(py, p);
+            }
+            drop(task);
+        });
     }
 
     fn thread(&self, body: &mut dyn FnMut()) {
@@ -59,8 +100,12 @@ impl Hooks<Task> for PyHooks {
         let _ = Python::try_attach(|_py| body());
     }
 
+    fn is_live(&self, task: &Task) -> bool {
+        task.0.lock().is_some()
+    }
+
     fn blocking(&self, wait: &mut (dyn FnMut() + Send)) {
-        Python::attach(|py| py.detach(|| wait()));
+        Python::attach(|py| py.detach(wait));
     }
 }
 
@@ -128,15 +173,18 @@ impl PyWorkerPool {
         priority: i64,
         block: bool,
         timeout: Option<f64>,
-    ) -> PyResult<()> {
-        let task = Task {
+    ) -> PyResult<PyTaskHandle> {
+        let task: Task = Arc::new(TaskSlot(Mutex::new(Some(Payload {
             future,
             func,
             args,
             kwargs,
+        }))));
+        let handle = PyTaskHandle {
+            slot: Arc::clone(&task),
         };
         let task = match self.inner.try_push(task, priority) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(handle),
             Err(Rejected {
                 task,
                 error: overdrive_core::Error::WorkerQueueFull { .. },
@@ -148,7 +196,7 @@ impl PyWorkerPool {
         // only moved, never touched, while detached.
         let pushed = py.detach(move || self.inner.push(task, priority, timeout));
         match pushed {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(handle),
             Err(r) => {
                 let err = r.error;
                 drop(r.task);
@@ -161,7 +209,10 @@ impl PyWorkerPool {
     /// never started (the caller cancels them), highest priority first.
     fn shutdown<'py>(&self, py: Python<'py>, cancel: bool) -> PyResult<Bound<'py, PyList>> {
         let drained = self.inner.close(cancel);
-        let futures: Vec<Py<PyAny>> = drained.into_iter().map(|t| t.future).collect();
+        let futures: Vec<Py<PyAny>> = drained
+            .into_iter()
+            .filter_map(|t| t.take().map(|p| p.future))
+            .collect();
         PyList::new(py, futures)
     }
 

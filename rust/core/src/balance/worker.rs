@@ -192,6 +192,11 @@ pub trait Hooks<T>: Send + Sync + 'static {
     fn blocking(&self, wait: &mut (dyn FnMut() + Send)) {
         wait();
     }
+    /// Whether a task still needs a worker (false: someone else ran it, so a
+    /// waiting worker drops it without leaving its wait). Called while blocking.
+    fn is_live(&self, _task: &T) -> bool {
+        true
+    }
 }
 
 impl<T, F: Fn(T) + Send + Sync + 'static> Hooks<T> for F {
@@ -569,7 +574,11 @@ fn next_task<T: Send + 'static>(s: &Shared<T>, tick: Duration) -> Option<T> {
     let mut q = s.queue.lock();
     loop {
         if let Some(e) = q.heap.pop() {
-            return Some(e.task);
+            if s.runner.is_live(&e.task) {
+                return Some(e.task);
+            }
+            s.completed.fetch_add(1, Release);
+            continue;
         }
         if q.closed {
             drop(q);
