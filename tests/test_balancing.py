@@ -71,7 +71,8 @@ def test_pick_context_manager_records_latency_and_errors() -> None:
         time.sleep(0.001)
     assert lb.in_flight(i) == 0
     b = lb.stats()["backends"][i]
-    assert b["ewma_latency_s"] is not None and b["ewma_latency_s"] > 0
+    assert b["ewma_latency_s"] is not None
+    assert b["ewma_latency_s"] > 0
     with pytest.raises(KeyError), lb.pick() as j:
         raise KeyError("boom")
     assert lb.stats()["backends"][j]["errors"] == 1
@@ -81,9 +82,8 @@ def test_pick_context_manager_records_latency_and_errors() -> None:
 def test_pick_cannot_be_entered_twice() -> None:
     lb = od.Balancer(2)
     p = lb.pick()
-    with p:
-        with pytest.raises(ConfigurationError, match="pick"):
-            p.__enter__()
+    with p, pytest.raises(ConfigurationError, match="pick"):
+        p.__enter__()
     assert p.index is None
 
 
@@ -93,7 +93,8 @@ def test_mark_down_up_add_remove() -> None:
     assert lb.state(0) == "down"
     assert {lb.acquire() for _ in range(5)} == {1}
     j = lb.add(weight=1.0)
-    assert j == 2 and len(lb) == 3
+    assert j == 2
+    assert len(lb) == 3
     assert lb.acquire() == 2
     lb.remove(1)
     assert lb.state(1) == "removed"
@@ -281,7 +282,8 @@ def test_route_types_and_stickiness() -> None:
         node = r.lookup(key)
         assert node in NODES
         assert all(r.lookup(key) == node for _ in range(3))
-    assert r.nodes == NODES and len(r) == 10
+    assert r.nodes == NODES
+    assert len(r) == 10
     assert r.load_factor == 1.25
 
 

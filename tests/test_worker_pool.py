@@ -228,13 +228,14 @@ def test_hundred_thousand_mixed_priority_tasks_counts_exact() -> None:
 
     with od.WorkerPool(min_workers=2, max_workers=4) as p:
         futs = [p.submit(task, i % 5, priority=i % 5) for i in range(n)]
-        done, not_done = cf.wait(futs, timeout=60)
+        _done, not_done = cf.wait(futs, timeout=60)
         assert not not_done
         total = sum(f.result() for f in futs)
     assert total == sum(i % 5 for i in range(n))
     assert counts == collections.Counter({k: n // 5 for k in range(5)})
     s = p.stats()
-    assert s["submitted"] == n and s["completed"] == n
+    assert s["submitted"] == n
+    assert s["completed"] == n
 
 
 def test_many_producers_counts_exact() -> None:

@@ -22,19 +22,20 @@ from .compression import (
     decompress,
     train_dictionary,
 )
+
+# balancing
 from .exceptions import (
     CompressionError,
     ConfigurationError,
     DecompressionError,
     DictionaryError,
     InputTypeError,
+    NoBackendAvailable,
     OutputLimitExceeded,
     OverdriveError,
+    WorkerPoolShutdown,
+    WorkerQueueFull,
 )
-
-# balancing
-from .exceptions import NoBackendAvailable, WorkerPoolShutdown, WorkerQueueFull
-
 
 
 def build_info() -> dict[str, Any]:

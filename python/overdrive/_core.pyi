@@ -125,17 +125,19 @@ class Balancer:
     def in_flight(self, index: int) -> int:
         """Requests in flight on ``index``."""
     def state(self, index: int) -> str:
-        """"up", "down", "ejected", "probing" or "removed"."""
+        """The backend's state: up, down, ejected, probing or removed."""
     def __len__(self) -> int: ...
     def stats(self) -> dict[str, Any]:
-        """Totals and, under "backends", per-backend in_flight, picks, EWMA latency, errors, state."""
+        """Totals, and per backend: in_flight, picks, EWMA latency, errors, state."""
 
 @final
 class Pick:
     """The context manager returned by ``Balancer.pick()``."""
 
     def __enter__(self) -> int: ...
-    def __exit__(self, exc_type: object = None, _exc: object = None, _tb: object = None) -> bool: ...
+    def __exit__(
+        self, exc_type: object = None, _exc: object = None, _tb: object = None
+    ) -> bool: ...
     @property
     def index(self) -> int | None:
         """The backend index while entered, else None."""

@@ -171,7 +171,9 @@ class WorkerPool(Executor):
             )
             return fut
         plain: Future[T] = Future()
-        self._core.submit(plain, fn, args, kwargs or None, priority, self._block, self._full_timeout)
+        self._core.submit(
+            plain, fn, args, kwargs or None, priority, self._block, self._full_timeout
+        )
         return plain
 
     async def submit_async(
