@@ -98,7 +98,7 @@ fn check_cap(py: Python<'_>, max_output_size: i64) -> PyResult<usize> {
 ///
 /// One standard zstd frame (content size in the header, no checksum).
 #[pyfunction]
-#[pyo3(signature = (data, level = core::DEFAULT_LEVEL))]
+#[pyo3(signature = (data, level = 3))]
 pub(crate) fn compress<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
@@ -111,7 +111,7 @@ pub(crate) fn compress<'py>(
 
 /// decompress(data, max_output_size=268435456) -> bytes
 #[pyfunction]
-#[pyo3(signature = (data, max_output_size = core::DEFAULT_MAX_OUTPUT_SIZE as i64))]
+#[pyo3(signature = (data, max_output_size = 268435456))]
 pub(crate) fn decompress<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
@@ -149,7 +149,7 @@ pub(crate) struct PyCompressor {
 #[pymethods]
 impl PyCompressor {
     #[new]
-    #[pyo3(signature = (level = core::DEFAULT_LEVEL, threshold = 1024, dictionary = None, max_output_size = core::DEFAULT_MAX_OUTPUT_SIZE as i64))]
+    #[pyo3(signature = (level = 3, threshold = 1024, dictionary = None, max_output_size = 268435456))]
     fn new(
         py: Python<'_>,
         level: i32,
