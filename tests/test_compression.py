@@ -433,3 +433,23 @@ def test_stats_count_calls_and_bytes() -> None:
     assert s["ratio"] > 1
     assert s["errors"] == 1
     assert s["decompress_calls"] == 1
+
+
+def test_no_memory_growth_over_many_calls() -> None:
+    """orjson-style leak check: RSS stays flat over a hot loop of 200k calls."""
+
+    def rss_kib() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4
+
+    c = od.Compressor(threshold=0)
+    msg = json_messages(1, 300, seed=1)[0]
+    for _ in range(20_000):  # warm-up: contexts, allocator arenas
+        c.unpack(c.pack(msg))
+        od.decompress(od.compress(msg))
+    before = rss_kib()
+    for _ in range(100_000):
+        c.unpack(c.pack(msg))
+        od.decompress(od.compress(msg))
+    grown = rss_kib() - before
+    assert grown < 1024, f"RSS grew {grown} KiB over 200k round trips"
