@@ -426,7 +426,7 @@ def test_stats_count_calls_and_bytes() -> None:
     with pytest.raises(DecompressionError):
         c.decompress(b"junk junk")
     s = c.stats()
-    assert s["compress_calls"] == 3
+    assert s["compress_calls"] == 4  # 2 packs + 2 items of compress_many
     assert s["raw_packed"] == 1
     assert s["bytes_in"] == 5 + 1000 + 1000
     assert s["bytes_out"] > 0
@@ -453,3 +453,17 @@ def test_no_memory_growth_over_many_calls() -> None:
         od.decompress(od.compress(msg))
     grown = rss_kib() - before
     assert grown < 1024, f"RSS grew {grown} KiB over 200k round trips"
+
+
+def test_batch_errors_name_the_item() -> None:
+    c = od.Compressor()
+    small = [c.compress(b"ok"), b"junk", c.compress(b"fine")]
+    with pytest.raises(DecompressionError, match=r"^item 1: .*magic"):
+        c.decompress_many(small)
+    big = [c.compress(m) for m in json_messages(400, 1024, seed=6)]  # parallel path
+    big[300] = big[300][:-4]
+    with pytest.raises(DecompressionError, match=r"^item 300: .*truncated"):
+        c.decompress_many(big)
+    capped = od.Compressor(max_output_size=100)
+    with pytest.raises(OutputLimitExceeded, match="^item 0: "):
+        capped.decompress_many([c.compress(bytes(1000))])
