@@ -465,5 +465,5 @@ def test_batch_errors_name_the_item() -> None:
     with pytest.raises(DecompressionError, match=r"^item 300: .*truncated"):
         c.decompress_many(big)
     capped = od.Compressor(max_output_size=100)
-    with pytest.raises(OutputLimitExceeded, match="^item 0: "):
+    with pytest.raises(OutputLimitExceeded, match=r"^item 0: "):
         capped.decompress_many([c.compress(bytes(1000))])
