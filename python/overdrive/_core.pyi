@@ -152,7 +152,7 @@ class WorkerPoolCore:
         max_workers: int,
         *,
         max_queue: int = 0,
-        aging_s: float | None = 1.0,
+        aging_s: float | None = None,
         scale_up_depth: int = 10,
         scale_up_util: float = 0.8,
         scale_down_util: float = 0.3,

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use overdrive_core::balance::router::DEFAULT_VNODES;
 use overdrive_core::balance::{Key, Router};
 use parking_lot::RwLock;
 use pyo3::prelude::*;
@@ -86,7 +85,7 @@ impl PyShardRouter {
 #[pymethods]
 impl PyShardRouter {
     #[new]
-    #[pyo3(signature = (nodes, load_factor = 1.25, *, vnodes = DEFAULT_VNODES))]
+    #[pyo3(signature = (nodes, load_factor = 1.25, *, vnodes = 160))]
     fn new(
         py: Python<'_>,
         nodes: &Bound<'_, PyAny>,

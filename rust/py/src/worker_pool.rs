@@ -127,9 +127,9 @@ pub(crate) struct PyWorkerPool {
 #[pymethods]
 impl PyWorkerPool {
     #[new]
-    #[pyo3(signature = (min_workers, max_workers, *, max_queue = 0, aging_s = Some(1.0),
+    #[pyo3(signature = (min_workers, max_workers, *, max_queue = 0, aging_s = None,
         scale_up_depth = 10, scale_up_util = 0.8, scale_down_util = 0.3,
-        scale_down_window_s = 10.0, name = "overdrive-worker".to_string()))]
+        scale_down_window_s = 10.0, name = "overdrive-worker"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -141,7 +141,7 @@ impl PyWorkerPool {
         scale_up_util: f64,
         scale_down_util: f64,
         scale_down_window_s: f64,
-        name: String,
+        name: &str,
     ) -> PyResult<Self> {
         let config = PoolConfig {
             min_workers: count(py, "min_workers", min_workers)?,
@@ -152,7 +152,7 @@ impl PyWorkerPool {
             scale_up_util,
             scale_down_util,
             scale_down_window: seconds(py, "scale_down_window_s", scale_down_window_s)?,
-            name,
+            name: name.to_owned(),
         };
         Ok(PyWorkerPool {
             inner: WorkerPool::new(config, Arc::new(PyHooks)).py(py)?,
