@@ -38,6 +38,21 @@ def _row(case: str, impl: str, value: float, unit: str, x: float | str = "") -> 
     return {"case": case, "impl": impl, "value": value, "unit": unit, "x_vs_od": x}
 
 
+def _add_rows(
+    result: SuiteResult,
+    case: str,
+    samples: dict[str, list[float]],
+    od_key: str,
+    value: Callable[[float], float],
+    unit: str,
+) -> None:
+    """One row per implementation: ``value(median seconds)`` and the time ratio to ``od_key``."""
+    od_med = statistics.median(samples[od_key])
+    for impl, times in samples.items():
+        med = statistics.median(times)
+        result.rows.append(_row(case, impl, value(med), unit, med / od_med))
+
+
 class _PyLeastOutstanding:
     """The naive way: a Lock-guarded list of in-flight counts, min() per pick."""
 
@@ -105,13 +120,10 @@ def _balancer(result: SuiteResult, repeats: int) -> None:
     naive = _PyLeastOutstanding(64)
     cands["python Lock + min()"] = _loop(ops, lambda: naive.release(naive.acquire()))
     s = interleaved(cands, repeats=repeats, number=1)
-    od_med = statistics.median(s["load_score"])
-    for impl, times in s.items():
-        med = statistics.median(times)
-        result.rows.append(
-            _row("pick+release, 64 backends", impl, med / ops * 1e9, "ns/op", med / od_med)
-        )
-    ns = od_med / ops * 1e9
+    _add_rows(
+        result, "pick+release, 64 backends", s, "load_score", lambda m: m / ops * 1e9, "ns/op"
+    )
+    ns = statistics.median(s["load_score"]) / ops * 1e9
     naive_ns = statistics.median(s["python Lock + min()"]) / ops * 1e9
     result.checks.append(
         Check(
@@ -191,12 +203,7 @@ def _worker_pool_overhead(result: SuiteResult, repeats: int) -> None:
         tpe.shutdown()
         wp.shutdown()
         wp_nohelp.shutdown()
-    od_med = statistics.median(s["WorkerPool"])
-    for impl, times in s.items():
-        med = statistics.median(times)
-        result.rows.append(
-            _row("submit->result no-op", impl, med / calls * 1e6, "us/task", med / od_med)
-        )
+    _add_rows(result, "submit->result no-op", s, "WorkerPool", lambda m: m / calls * 1e6, "us/task")
     cmp = Comparison.from_samples(s["ThreadPoolExecutor"], s["WorkerPool"], 1)
     frac = 1.0 / cmp.ratio
     tpe_med = statistics.median(s["ThreadPoolExecutor"])
@@ -249,12 +256,7 @@ def _throughput(result: SuiteResult, repeats: int) -> None:
         finally:
             tpe.shutdown()
             wp.shutdown()
-        od_med = statistics.median(s["WorkerPool"])
-        for impl, times in s.items():
-            med = statistics.median(times)
-            result.rows.append(
-                _row(f"throughput: {label}", impl, tasks / med, "tasks/s", med / od_med)
-            )
+        _add_rows(result, f"throughput: {label}", s, "WorkerPool", lambda m: tasks / m, "tasks/s")
         cmp = Comparison.from_samples(s["ThreadPoolExecutor"], s["WorkerPool"], 1)
         result.checks.append(
             Check(
@@ -296,10 +298,9 @@ def _router(result: SuiteResult, repeats: int) -> None:
         number=1,
     )
     r.reset_loads()
-    od_med = statistics.median(s["ShardRouter.lookup"])
-    for impl, times in s.items():
-        med = statistics.median(times)
-        result.rows.append(_row("route 1 key", impl, med / len(keys) * 1e9, "ns/key", med / od_med))
+    _add_rows(
+        result, "route 1 key", s, "ShardRouter.lookup", lambda m: m / len(keys) * 1e9, "ns/key"
+    )
 
     # Zipf(1.0) over 10,000 keys, 200,000 requests.
     rng = random.Random(11)
