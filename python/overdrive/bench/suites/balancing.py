@@ -15,9 +15,12 @@ from __future__ import annotations
 import bisect
 import concurrent.futures as cf
 import hashlib
+import json
 import os
 import random
 import statistics
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -223,40 +226,71 @@ def _worker_pool_overhead(result: SuiteResult, repeats: int) -> None:
     )
 
 
-def _throughput(result: SuiteResult, repeats: int) -> None:
+TASKS = 64
+
+
+def _pool_samples(fn: Callable[[], Any], repeats: int) -> dict[str, list[float]]:
+    """Seconds to run ``TASKS`` calls of ``fn`` through each pool (submit all, then wait)."""
+    tpe = cf.ThreadPoolExecutor()
+    wp = od.WorkerPool()
+
+    def batch(ex: cf.Executor) -> Callable[[], None]:
+        def call() -> None:
+            futs = [ex.submit(fn) for _ in range(TASKS)]
+            for f in futs:
+                f.result()
+
+        return call
+
+    try:
+        return interleaved(
+            {"WorkerPool": batch(wp), "ThreadPoolExecutor": batch(tpe)},
+            repeats=repeats,
+            number=1,
+        )
+    finally:
+        tpe.shutdown()
+        wp.shutdown()
+
+
+def numpy_samples(repeats: int) -> dict[str, list[float]]:
+    """The matmul case; run in a child process whose BLAS uses one thread."""
     import numpy as np
 
-    tasks = 64
+    a = np.random.default_rng(0).standard_normal((192, 192))
+    return _pool_samples(lambda: a @ a, repeats)
+
+
+_NUMPY_CHILD = (
+    "import json, sys\n"
+    "from overdrive.bench.suites.balancing import numpy_samples\n"
+    "print(json.dumps(numpy_samples(int(sys.argv[1]))))\n"
+)
+
+
+def _throughput(result: SuiteResult, repeats: int) -> None:
     blob = json_blob(64 * 1024)
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((192, 192))
-    work: dict[str, Callable[[], Any]] = {
-        "zstd 64 KiB": lambda: od.compress(blob, 3),
-        "numpy matmul 192x192": lambda: a @ a,
+    cases = {"zstd 64 KiB": _pool_samples(lambda: od.compress(blob, 3), repeats)}
+    # OpenBLAS threads would fight the pool threads for the 2 cores and make
+    # the result chaotic; one BLAS thread per task lets the pools do the work.
+    env = {
+        **os.environ,
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
     }
+    child = subprocess.run(
+        [sys.executable, "-c", _NUMPY_CHILD, str(repeats)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=True,
+    )
+    cases["numpy matmul 192x192 (1 BLAS thread)"] = json.loads(child.stdout)
     cores = os.cpu_count() or 1
-    for label, fn in work.items():
-        tpe = cf.ThreadPoolExecutor()
-        wp = od.WorkerPool()
-
-        def batch(ex: cf.Executor, fn: Callable[[], Any] = fn) -> Callable[[], None]:
-            def call() -> None:
-                futs = [ex.submit(fn) for _ in range(tasks)]
-                for f in futs:
-                    f.result()
-
-            return call
-
-        try:
-            s = interleaved(
-                {"WorkerPool": batch(wp), "ThreadPoolExecutor": batch(tpe)},
-                repeats=repeats,
-                number=1,
-            )
-        finally:
-            tpe.shutdown()
-            wp.shutdown()
-        _add_rows(result, f"throughput: {label}", s, "WorkerPool", lambda m: tasks / m, "tasks/s")
+    for label, s in cases.items():
+        _add_rows(result, f"throughput: {label}", s, "WorkerPool", lambda m: TASKS / m, "tasks/s")
         cmp = Comparison.from_samples(s["ThreadPoolExecutor"], s["WorkerPool"], 1)
         result.checks.append(
             Check(

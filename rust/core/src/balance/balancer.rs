@@ -194,6 +194,19 @@ impl Config {
 /// NaN bits: "no value reported".
 const UNSET: u64 = 0x7ff8_0000_0000_0001;
 
+// The pick key of `load_score`, one u64 per backend kept up to date by every
+// state change, acquire, release and latency sample, so a pick is a plain
+// minimum over 64 words (a load, a xor and a min per backend):
+//   bit  63      set unless the backend is Up,
+//   bits 46..63  requests in flight (saturating at FLIGHT_CAP),
+//   bits  6..46  the top 40 bits of the EWMA latency (non-negative f64 bits
+//                order like the values; no sample yet = 0),
+//   bits  0..6   the backend's slot in its chunk (fixed).
+const DOWN_BIT: u64 = 1 << 63;
+const FLIGHT_SHIFT: u32 = 46;
+const FLIGHT_CAP: u64 = (1 << 17) - 1;
+const LAT_MASK: u64 = ((1 << 40) - 1) << 6;
+
 /// A backend's cold counters (touched on release, not on every pick).
 #[derive(Debug)]
 struct Backend {
@@ -232,6 +245,8 @@ struct Chunk {
     in_flight: [AtomicU64; CHUNK],
     /// f64 bits, seconds; UNSET before the first sample.
     ewma_latency: [AtomicU64; CHUNK],
+    /// The `load_score` pick keys (see `DOWN_BIT`).
+    key: [AtomicU64; CHUNK],
     cold: [Backend; CHUNK],
 }
 
@@ -241,6 +256,7 @@ impl Chunk {
             state: std::array::from_fn(|_| AtomicU8::new(State::Removed as u8)),
             in_flight: std::array::from_fn(|_| AtomicU64::new(0)),
             ewma_latency: std::array::from_fn(|_| AtomicU64::new(UNSET)),
+            key: std::array::from_fn(|j| AtomicU64::new(DOWN_BIT | j as u64)),
             cold: std::array::from_fn(|_| Backend::default()),
         })
     }
@@ -252,7 +268,26 @@ struct Slot<'a> {
     state: &'a AtomicU8,
     in_flight: &'a AtomicU64,
     ewma_latency: &'a AtomicU64,
+    key: &'a AtomicU64,
     cold: &'a Backend,
+}
+
+impl Slot<'_> {
+    /// Make the key's down bit match the state (re-checked, so concurrent
+    /// state changes converge on the final state).
+    fn sync_key(&self) {
+        loop {
+            let st = self.state.load(Acquire);
+            if st == State::Up as u8 {
+                self.key.fetch_and(!DOWN_BIT, AcqRel);
+            } else {
+                self.key.fetch_or(DOWN_BIT, AcqRel);
+            }
+            if self.state.load(Acquire) == st {
+                return;
+            }
+        }
+    }
 }
 
 impl std::ops::Deref for Slot<'_> {
@@ -383,6 +418,7 @@ impl Balancer {
             state: c.state.get(j)?,
             in_flight: c.in_flight.get(j)?,
             ewma_latency: c.ewma_latency.get(j)?,
+            key: c.key.get(j)?,
             cold: c.cold.get(j)?,
         })
     }
@@ -422,6 +458,7 @@ impl Balancer {
         };
         b.weight.store(weight.to_bits(), Relaxed);
         b.state.store(State::Up as u8, Release);
+        b.sync_key();
         if i > 0 {
             let w0 = self
                 .slot(0)
@@ -436,9 +473,9 @@ impl Balancer {
 
     /// Remove a backend for good (requests in flight may still be released).
     pub fn remove(&self, index: usize) -> Result<()> {
-        self.backend(index)?
-            .state
-            .store(State::Removed as u8, Release);
+        let b = self.backend(index)?;
+        b.state.store(State::Removed as u8, Release);
+        b.sync_key();
         Ok(())
     }
 
@@ -460,7 +497,7 @@ impl Balancer {
         if cur == State::Removed as u8 {
             return Err(Error::invalid("index", index, "the backend was removed"));
         }
-        match b.state.compare_exchange(cur, to as u8, AcqRel, Acquire) {
+        let r = match b.state.compare_exchange(cur, to as u8, AcqRel, Acquire) {
             Ok(_) => Ok(()),
             Err(v) if v == State::Removed as u8 => {
                 Err(Error::invalid("index", index, "the backend was removed"))
@@ -469,7 +506,9 @@ impl Balancer {
                 b.state.store(to as u8, Release);
                 Ok(())
             }
-        }
+        };
+        b.sync_key();
+        r
     }
 
     /// Change a backend's weight.
@@ -519,7 +558,9 @@ impl Balancer {
     pub fn acquire(&self) -> Result<usize> {
         let i = self.pick()?;
         if let Some(b) = self.slot(i) {
-            b.in_flight.fetch_add(1, Relaxed);
+            if b.in_flight.fetch_add(1, Relaxed) < FLIGHT_CAP {
+                b.key.fetch_add(1 << FLIGHT_SHIFT, Relaxed);
+            }
         }
         Ok(i)
     }
@@ -564,6 +605,7 @@ impl Balancer {
                     .compare_exchange(State::Ejected as u8, State::Probing as u8, AcqRel, Relaxed)
                     .is_ok()
             {
+                b.sync_key();
                 taken = Some(i);
                 continue;
             }
@@ -625,6 +667,12 @@ impl Balancer {
             // Cost is monotonic in the in-flight count: an integer scan.
             return self.scan_in_flight(n, latency_ties);
         }
+        self.scan_costs(n, uniform)
+    }
+
+    /// Lowest cost from a random start; `load_score` ties go to the lower latency.
+    fn scan_costs(&self, n: usize, uniform: bool) -> Option<usize> {
+        let latency_ties = self.config.strategy == Strategy::LoadScore;
         let start = rng::below(n);
         let mut best: Option<(usize, f64, f64)> = None;
         for k in 0..n {
@@ -656,47 +704,62 @@ impl Balancer {
     /// (so ties spread); with `latency_ties`, ties go to the lower EWMA
     /// latency, otherwise the first idle backend ends the scan.
     fn scan_in_flight(&self, n: usize, latency_ties: bool) -> Option<usize> {
+        if !latency_ties {
+            return self.scan_first_idle(n);
+        }
+        // The keys hold in-flight count, latency and slot (see `DOWN_BIT`);
+        // xor-ing the slot bits with a random rotation spreads exact ties.
+        let rot = rng::next() & (CHUNK as u64 - 1);
+        let mut best_key = u64::MAX;
+        let mut best = None;
+        let mut base = 0;
+        while base < n {
+            let Some(c) = self.chunks.get(base / CHUNK).and_then(OnceLock::get) else {
+                break;
+            };
+            let len = (n - base).min(CHUNK);
+            let chunk_min = c.key[..len]
+                .iter()
+                .map(|k| k.load(Relaxed) ^ rot)
+                .min()
+                .unwrap_or(u64::MAX);
+            if chunk_min < best_key {
+                best_key = chunk_min;
+                best = Some(base + ((chunk_min ^ rot) & (CHUNK as u64 - 1)) as usize);
+            }
+            base += CHUNK;
+        }
+        if best_key & DOWN_BIT != 0 {
+            return None;
+        }
+        // A state change racing with this pick: fall back to the exact scan.
+        match best {
+            Some(i) if self.slot(i).is_some_and(Self::up) => Some(i),
+            _ => self.scan_costs(n, true),
+        }
+    }
+
+    /// Fewest in flight; the first idle backend from a random start wins at once.
+    fn scan_first_idle(&self, n: usize) -> Option<usize> {
         let start = rng::below(n);
         let mut best: Option<usize> = None;
         let mut best_f = u64::MAX;
-        let mut best_lat = f64::INFINITY;
-        for (lo, hi) in [(start, n), (0, start)] {
-            let mut i = lo;
-            while i < hi {
-                let Some(c) = self.chunks.get(i / CHUNK).and_then(OnceLock::get) else {
-                    break;
-                };
-                let j0 = i % CHUNK;
-                let j1 = (j0 + (hi - i)).min(CHUNK);
-                let base = i - j0;
-                for j in j0..j1 {
-                    let (Some(st), Some(fl), Some(lat)) =
-                        (c.state.get(j), c.in_flight.get(j), c.ewma_latency.get(j))
-                    else {
-                        continue;
-                    };
-                    if st.load(Acquire) != State::Up as u8 {
-                        continue;
-                    }
-                    let f = fl.load(Relaxed);
-                    if f < best_f {
-                        if f == 0 && !latency_ties {
-                            return Some(base + j);
-                        }
-                        best_f = f;
-                        best = Some(base + j);
-                        if latency_ties {
-                            best_lat = unset_or(lat.load(Relaxed)).unwrap_or(0.0);
-                        }
-                    } else if latency_ties && f == best_f {
-                        let l = unset_or(lat.load(Relaxed)).unwrap_or(0.0);
-                        if l < best_lat {
-                            best_lat = l;
-                            best = Some(base + j);
-                        }
-                    }
-                }
-                i = base + j1;
+        for k in 0..n {
+            let mut i = start + k;
+            if i >= n {
+                i -= n;
+            }
+            let Some(b) = self.slot(i) else { continue };
+            if !Self::up(b) {
+                continue;
+            }
+            let f = b.in_flight.load(Relaxed);
+            if f == 0 {
+                return Some(i);
+            }
+            if f < best_f {
+                best_f = f;
+                best = Some(i);
             }
         }
         best
@@ -732,10 +795,17 @@ impl Balancer {
                 Err(v) => cur = v,
             }
         }
+        if cur - 1 < FLIGHT_CAP {
+            b.key.fetch_sub(1 << FLIGHT_SHIFT, Relaxed);
+        }
         let alpha = self.config.ewma_alpha;
         let done = b.completed.fetch_add(1, Relaxed) + 1;
         if let Some(l) = latency_s {
             ewma_update(b.ewma_latency, l, alpha);
+            let lat = (b.ewma_latency.load(Relaxed) >> 23) << 6;
+            let _ = b
+                .key
+                .fetch_update(Relaxed, Relaxed, |k| Some((k & !LAT_MASK) | lat));
         }
         if ok {
             if b.ewma_error.load(Relaxed) != 0.0f64.to_bits() {
@@ -755,6 +825,7 @@ impl Balancer {
                         AcqRel,
                         Relaxed,
                     );
+                    b.sync_key();
                 } else {
                     self.eject(b, State::Probing);
                 }
@@ -801,6 +872,7 @@ impl Balancer {
             .compare_exchange(from as u8, State::Ejected as u8, AcqRel, Relaxed)
             .is_ok()
         {
+            b.sync_key();
             if from == State::Up {
                 b.ejections.fetch_add(1, Relaxed);
             }

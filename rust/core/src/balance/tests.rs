@@ -177,6 +177,10 @@ proptest! {
         for (acq, which) in ops {
             if acq {
                 let i = ok(b.acquire());
+                if matches!(strategy, Strategy::LoadScore | Strategy::LeastOutstanding) {
+                    // Exact join-the-shortest-queue: nobody had fewer in flight.
+                    prop_assert_eq!(model[i], *model.iter().min().unwrap_or(&0));
+                }
                 model[i] += 1;
             } else {
                 let i = which % 5;
@@ -232,6 +236,47 @@ proptest! {
         let mut want: Vec<(i64, usize)> = prios.iter().copied().enumerate().map(|(i, p)| (p, i)).collect();
         want.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         prop_assert_eq!(got, want);
+    }
+}
+
+proptest! {
+    #[test]
+    fn load_score_picks_min_in_flight_then_min_latency(
+        ops in proptest::collection::vec((0u8..4, 0usize..6, 0u32..1000), 1..300),
+    ) {
+        let b = lb(6, Strategy::LoadScore);
+        let mut model = [0u64; 6];
+        let mut up = [true; 6];
+        let mut lat: [Option<f64>; 6] = [None; 6];
+        for (op, i, l) in ops {
+            match op {
+                0 | 1 => {
+                    if !up.iter().any(|u| *u) {
+                        prop_assert!(b.acquire().is_err());
+                        continue;
+                    }
+                    let j = ok(b.acquire());
+                    prop_assert!(up[j]);
+                    let key = |k: usize| (model[k], lat[k].unwrap_or(0.0));
+                    for k in (0..6).filter(|&k| up[k]) {
+                        prop_assert!(key(j) <= key(k), "picked {j} {:?} over {k} {:?}", key(j), key(k));
+                    }
+                    model[j] += 1;
+                }
+                2 if model[i] > 0 => {
+                    let sample = f64::from(l) / 1000.0;
+                    ok(b.release(i, Some(sample), true));
+                    model[i] -= 1;
+                    let s = b.stats();
+                    lat[i] = s[i].ewma_latency_s;
+                }
+                2 => prop_assert!(b.release(i, None, true).is_err()),
+                _ => {
+                    if up[i] { ok(b.mark_down(i)); } else { ok(b.mark_up(i)); }
+                    up[i] = !up[i];
+                }
+            }
+        }
     }
 }
 
