@@ -358,3 +358,11 @@ def test_fork_child_gets_a_clear_error() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_shutdown_from_inside_a_task_does_not_deadlock() -> None:
+    p = od.WorkerPool(min_workers=1, max_workers=1, help_on_wait=False)
+    f = p.submit(lambda: p.shutdown(wait=True))
+    assert f.result(timeout=10) is None
+    p.shutdown(wait=True)
+    assert p.stats()["workers"] == 0

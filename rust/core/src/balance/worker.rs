@@ -440,14 +440,23 @@ impl<T: Send + 'static> WorkerPool<T> {
     /// Returns false when `timeout` passed first.
     pub fn join(&self, timeout: Option<Duration>) -> bool {
         let deadline = timeout.map(|t| Instant::now() + t);
+        let me = std::thread::current().id();
+        let mut own = None;
         loop {
             let handles: Vec<JoinHandle<()>> = std::mem::take(&mut *self.shared.threads.lock());
             if handles.is_empty() {
+                // A worker joining its own pool (shutdown from inside a task)
+                // cannot wait for itself: it exits when its task returns.
+                if let Some(h) = own {
+                    self.shared.threads.lock().push(h);
+                }
                 return true;
             }
             let mut pending = Vec::new();
             for h in handles {
-                if deadline.is_none() || h.is_finished() {
+                if h.thread().id() == me {
+                    own = Some(h);
+                } else if deadline.is_none() || h.is_finished() {
                     let _ = h.join();
                 } else {
                     pending.push(h);
