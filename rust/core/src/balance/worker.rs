@@ -227,9 +227,15 @@ struct Shared<T> {
     events: Mutex<VecDeque<ScaleEvent>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     shutdown: AtomicBool,
+    /// One idle worker at a time spins briefly before parking (see `SPIN`).
+    spinner: AtomicBool,
     epoch: Instant,
     runner: Runner<T>,
 }
+
+/// How long the spinning idle worker polls for new work before it parks: a
+/// task submitted within this window starts without a futex wake-up.
+const SPIN: Duration = Duration::from_micros(50);
 
 /// Why a push did not enqueue; the task is handed back.
 #[derive(Debug)]
@@ -274,6 +280,7 @@ impl<T: Send + 'static> WorkerPool<T> {
                 events: Mutex::new(VecDeque::new()),
                 threads: Mutex::new(Vec::new()),
                 shutdown: AtomicBool::new(false),
+                spinner: AtomicBool::new(false),
                 epoch: Instant::now(),
                 runner,
             }),
@@ -347,7 +354,8 @@ impl<T: Send + 'static> WorkerPool<T> {
         drop(q);
         s.submitted.fetch_add(1, Relaxed);
         s.high_water.fetch_max(depth, Relaxed);
-        if idle > 0 {
+        // A spinning worker takes the task without a wake-up.
+        if idle > 0 && !s.spinner.load(Acquire) {
             s.not_empty.notify_one();
         }
         self.maybe_scale_up(depth, idle);
@@ -593,6 +601,24 @@ fn next_task<T: Send + 'static>(s: &Shared<T>, tick: Duration) -> Option<T> {
             drop(q);
             s.workers.fetch_sub(1, AcqRel);
             return None;
+        }
+        if s.spinner
+            .compare_exchange(false, true, AcqRel, Relaxed)
+            .is_ok()
+        {
+            drop(q);
+            let seen = s.submitted.load(Acquire);
+            let deadline = Instant::now() + SPIN;
+            while s.submitted.load(Acquire) == seen && Instant::now() < deadline {
+                for _ in 0..32 {
+                    std::hint::spin_loop();
+                }
+            }
+            s.spinner.store(false, Release);
+            q = s.queue.lock();
+            if !q.heap.is_empty() || q.closed {
+                continue;
+            }
         }
         q.idle += 1;
         let timed_out = s.not_empty.wait_for(&mut q, tick).timed_out();
