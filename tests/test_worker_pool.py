@@ -217,7 +217,7 @@ def test_asyncio_submit_async_and_wrap_future(pool: od.WorkerPool) -> None:
 
 
 def test_hundred_thousand_mixed_priority_tasks_counts_exact() -> None:
-    n = 100_000
+    n, batch = 100_000, 5_000  # in batches, so 100k futures never live at once
     counts: collections.Counter[int] = collections.Counter()
     lock = threading.Lock()
 
@@ -226,11 +226,14 @@ def test_hundred_thousand_mixed_priority_tasks_counts_exact() -> None:
             counts[pr] += 1
         return pr
 
+    total = 0
     with od.WorkerPool(min_workers=2, max_workers=4) as p:
-        futs = [p.submit(task, i % 5, priority=i % 5) for i in range(n)]
-        _done, not_done = cf.wait(futs, timeout=60)
-        assert not not_done
-        total = sum(f.result() for f in futs)
+        for start in range(0, n, batch):
+            futs = [p.submit(task, i % 5, priority=i % 5) for i in range(start, start + batch)]
+            _, not_done = cf.wait(futs, timeout=60)
+            assert not not_done
+            total += sum(f.result() for f in futs)
+            del futs
     assert total == sum(i % 5 for i in range(n))
     assert counts == collections.Counter({k: n // 5 for k in range(5)})
     s = p.stats()
