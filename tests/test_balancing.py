@@ -169,6 +169,16 @@ def test_bad_configuration(kwargs: dict[str, object], match: str) -> None:
         od.Balancer(**kwargs)  # type: ignore[arg-type]
 
 
+def test_backends_by_keyword() -> None:
+    assert len(od.Balancer(n_backends=3)) == 3
+    lb = od.Balancer(weights=[1.0, 2.0], strategy="p2c")
+    assert [b["weight"] for b in lb.stats()["backends"]] == [1.0, 2.0]
+    with pytest.raises(ConfigurationError, match="exactly one"):
+        od.Balancer(2, n_backends=2)
+    with pytest.raises(ConfigurationError, match="exactly one"):
+        od.Balancer()
+
+
 def test_bad_types_and_indices() -> None:
     with pytest.raises(InputTypeError):
         od.Balancer(True)

@@ -350,7 +350,9 @@ def test_fork_child_gets_a_clear_error() -> None:
                 assert q.submit(int, "3").result(10) == 3
                 q.shutdown()
                 p.shutdown()
-                os._exit(0)
+                # A normal exit: atexit and finalisation must not touch the
+                # parent's pool (its workers do not exist here).
+                raise SystemExit(0) from None
             os._exit(1)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0

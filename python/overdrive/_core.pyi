@@ -88,9 +88,11 @@ class Balancer:
 
     def __new__(
         cls,
-        backends: int | Iterable[float],
+        backends: int | Iterable[float] | None = None,
         strategy: str = "load_score",
         *,
+        n_backends: int | None = None,
+        weights: Iterable[float] | None = None,
         load_weight: float = 0.7,
         queue_weight: float = 0.3,
         max_in_flight: int = 100,

@@ -16,7 +16,7 @@ pub(crate) fn index_arg(py: Python<'_>, param: &'static str, v: i64) -> PyResult
 }
 
 /// `backends` as weights: an int count (all weight 1.0) or a sequence of weights.
-fn weights(py: Python<'_>, backends: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
+fn backend_weights(py: Python<'_>, backends: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
     if backends.is_instance_of::<PyBool>() {
         return Err(wrong_type(
             py,
@@ -72,14 +72,17 @@ pub(crate) struct PyBalancer {
 #[pymethods]
 impl PyBalancer {
     #[new]
-    #[pyo3(signature = (backends, strategy = "load_score", *, load_weight = 0.7, queue_weight = 0.3,
+    #[pyo3(signature = (backends = None, strategy = "load_score", *, n_backends = None,
+        weights = None, load_weight = 0.7, queue_weight = 0.3,
         max_in_flight = 100, active_request_bias = 1.0, ewma_alpha = 0.2, eject_error_rate = 0.5,
         eject_min_requests = 5, cooldown_s = 10.0, max_ejected_fraction = 0.5))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        backends: &Bound<'_, PyAny>,
+        backends: Option<&Bound<'_, PyAny>>,
         strategy: &str,
+        n_backends: Option<&Bound<'_, PyAny>>,
+        weights: Option<&Bound<'_, PyAny>>,
         load_weight: f64,
         queue_weight: f64,
         max_in_flight: i64,
@@ -90,7 +93,22 @@ impl PyBalancer {
         cooldown_s: f64,
         max_ejected_fraction: f64,
     ) -> PyResult<Self> {
-        let w = weights(py, backends)?;
+        // `backends` positionally, or `n_backends=` / `weights=` by name: exactly one.
+        let given: Vec<&Bound<'_, PyAny>> = [backends, n_backends, weights]
+            .into_iter()
+            .flatten()
+            .collect();
+        let w = match given.as_slice() {
+            [one] => backend_weights(py, one)?,
+            _ => {
+                return Err(bad_value(
+                    py,
+                    "backends",
+                    format!("{} values", given.len()),
+                    "give exactly one of backends, n_backends= or weights=",
+                ))
+            }
+        };
         let max_in_flight = u64::try_from(max_in_flight)
             .map_err(|_| bad_value(py, "max_in_flight", max_in_flight, "must be >= 1"))?;
         let eject_min_requests = u64::try_from(eject_min_requests)

@@ -229,6 +229,8 @@ struct Shared<T> {
     shutdown: AtomicBool,
     /// One idle worker at a time spins briefly before parking (see `SPIN`).
     spinner: AtomicBool,
+    /// The process that made the pool (a forked child must not touch its locks).
+    pid: u32,
     epoch: Instant,
     runner: Runner<T>,
 }
@@ -281,6 +283,7 @@ impl<T: Send + 'static> WorkerPool<T> {
                 threads: Mutex::new(Vec::new()),
                 shutdown: AtomicBool::new(false),
                 spinner: AtomicBool::new(false),
+                pid: std::process::id(),
                 epoch: Instant::now(),
                 runner,
             }),
@@ -513,6 +516,11 @@ impl<T: Send + 'static> WorkerPool<T> {
 
 impl<T: Send + 'static> Drop for WorkerPool<T> {
     fn drop(&mut self) {
+        // In a forked child the workers do not exist and a lock may have been
+        // held by one of them at the fork: touch nothing.
+        if std::process::id() != self.shared.pid {
+            return;
+        }
         // Workers hold their own Arc and exit once the queue is closed and empty.
         let _ = self.close(false);
     }
