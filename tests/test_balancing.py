@@ -419,6 +419,10 @@ def test_router_errors() -> None:
         r.release("zzz")
     with pytest.raises(ConfigurationError, match="already"):
         r.add_node("a")
+    with pytest.raises(ConfigurationError, match="ring points"):
+        r.add_node("huge", weight=1e9)
+    with pytest.raises(ConfigurationError, match="weight"):
+        r.add_node("neg", weight=-1.0)
     r.remove_node("a")
     with pytest.raises(ConfigurationError, match="last node"):
         r.remove_node("b")

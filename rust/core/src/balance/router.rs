@@ -91,13 +91,24 @@ pub struct Router {
     overflows: AtomicU64,
 }
 
-/// Check a node weight.
-fn check_weight(w: f64) -> Result<f64> {
-    if w.is_finite() && w > 0.0 {
-        Ok(w)
-    } else {
-        Err(Error::invalid("weight", w, "must be a finite number > 0"))
+/// Most ring points one node may have (`vnodes * weight`).
+const MAX_POINTS_PER_NODE: f64 = 1_000_000.0;
+
+/// Check a node weight (and that its ring points stay bounded).
+fn check_weight(w: f64, vnodes: usize) -> Result<f64> {
+    if !(w.is_finite() && w > 0.0) {
+        return Err(Error::invalid("weight", w, "must be a finite number > 0"));
     }
+    if w * vnodes as f64 > MAX_POINTS_PER_NODE {
+        return Err(Error::invalid(
+            "weight",
+            w,
+            format!(
+                "weight * vnodes must be <= {MAX_POINTS_PER_NODE} ring points (vnodes={vnodes})"
+            ),
+        ));
+    }
+    Ok(w)
 }
 
 impl Router {
@@ -133,7 +144,7 @@ impl Router {
             for (k, w) in nodes {
                 ring.nodes.push(Node {
                     hash: k.hash(),
-                    weight: check_weight(*w)?,
+                    weight: check_weight(*w, vnodes)?,
                     alive: true,
                     load: AtomicU64::new(0),
                     routes: AtomicU64::new(0),
@@ -156,7 +167,7 @@ impl Router {
 
     /// Add a node; returns its index.
     pub fn add_node(&self, key: Key<'_>, weight: f64) -> Result<usize> {
-        let weight = check_weight(weight)?;
+        let weight = check_weight(weight, self.vnodes)?;
         let mut ring = self.ring.write();
         ring.nodes.push(Node {
             hash: key.hash(),

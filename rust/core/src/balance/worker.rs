@@ -345,7 +345,9 @@ impl<T: Send + 'static> WorkerPool<T> {
         let key = match s.config.aging {
             Some(a) => {
                 let waited = i128::try_from(s.epoch.elapsed().as_nanos()).unwrap_or(i128::MAX);
-                i128::from(priority) * i128::try_from(a.as_nanos()).unwrap_or(i128::MAX) - waited
+                i128::from(priority)
+                    .saturating_mul(i128::try_from(a.as_nanos()).unwrap_or(i128::MAX))
+                    .saturating_sub(waited)
             }
             None => i128::from(priority),
         };
@@ -597,6 +599,7 @@ fn worker_main<T: Send + 'static>(s: &Shared<T>) {
 /// `workers` already given back).
 fn next_task<T: Send + 'static>(s: &Shared<T>, tick: Duration) -> Option<T> {
     let mut q = s.queue.lock();
+    let mut may_spin = true;
     loop {
         if let Some(e) = q.heap.pop() {
             if s.runner.is_live(&e.task) {
@@ -610,10 +613,13 @@ fn next_task<T: Send + 'static>(s: &Shared<T>, tick: Duration) -> Option<T> {
             s.workers.fetch_sub(1, AcqRel);
             return None;
         }
-        if s.spinner
-            .compare_exchange(false, true, AcqRel, Relaxed)
-            .is_ok()
+        // Spin only right after a task (not after every idle tick).
+        if may_spin
+            && s.spinner
+                .compare_exchange(false, true, AcqRel, Relaxed)
+                .is_ok()
         {
+            may_spin = false;
             drop(q);
             let seen = s.submitted.load(Acquire);
             let deadline = Instant::now() + SPIN;
@@ -629,6 +635,7 @@ fn next_task<T: Send + 'static>(s: &Shared<T>, tick: Duration) -> Option<T> {
             }
         }
         q.idle += 1;
+        may_spin = false;
         let timed_out = s.not_empty.wait_for(&mut q, tick).timed_out();
         q.idle -= 1;
         if timed_out && q.heap.is_empty() && !q.closed {
