@@ -227,17 +227,11 @@ struct Shared<T> {
     events: Mutex<VecDeque<ScaleEvent>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     shutdown: AtomicBool,
-    /// One idle worker at a time spins briefly before parking (see `SPIN`).
-    spinner: AtomicBool,
     /// The process that made the pool (a forked child must not touch its locks).
     pid: u32,
     epoch: Instant,
     runner: Runner<T>,
 }
-
-/// How long the spinning idle worker polls for new work before it parks: a
-/// task submitted within this window starts without a futex wake-up.
-const SPIN: Duration = Duration::from_micros(50);
 
 /// Why a push did not enqueue; the task is handed back.
 #[derive(Debug)]
@@ -282,7 +276,6 @@ impl<T: Send + 'static> WorkerPool<T> {
                 events: Mutex::new(VecDeque::new()),
                 threads: Mutex::new(Vec::new()),
                 shutdown: AtomicBool::new(false),
-                spinner: AtomicBool::new(false),
                 pid: std::process::id(),
                 epoch: Instant::now(),
                 runner,
@@ -359,8 +352,7 @@ impl<T: Send + 'static> WorkerPool<T> {
         drop(q);
         s.submitted.fetch_add(1, Relaxed);
         s.high_water.fetch_max(depth, Relaxed);
-        // A spinning worker takes the task without a wake-up.
-        if idle > 0 && !s.spinner.load(Acquire) {
+        if idle > 0 {
             s.not_empty.notify_one();
         }
         self.maybe_scale_up(depth, idle);
@@ -599,7 +591,6 @@ fn worker_main<T: Send + 'static>(s: &Shared<T>) {
 /// `workers` already given back).
 fn next_task<T: Send + 'static>(s: &Shared<T>, tick: Duration) -> Option<T> {
     let mut q = s.queue.lock();
-    let mut may_spin = true;
     loop {
         if let Some(e) = q.heap.pop() {
             if s.runner.is_live(&e.task) {
@@ -613,29 +604,7 @@ fn next_task<T: Send + 'static>(s: &Shared<T>, tick: Duration) -> Option<T> {
             s.workers.fetch_sub(1, AcqRel);
             return None;
         }
-        // Spin only right after a task (not after every idle tick).
-        if may_spin
-            && s.spinner
-                .compare_exchange(false, true, AcqRel, Relaxed)
-                .is_ok()
-        {
-            may_spin = false;
-            drop(q);
-            let seen = s.submitted.load(Acquire);
-            let deadline = Instant::now() + SPIN;
-            while s.submitted.load(Acquire) == seen && Instant::now() < deadline {
-                for _ in 0..32 {
-                    std::hint::spin_loop();
-                }
-            }
-            s.spinner.store(false, Release);
-            q = s.queue.lock();
-            if !q.heap.is_empty() || q.closed {
-                continue;
-            }
-        }
         q.idle += 1;
-        may_spin = false;
         let timed_out = s.not_empty.wait_for(&mut q, tick).timed_out();
         q.idle -= 1;
         if timed_out && q.heap.is_empty() && !q.closed {
