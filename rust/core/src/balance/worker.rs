@@ -605,7 +605,14 @@ fn next_task<T: Send + 'static>(s: &Shared<T>, tick: Duration) -> Option<T> {
             return None;
         }
         q.idle += 1;
-        let timed_out = s.not_empty.wait_for(&mut q, tick).timed_out();
+        // Only a worker that could retire needs the idle tick; the others
+        // wait without a timer (a timed futex wait costs a timer per sleep).
+        let timed_out = if s.workers.load(Acquire) > s.config.min_workers {
+            s.not_empty.wait_for(&mut q, tick).timed_out()
+        } else {
+            s.not_empty.wait(&mut q);
+            false
+        };
         q.idle -= 1;
         if timed_out && q.heap.is_empty() && !q.closed {
             drop(q);
