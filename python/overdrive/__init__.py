@@ -29,6 +29,10 @@ from .exceptions import (
     OverdriveError,
 )
 
+# pools (BufferPool, ObjectPool)
+from .exceptions import BufferExportedError, PoolExhausted, ReleasedError
+from .pools import BufferPool, ObjectPool, PooledBuffer, PooledObject
+
 
 def build_info() -> dict[str, Any]:
     """Facts about the native build: version, profile (release/debug), rustc,
@@ -53,4 +57,12 @@ __all__ = [
     "decompress",
     "exceptions",
     "train_dictionary",
+    # pools (BufferPool, ObjectPool)
+    "BufferExportedError",
+    "BufferPool",
+    "ObjectPool",
+    "PoolExhausted",
+    "PooledBuffer",
+    "PooledObject",
+    "ReleasedError",
 ]

@@ -351,29 +351,37 @@ impl BufferPool {
         }
     }
 
-    /// A buffer, waiting up to `timeout` (`None`: do not wait) for one to
-    /// come back when `max_size` are out. Blocks the calling thread: the
-    /// binding calls it with the GIL released, in short slices.
-    pub fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Buf> {
+    /// Wait up to `timeout` for a buffer to come back when `max_size` are
+    /// out; `Ok(None)` on timeout (not counted: see [`Self::exhausted_error`]).
+    /// Blocks the calling thread: the binding calls it with the GIL released,
+    /// in short slices.
+    pub fn wait_for_buffer(&self, timeout: Duration) -> Result<Option<Buf>> {
         if let Some(b) = self.try_acquire()? {
-            return Ok(b);
+            return Ok(Some(b));
         }
         let mut failure = None;
-        let got = match timeout {
-            None => None,
-            Some(t) => self.gate.wait_for(t, || match self.try_acquire() {
-                Ok(b) => b,
-                Err(e) => {
-                    failure = Some(e);
-                    None
-                }
-            }),
-        };
-        match (got, failure) {
-            (Some(b), _) => Ok(b),
+        let got = self.gate.wait_for(timeout, || match self.try_acquire() {
+            Ok(Some(b)) => Some(Some(b)),
+            Ok(None) => None,
+            Err(e) => {
+                failure = Some(e);
+                Some(None)
+            }
+        });
+        match (got.flatten(), failure) {
+            (Some(b), _) => Ok(Some(b)),
             (None, Some(e)) => Err(e),
-            (None, None) => Err(self.exhausted_error(timeout)),
+            (None, None) => Ok(None),
         }
+    }
+
+    /// A buffer, waiting up to `timeout` (`None`: do not wait).
+    pub fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Buf> {
+        let got = match timeout {
+            None => self.try_acquire()?,
+            Some(t) => self.wait_for_buffer(t)?,
+        };
+        got.ok_or_else(|| self.exhausted_error(timeout))
     }
 
     /// Count a give-up and build the error (the binding reports the total wait).
