@@ -39,6 +39,14 @@ pub enum Error {
     /// Dictionary training failed (too few or too uniform samples).
     #[error("dictionary training failed: {0}")]
     Dictionary(String),
+    /// One item of a batch failed; `source` says how.
+    #[error("item {index}: {source}")]
+    Item {
+        /// Position of the item in the batch.
+        index: usize,
+        /// What went wrong with it.
+        source: Box<Error>,
+    },
 
     // --- pools (BufferPool, ObjectPool) ---
     /// Every one of a pool's `max_size` items is out and none came back in time.
@@ -87,6 +95,22 @@ impl fmt::Display for SizeHint {
 }
 
 impl Error {
+    /// Say which item of a batch this error is about.
+    pub fn at_item(self, index: usize) -> Self {
+        Error::Item {
+            index,
+            source: Box::new(self),
+        }
+    }
+
+    /// The error without batch-position wrappers (decides the exception class).
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Item { source, .. } => source.root(),
+            other => other,
+        }
+    }
+
     /// Shorthand for [`Error::InvalidParameter`].
     pub fn invalid(
         param: &'static str,
