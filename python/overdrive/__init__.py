@@ -30,8 +30,15 @@ from .exceptions import (
 )
 
 # pools (BufferPool, ObjectPool)
-from .exceptions import BufferExportedError, PoolExhausted, ReleasedError
-from .pools import BufferPool, ObjectPool, PooledBuffer, PooledObject
+from .pools import (
+    BufferExportedError,
+    BufferPool,
+    ObjectPool,
+    PooledBuffer,
+    PooledObject,
+    PoolExhausted,
+    ReleasedError,
+)
 
 
 def build_info() -> dict[str, Any]:

@@ -21,10 +21,14 @@ when all ``max_size`` items are out and none comes back within ``timeout``
 from __future__ import annotations
 
 from ._core import BufferPool, ObjectPool, PooledBuffer, PooledObject
+from .exceptions import BufferExportedError, PoolExhausted, ReleasedError
 
 __all__ = [
+    "BufferExportedError",
     "BufferPool",
     "ObjectPool",
+    "PoolExhausted",
     "PooledBuffer",
     "PooledObject",
+    "ReleasedError",
 ]

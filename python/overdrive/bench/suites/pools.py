@@ -150,7 +150,7 @@ def run(config: BenchConfig) -> SuiteResult:
     _buffer_case(result, 1024 * 1024, "1 MiB", repeats)
 
     # ObjectPool: a pooled Python object vs a Lock-guarded list of the same objects.
-    op = od.ObjectPool(dict, max_size=8)
+    op: od.ObjectPool[dict[str, Any]] = od.ObjectPool(dict, max_size=8)
 
     def od_obj() -> None:
         acquire = op.acquire
