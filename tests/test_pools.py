@@ -3,6 +3,7 @@ callbacks, counters, threads, leaks."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import io
 import math
@@ -669,3 +670,68 @@ def test_object_pool_eight_threads_stress() -> None:
     s = op.stats()
     assert s["hits"] + s["misses"] == 8 * per_thread
     assert s["in_use"] == 0 and s["created"] <= 3 and s["high_water"] <= 3
+
+
+# --- try_acquire and asyncio ----------------------------------------------------
+
+
+def test_try_acquire_returns_none_when_exhausted_without_counting() -> None:
+    bp = od.BufferPool(buffer_size=64, min_size=0, max_size=1)
+    b = bp.try_acquire()
+    assert b is not None
+    assert bp.try_acquire() is None
+    b.release()
+    op = od.ObjectPool(Conn, max_size=1)
+    lease = op.try_acquire()
+    assert lease is not None
+    assert op.try_acquire() is None
+    lease.release()
+    assert bp.stats()["exhausted"] == 0 and op.stats()["exhausted"] == 0
+
+
+def test_validate_whose_verdict_raises_frees_the_slot() -> None:
+    class Bad:
+        def __bool__(self) -> bool:
+            raise RuntimeError("no verdict")
+
+    op = od.ObjectPool(Conn, validate=lambda c: Bad(), max_size=1)
+    op.acquire().release()
+    with pytest.raises(RuntimeError, match="no verdict"):
+        op.acquire()
+    assert op.stats()["in_use"] == 0
+
+
+def test_acquire_async_waits_without_blocking_the_loop() -> None:
+    bp = od.BufferPool(buffer_size=64, min_size=0, max_size=1)
+    op = od.ObjectPool(Conn, max_size=1)
+
+    async def main() -> list[str]:
+        events: list[str] = []
+        held = await od.acquire_async(bp)
+        lease = await od.acquire_async(op, timeout=1.0)
+
+        async def holder() -> None:
+            await asyncio.sleep(0.01)  # the loop keeps running while the others wait
+            events.append("release")
+            held.release()
+            lease.release()
+
+        async def waiter() -> None:
+            b = await od.acquire_async(bp, timeout=30)
+            o = await od.acquire_async(op, timeout=30)
+            events.append("acquired")
+            b.release()
+            o.release()
+
+        await asyncio.gather(waiter(), holder())
+        held2 = await od.acquire_async(bp)
+        with pytest.raises(PoolExhausted):
+            await od.acquire_async(bp, timeout=0.01)
+        held2.release()
+        with pytest.raises(ConfigurationError, match="timeout"):
+            await od.acquire_async(bp, timeout=-1)
+        return events
+
+    assert asyncio.run(main()) == ["release", "acquired"]
+    assert bp.stats()["exhausted"] == 1 and bp.stats()["in_use"] == 0
+    assert op.stats()["in_use"] == 0

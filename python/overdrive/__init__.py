@@ -38,6 +38,7 @@ from .pools import (
     PooledObject,
     PoolExhausted,
     ReleasedError,
+    acquire_async,
 )
 
 
@@ -72,4 +73,5 @@ __all__ = [
     "PooledBuffer",
     "PooledObject",
     "ReleasedError",
+    "acquire_async",
 ]

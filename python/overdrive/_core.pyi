@@ -95,6 +95,8 @@ class BufferPool:
     def acquire(self, timeout: float | None = None, block: bool = True) -> PooledBuffer:
         """A buffer; waits up to ``timeout`` s (None: forever) when all are out,
         or raises at once with ``block=False``: PoolExhausted (a TimeoutError)."""
+    def try_acquire(self) -> PooledBuffer | None:
+        """A buffer now, or None when all are out (never waits, not counted as exhausted)."""
     def trim(self, keep: int | None = None) -> int:
         """Free idle buffers now, keeping ``keep`` (default ``min_size``); bytes freed."""
     @property
@@ -159,6 +161,8 @@ class ObjectPool(Generic[_T]):
     def acquire(self, timeout: float | None = None, block: bool = True) -> PooledObject[_T]:
         """Borrow an object (validated idle one, or a new one); PoolExhausted
         (a TimeoutError) when all are out past ``timeout`` or with ``block=False``."""
+    def try_acquire(self) -> PooledObject[_T] | None:
+        """An object now, or None when all are out (never waits, not counted as exhausted)."""
     def trim(self, keep: int | None = None) -> int:
         """Drop idle objects beyond ``keep`` (default ``min_size``); how many."""
     @property

@@ -16,12 +16,19 @@
 Both raise :class:`~overdrive.exceptions.PoolExhausted` (a ``TimeoutError``)
 when all ``max_size`` items are out and none comes back within ``timeout``
 (or at once with ``block=False``), and both have ``stats()``.
+
+In asyncio code, :func:`acquire_async` waits for an exhausted pool without
+blocking the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Protocol, TypeVar
+
 from ._core import BufferPool, ObjectPool, PooledBuffer, PooledObject
-from .exceptions import BufferExportedError, PoolExhausted, ReleasedError
+from .exceptions import BufferExportedError, ConfigurationError, PoolExhausted, ReleasedError
 
 __all__ = [
     "BufferExportedError",
@@ -31,4 +38,44 @@ __all__ = [
     "PooledBuffer",
     "PooledObject",
     "ReleasedError",
+    "acquire_async",
 ]
+
+_L_co = TypeVar("_L_co", covariant=True)
+
+#: First and longest pause between two tries of an exhausted pool in :func:`acquire_async`.
+_POLL_MIN_S = 0.0005
+_POLL_MAX_S = 0.02
+
+
+class _Pool(Protocol[_L_co]):
+    def acquire(self, timeout: float | None = None, block: bool = True) -> _L_co: ...
+    def try_acquire(self) -> _L_co | None: ...
+
+
+async def acquire_async(pool: _Pool[_L_co], timeout: float | None = None) -> _L_co:
+    """``pool.acquire()`` for asyncio: never blocks the event loop.
+
+    Takes an item at once when one is free; otherwise retries with an
+    exponential pause (0.5 ms up to 20 ms) until one comes back, raising
+    :class:`~overdrive.exceptions.PoolExhausted` after ``timeout`` seconds
+    (None: wait until one comes back). Cancelling the awaiting task is safe:
+    nothing is taken while it sleeps.
+    """
+    if timeout is not None and not (timeout >= 0 and timeout != float("inf")):
+        raise ConfigurationError(
+            f"invalid timeout={timeout}: must be a finite number of seconds >= 0, or None"
+        )
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = _POLL_MIN_S
+    while True:
+        item = pool.try_acquire()
+        if item is not None:
+            return item
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            return pool.acquire(block=False)  # PoolExhausted, counted once (or a late item)
+        if deadline is not None:
+            pause = min(pause, deadline - now)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, _POLL_MAX_S)

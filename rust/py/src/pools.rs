@@ -215,6 +215,15 @@ impl PyBufferPool {
         }
     }
 
+    /// A buffer now, or None when all `max_size` are out (never waits; not
+    /// counted as exhausted).
+    fn try_acquire<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyPooledBuffer>>> {
+        match self.shared.core.try_acquire().py(py)? {
+            Some(buf) => self.wrap(py, buf).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Free idle buffers now, keeping `keep` (default `min_size`) idle.
     /// Returns the number of bytes freed.
     #[pyo3(signature = (keep = None))]
@@ -473,6 +482,70 @@ impl PyObjectPool {
         }
     }
 
+    /// Borrow an object, waiting up to `timeout` when `block`; `None` when
+    /// the pool stayed exhausted.
+    fn borrow(
+        slf: &Bound<'_, Self>,
+        timeout: Option<Duration>,
+        block: bool,
+    ) -> PyResult<Option<Py<PyPooledObject>>> {
+        let py = slf.py();
+        let this = slf.get();
+        let (factory, _, validate) = this.hooks(py)?;
+        this.evict();
+        let start = Instant::now();
+        let value = loop {
+            let got = match this.core.take() {
+                Take::Exhausted if block => {
+                    let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
+                    let (got, _) = wait_detached(py, left, |slice| {
+                        Ok(match this.core.take_timeout(slice) {
+                            Take::Exhausted => None,
+                            got => Some(got),
+                        })
+                    })?;
+                    got.unwrap_or(Take::Exhausted)
+                }
+                got => got,
+            };
+            match got {
+                Take::Idle(obj) => {
+                    let Some(check) = &validate else {
+                        this.core.count_borrow(true);
+                        break obj;
+                    };
+                    let verdict = check
+                        .call1(py, (obj.clone_ref(py),))
+                        .and_then(|ok| ok.is_truthy(py));
+                    match verdict {
+                        Ok(true) => {
+                            this.core.count_borrow(true);
+                            break obj;
+                        }
+                        Ok(false) => this.core.discard(true), // invalid: replace it
+                        Err(e) => {
+                            this.core.discard(true);
+                            return Err(e);
+                        }
+                    }
+                }
+                Take::Create => {
+                    this.core.count_borrow(false);
+                    break this.create(py, &factory)?;
+                }
+                Take::Exhausted => return Ok(None),
+            }
+        };
+        Py::new(
+            py,
+            PyPooledObject {
+                value: Mutex::new(Some(value)),
+                pool: slf.clone().unbind(),
+            },
+        )
+        .map(Some)
+    }
+
     /// A new object from the factory for a reserved slot.
     fn create(&self, py: Python<'_>, factory: &Py<PyAny>) -> PyResult<Py<PyAny>> {
         match factory.call0(py) {
@@ -578,60 +651,21 @@ impl PyObjectPool {
         block: bool,
     ) -> PyResult<Py<PyPooledObject>> {
         let py = slf.py();
-        let this = slf.get();
         let timeout = check_timeout(py, timeout)?;
-        let (factory, _, validate) = this.hooks(py)?;
-        this.evict();
         let start = Instant::now();
-        let value = loop {
-            let got = match this.core.take() {
-                Take::Exhausted if block => {
-                    let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
-                    let (got, _) = wait_detached(py, left, |slice| {
-                        Ok(match this.core.take_timeout(slice) {
-                            Take::Exhausted => None,
-                            got => Some(got),
-                        })
-                    })?;
-                    got.unwrap_or(Take::Exhausted)
-                }
-                got => got,
-            };
-            match got {
-                Take::Idle(obj) => {
-                    let Some(check) = &validate else {
-                        this.core.count_borrow(true);
-                        break obj;
-                    };
-                    match check.call1(py, (obj.clone_ref(py),)) {
-                        Ok(ok) if ok.is_truthy(py)? => {
-                            this.core.count_borrow(true);
-                            break obj;
-                        }
-                        Ok(_) => this.core.discard(true), // invalid: replace it
-                        Err(e) => {
-                            this.core.discard(true);
-                            return Err(e);
-                        }
-                    }
-                }
-                Take::Create => {
-                    this.core.count_borrow(false);
-                    break this.create(py, &factory)?;
-                }
-                Take::Exhausted => {
-                    let waited = block.then(|| start.elapsed());
-                    return Err(to_py(py, this.core.exhausted_error(waited)));
-                }
+        match Self::borrow(slf, timeout, block)? {
+            Some(lease) => Ok(lease),
+            None => {
+                let waited = block.then(|| start.elapsed());
+                Err(to_py(py, slf.get().core.exhausted_error(waited)))
             }
-        };
-        Py::new(
-            py,
-            PyPooledObject {
-                value: Mutex::new(Some(value)),
-                pool: slf.clone().unbind(),
-            },
-        )
+        }
+    }
+
+    /// An object now, or None when all `max_size` are out (never waits;
+    /// not counted as exhausted).
+    fn try_acquire(slf: &Bound<'_, Self>) -> PyResult<Option<Py<PyPooledObject>>> {
+        Self::borrow(slf, None, false)
     }
 
     /// Drop idle objects beyond `keep` (default `min_size`) now; returns how many.

@@ -344,8 +344,9 @@ impl BufferPool {
                 Ok(Some(b))
             }
             Err(e) => {
+                // No notify: this may run inside a waiter's attempt, under
+                // the gate lock. Waiters retry on their own slices anyway.
                 self.total.fetch_sub(1, SeqCst);
-                self.gate.notify();
                 Err(e)
             }
         }

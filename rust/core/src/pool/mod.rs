@@ -57,7 +57,8 @@ impl Gate {
 
     /// Retry `attempt` until it yields a value or `timeout` passes, sleeping
     /// on the condvar between tries. Never runs anything but `attempt`, which
-    /// must not block. Returns `None` on timeout.
+    /// runs under the gate lock: it must not block and must not call
+    /// [`Gate::notify`] (that would self-deadlock). Returns `None` on timeout.
     pub fn wait_for<T>(
         &self,
         timeout: Duration,
