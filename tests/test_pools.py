@@ -235,11 +235,19 @@ def test_waiter_gets_a_released_buffer() -> None:
         ({"min_size": -1}, "min_size"),
         ({"window_s": 0.0}, "window_s"),
         ({"window_s": math.nan}, "window_s"),
+        ({"buffer_size": 2**30 + 1}, "buffer_size"),
+        ({"buffer_size": 2**30, "min_size": 0, "max_size": 2**40}, "max_size"),
     ],
 )
 def test_bad_pool_arguments_name_the_parameter(kwargs: dict[str, Any], param: str) -> None:
     with pytest.raises(ConfigurationError, match=param):
         od.BufferPool(**kwargs)
+
+
+def test_huge_max_size_costs_nothing_up_front() -> None:
+    bp = od.BufferPool(buffer_size=64, min_size=0, max_size=10**12)
+    assert bp.stats()["bytes_allocated"] == 0
+    bp.acquire().release()
 
 
 @pytest.mark.parametrize("timeout", [-1.0, math.nan, math.inf])

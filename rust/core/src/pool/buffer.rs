@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 pub const BUF_ALIGN: usize = 64;
 /// Largest buffer size accepted (1 GiB).
 pub const MAX_BUFFER_SIZE: usize = 1 << 30;
+/// Most idle buffers kept on the free list, whatever `max_size` says: the
+/// lock-free queue reserves its slots up front (16 bytes each).
+pub const MAX_IDLE_SLOTS: usize = 1 << 16;
 
 /// One heap buffer of fixed length, 64-byte aligned, zero-initialised when
 /// allocated. Owned: dropping it frees the memory.
@@ -223,7 +226,7 @@ impl BufferPool {
             return Err(Error::invalid("window_s", 0, "must be > 0"));
         }
         let pool = BufferPool {
-            idle: ArrayQueue::new(cfg.max_size),
+            idle: ArrayQueue::new(cfg.max_size.min(MAX_IDLE_SLOTS)),
             total: AtomicUsize::new(0),
             capacity: AtomicUsize::new(cfg.min_size.max(1)),
             acquires: AtomicU64::new(0),
@@ -261,8 +264,10 @@ impl BufferPool {
             match Buf::new(self.cfg.buffer_size) {
                 Ok(b) => {
                     if let Err(b) = self.idle.push(b) {
+                        // The free list is full (MAX_IDLE_SLOTS): stop here.
                         drop(b);
                         self.total.fetch_sub(1, SeqCst);
+                        return Ok(());
                     }
                 }
                 Err(e) => {
@@ -404,9 +409,10 @@ impl BufferPool {
         let keep = self.total.load(Relaxed) <= self.capacity.load(Relaxed) || !self.free_one();
         if keep {
             if let Err(b) = self.idle.push(buf) {
-                // Cannot happen (the queue holds max_size), but never leak a count.
+                // More than MAX_IDLE_SLOTS idle: free this one.
                 drop(b);
                 self.total.fetch_sub(1, SeqCst);
+                self.freed.fetch_add(1, Relaxed);
             }
         }
         self.gate.notify();

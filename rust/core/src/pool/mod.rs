@@ -18,7 +18,9 @@ mod buffer;
 mod lease;
 mod object;
 
-pub use buffer::{Buf, BufferPool, BufferPoolConfig, BufferPoolStats, BUF_ALIGN, MAX_BUFFER_SIZE};
+pub use buffer::{
+    Buf, BufferPool, BufferPoolConfig, BufferPoolStats, BUF_ALIGN, MAX_BUFFER_SIZE, MAX_IDLE_SLOTS,
+};
 pub use lease::{Lease, LeaseError};
 pub use object::{ObjectPool, ObjectPoolConfig, ObjectPoolStats, Take};
 

@@ -390,3 +390,20 @@ fn object_pool_wakes_waiter_and_stress_counts_add_up() {
     assert_eq!(s.in_use, 0);
     assert!(s.created <= 3 && s.idle as u64 == s.created, "{s:?}");
 }
+
+#[test]
+fn huge_max_size_reserves_a_bounded_free_list() {
+    // A max_size far above MAX_IDLE_SLOTS must neither reserve a huge queue
+    // nor spin when the free list is full.
+    let p = pool(1, MAX_IDLE_SLOTS + 10, 1 << 40);
+    let s = p.stats();
+    assert_eq!(s.idle, MAX_IDLE_SLOTS);
+    assert_eq!(s.bytes_allocated, MAX_IDLE_SLOTS);
+    let extra: Vec<Buf> = (0..MAX_IDLE_SLOTS + 5).map(|_| get(&p)).collect();
+    for b in extra {
+        p.release(b);
+    }
+    let s = p.stats();
+    assert_eq!((s.in_use, s.idle), (0, MAX_IDLE_SLOTS));
+    assert_eq!(s.bytes_allocated, MAX_IDLE_SLOTS);
+}
