@@ -7,6 +7,7 @@ import asyncio
 import gc
 import io
 import math
+import signal
 import socket
 import subprocess
 import sys
@@ -743,3 +744,30 @@ def test_acquire_async_waits_without_blocking_the_loop() -> None:
     assert asyncio.run(main()) == ["release", "acquired"]
     assert bp.stats()["exhausted"] == 1 and bp.stats()["in_use"] == 0
     assert op.stats()["in_use"] == 0
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_blocked_acquire_is_interruptible_by_signals() -> None:
+    # acquire(timeout=None) on an exhausted pool waits in slices and checks
+    # signals between them, so Ctrl-C (here: SIGALRM) gets through.
+    def on_alarm(signum: int, frame: object) -> None:
+        raise _Interrupted
+
+    bp = od.BufferPool(buffer_size=64, min_size=0, max_size=1)
+    op = od.ObjectPool(Conn, max_size=1)
+    held, lease = bp.acquire(), op.acquire()
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        for pool in (bp, op):
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(_Interrupted):
+                pool.acquire()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    held.release()
+    lease.release()
+    assert bp.stats()["waiters"] == 0 and op.stats()["waiters"] == 0
