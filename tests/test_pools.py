@@ -434,6 +434,15 @@ RSS_SCRIPT = textwrap.dedent(
     before = rss()
     cycles(1_000_000)
     print(rss() - before)
+    op = od.ObjectPool(dict, reset=dict.clear, max_size=8)
+    def borrow(n):
+        for i in range(n):
+            with op.acquire() as d:
+                d[i] = i
+    borrow(100_000)
+    before = rss()
+    borrow(1_000_000)
+    print(rss() - before)
     """
 )
 
@@ -442,8 +451,9 @@ def test_rss_growth_under_one_mib_over_a_million_cycles() -> None:
     out = subprocess.run(
         [sys.executable, "-c", RSS_SCRIPT], capture_output=True, text=True, timeout=100, check=True
     )
-    growth = int(out.stdout.strip())
-    assert growth < 1024 * 1024, f"RSS grew by {growth} bytes"
+    buffer_growth, object_growth = map(int, out.stdout.split())
+    assert buffer_growth < 1024 * 1024, f"BufferPool: RSS grew by {buffer_growth} bytes"
+    assert object_growth < 1024 * 1024, f"ObjectPool: RSS grew by {object_growth} bytes"
 
 
 # --- ObjectPool ----------------------------------------------------------------
