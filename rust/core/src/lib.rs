@@ -6,5 +6,7 @@
 
 pub mod compress;
 pub mod error;
+// pools (BufferPool, ObjectPool)
+pub mod pool;
 
 pub use error::{Error, Result};

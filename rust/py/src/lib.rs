@@ -9,6 +9,8 @@ use pyo3::types::PyDict;
 mod buffers;
 mod compress;
 mod errors;
+// pools (BufferPool, ObjectPool)
+mod pools;
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -48,5 +50,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "DEFAULT_MAX_OUTPUT_SIZE",
         overdrive_core::compress::DEFAULT_MAX_OUTPUT_SIZE,
     )?;
+    // pools (BufferPool, ObjectPool)
+    m.add_class::<pools::PyBufferPool>()?;
+    m.add_class::<pools::PyPooledBuffer>()?;
+    m.add_class::<pools::PyObjectPool>()?;
+    m.add_class::<pools::PyPooledObject>()?;
     Ok(())
 }
