@@ -37,6 +37,18 @@ from .exceptions import (
     WorkerQueueFull,
 )
 
+# pools (BufferPool, ObjectPool)
+from .pools import (
+    BufferExportedError,
+    BufferPool,
+    ObjectPool,
+    PooledBuffer,
+    PooledObject,
+    PoolExhausted,
+    ReleasedError,
+    acquire_async,
+)
+
 
 def build_info() -> dict[str, Any]:
     """Facts about the native build: version, profile (release/debug), rustc,
@@ -61,6 +73,15 @@ __all__ = [
     "decompress",
     "exceptions",
     "train_dictionary",
+    # pools (BufferPool, ObjectPool)
+    "BufferExportedError",
+    "BufferPool",
+    "ObjectPool",
+    "PoolExhausted",
+    "PooledBuffer",
+    "PooledObject",
+    "ReleasedError",
+    "acquire_async",
     # balancing
     "Balancer",
     "NoBackendAvailable",

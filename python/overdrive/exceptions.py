@@ -16,6 +16,10 @@ __all__ = [
     "NoBackendAvailable",
     "OutputLimitExceeded",
     "OverdriveError",
+    # pools (BufferPool, ObjectPool)
+    "BufferExportedError",
+    "PoolExhausted",
+    "ReleasedError",
     "WorkerPoolShutdown",
     "WorkerQueueFull",
 ]
@@ -47,6 +51,24 @@ class OutputLimitExceeded(DecompressionError):
 
 class DictionaryError(CompressionError):
     """Dictionary training failed (too few or too uniform samples)."""
+
+
+# --- pools (BufferPool, ObjectPool) -------------------------------------------
+
+
+class PoolExhausted(OverdriveError, TimeoutError):
+    """Every one of a pool's ``max_size`` items is out and none came back within
+    ``timeout`` (or at once with ``block=False``)."""
+
+
+class BufferExportedError(OverdriveError, BufferError):
+    """``release()`` while a memoryview / numpy array of the pooled buffer is
+    alive; release those exports first (no use-after-release, ever)."""
+
+
+class ReleasedError(OverdriveError, ValueError):
+    """The pooled buffer or object was already released (double release, or
+    use after release)."""
 
 
 # --- balancing (Balancer, WorkerPool, ShardRouter) ---

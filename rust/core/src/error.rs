@@ -47,6 +47,32 @@ pub enum Error {
         /// What went wrong with it.
         source: Box<Error>,
     },
+
+    // --- pools (BufferPool, ObjectPool) ---
+    /// Every one of a pool's `max_size` items is out and none came back in time.
+    #[error("{pool} exhausted: all max_size={max_size} items are in use{waited}")]
+    PoolExhausted {
+        /// "BufferPool" or "ObjectPool".
+        pool: &'static str,
+        /// The pool's cap.
+        max_size: usize,
+        /// How long the caller waited, rendered (empty for `block=False`).
+        waited: String,
+    },
+    /// `release()` while a memoryview / numpy array of the buffer is alive.
+    #[error("cannot release the buffer: {exports} export(s) (memoryview, numpy array, ...) still alive; release them first")]
+    BufferExported {
+        /// Live exports at the time of the call.
+        exports: usize,
+    },
+    /// The pooled item was already released (double release or use after release).
+    #[error("{what} was already released{hint}")]
+    Released {
+        /// What was released ("the PooledBuffer", "the PooledObject").
+        what: &'static str,
+        /// Extra advice for the message.
+        hint: &'static str,
+    },
     // --- balancing (Balancer, WorkerPool, ShardRouter) ---
     /// Every backend (or node) is down, ejected or removed.
     #[error("no backend available: {0}")]

@@ -28,6 +28,10 @@ exception_classes! {
     decompression_error => "DecompressionError",
     output_limit_exceeded => "OutputLimitExceeded",
     dictionary_error => "DictionaryError",
+    // pools (BufferPool, ObjectPool)
+    pool_exhausted => "PoolExhausted",
+    buffer_exported_error => "BufferExportedError",
+    released_error => "ReleasedError",
     // balancing
     no_backend_available => "NoBackendAvailable",
     worker_queue_full => "WorkerQueueFull",
@@ -52,6 +56,10 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         Error::OutputTooLarge { .. } => output_limit_exceeded(py),
         Error::Dictionary(_) => dictionary_error(py),
         Error::Item { .. } => None, // root() never returns a wrapper
+        // pools (BufferPool, ObjectPool)
+        Error::PoolExhausted { .. } => pool_exhausted(py),
+        Error::BufferExported { .. } => buffer_exported_error(py),
+        Error::Released { .. } => released_error(py),
         // balancing
         Error::NoBackendAvailable(_) => no_backend_available(py),
         Error::WorkerQueueFull { .. } => worker_queue_full(py),

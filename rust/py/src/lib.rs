@@ -14,6 +14,8 @@ mod worker_pool;
 mod buffers;
 mod compress;
 mod errors;
+// pools (BufferPool, ObjectPool)
+mod pools;
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -53,6 +55,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "DEFAULT_MAX_OUTPUT_SIZE",
         overdrive_core::compress::DEFAULT_MAX_OUTPUT_SIZE,
     )?;
+    // pools (BufferPool, ObjectPool)
+    m.add_class::<pools::PyBufferPool>()?;
+    m.add_class::<pools::PyPooledBuffer>()?;
+    m.add_class::<pools::PyObjectPool>()?;
+    m.add_class::<pools::PyPooledObject>()?;
     // balancing
     m.add_class::<balancer::PyBalancer>()?;
     m.add_class::<balancer::PyPick>()?;
