@@ -82,18 +82,6 @@ class BufferPool:
 
     Thread-safe. Keeps between ``min_size`` and ``max_size`` buffers (grows 25%
     above 80% utilisation, shrinks 12% after a ``window_s`` window below 25%).
-# --- balancing ---------------------------------------------------------------
-
-@final
-class Balancer:
-    """Chooses among N backends (returns indices) and counts requests in flight.
-
-    Strategies: "load_score" (lowest ``load_weight * in_flight/weight +
-    queue_weight * queue utilisation``; ties go to the lower EWMA latency),
-    "least_outstanding" (exact join-the-shortest-queue), "p2c" (power of two
-    choices) and "round_robin". With unequal weights, least_outstanding and p2c
-    compare Envoy's ``(active + 1) ** active_request_bias / weight``.
-    Thread-safe and lock-free: acquire/release are atomics.
     """
 
     def __new__(
@@ -206,6 +194,23 @@ class PooledObject(Generic[_T]):
     def __exit__(
         self, _exc_type: object = None, _exc: object = None, _tb: object = None
     ) -> bool: ...
+
+# --- balancing ---------------------------------------------------------------
+
+@final
+class Balancer:
+    """Chooses among N backends (returns indices) and counts requests in flight.
+
+    Strategies: "load_score" (lowest ``load_weight * in_flight/weight +
+    queue_weight * queue utilisation``; ties go to the lower EWMA latency),
+    "least_outstanding" (exact join-the-shortest-queue), "p2c" (power of two
+    choices) and "round_robin". With unequal weights, least_outstanding and p2c
+    compare Envoy's ``(active + 1) ** active_request_bias / weight``.
+    Thread-safe and lock-free: acquire/release are atomics.
+    """
+
+    def __new__(
+        cls,
         backends: int | Iterable[float] | None = None,
         strategy: str = "load_score",
         *,
