@@ -670,20 +670,25 @@ impl Balancer {
         self.scan_costs(n, uniform)
     }
 
+    /// The Up backends among the first `n`, from a random start (so ties spread).
+    fn up_from_random_start(&self, n: usize) -> impl Iterator<Item = (usize, Slot<'_>)> + '_ {
+        let start = rng::below(n);
+        (0..n)
+            .map(move |k| {
+                if start + k >= n {
+                    start + k - n
+                } else {
+                    start + k
+                }
+            })
+            .filter_map(|i| self.slot(i).filter(|b| Self::up(*b)).map(|b| (i, b)))
+    }
+
     /// Lowest cost from a random start; `load_score` ties go to the lower latency.
     fn scan_costs(&self, n: usize, uniform: bool) -> Option<usize> {
         let latency_ties = self.config.strategy == Strategy::LoadScore;
-        let start = rng::below(n);
         let mut best: Option<(usize, f64, f64)> = None;
-        for k in 0..n {
-            let mut i = start + k;
-            if i >= n {
-                i -= n;
-            }
-            let Some(b) = self.slot(i) else { continue };
-            if !Self::up(b) {
-                continue;
-            }
+        for (i, b) in self.up_from_random_start(n) {
             let cost = self.cost(b, uniform);
             let lat = || unset_or(b.ewma_latency.load(Relaxed)).unwrap_or(0.0);
             match best {
@@ -741,18 +746,9 @@ impl Balancer {
 
     /// Fewest in flight; the first idle backend from a random start wins at once.
     fn scan_first_idle(&self, n: usize) -> Option<usize> {
-        let start = rng::below(n);
         let mut best: Option<usize> = None;
         let mut best_f = u64::MAX;
-        for k in 0..n {
-            let mut i = start + k;
-            if i >= n {
-                i -= n;
-            }
-            let Some(b) = self.slot(i) else { continue };
-            if !Self::up(b) {
-                continue;
-            }
+        for (i, b) in self.up_from_random_start(n) {
             let f = b.in_flight.load(Relaxed);
             if f == 0 {
                 return Some(i);
