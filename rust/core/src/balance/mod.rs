@@ -3,6 +3,7 @@
 //! with bounded loads.
 
 pub mod balancer;
+pub mod config;
 pub mod hash;
 pub mod rng;
 pub mod router;
