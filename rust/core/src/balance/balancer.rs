@@ -1,8 +1,9 @@
 //! A lock-free load balancer over N backends that hands out indices.
 //!
 //! Backends live in append-only chunks of atomics, so `acquire`/`release`
-//! never take a lock: a pick scans the backends' atomics, bumps one in-flight
-//! counter and one pick counter. Adding a backend takes a writer-only mutex;
+//! never take a lock: a pick scans the backends' atomics and bumps the chosen
+//! one's in-flight count (and its packed pick key). Adding a backend takes a
+//! writer-only mutex;
 //! removing or marking one down flips its state atomically. Indices are
 //! stable: a removed backend's index is never reused. Strategies, states and
 //! tunables are in `config.rs`.
