@@ -12,6 +12,9 @@ from typing import Any
 from . import exceptions
 from ._core import __version__
 from ._core import build_info as _build_info
+
+# balancing
+from .balancing import Balancer, ShardRouter, WorkerPool
 from .compression import (
     DEFAULT_MAX_OUTPUT_SIZE,
     Compressor,
@@ -19,14 +22,19 @@ from .compression import (
     decompress,
     train_dictionary,
 )
+
+# balancing
 from .exceptions import (
     CompressionError,
     ConfigurationError,
     DecompressionError,
     DictionaryError,
     InputTypeError,
+    NoBackendAvailable,
     OutputLimitExceeded,
     OverdriveError,
+    WorkerPoolShutdown,
+    WorkerQueueFull,
 )
 
 # pools (BufferPool, ObjectPool)
@@ -74,4 +82,11 @@ __all__ = [
     "PooledObject",
     "ReleasedError",
     "acquire_async",
+    # balancing
+    "Balancer",
+    "NoBackendAvailable",
+    "ShardRouter",
+    "WorkerPool",
+    "WorkerPoolShutdown",
+    "WorkerQueueFull",
 ]

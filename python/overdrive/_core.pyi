@@ -194,3 +194,158 @@ class PooledObject(Generic[_T]):
     def __exit__(
         self, _exc_type: object = None, _exc: object = None, _tb: object = None
     ) -> bool: ...
+
+# --- balancing ---------------------------------------------------------------
+
+@final
+class Balancer:
+    """Chooses among N backends (returns indices) and counts requests in flight.
+
+    Strategies: "load_score" (lowest ``load_weight * in_flight/weight +
+    queue_weight * queue utilisation``; ties go to the lower EWMA latency),
+    "least_outstanding" (exact join-the-shortest-queue), "p2c" (power of two
+    choices) and "round_robin". With unequal weights, least_outstanding and p2c
+    compare Envoy's ``(active + 1) ** active_request_bias / weight``.
+    Thread-safe and lock-free: acquire/release are atomics.
+    """
+
+    def __new__(
+        cls,
+        backends: int | Iterable[float] | None = None,
+        strategy: str = "load_score",
+        *,
+        n_backends: int | None = None,
+        weights: Iterable[float] | None = None,
+        load_weight: float = 0.7,
+        queue_weight: float = 0.3,
+        max_in_flight: int = 100,
+        active_request_bias: float = 1.0,
+        ewma_alpha: float = 0.2,
+        eject_error_rate: float = 0.5,
+        eject_min_requests: int = 5,
+        cooldown_s: float = 10.0,
+        max_ejected_fraction: float = 0.5,
+    ) -> Balancer: ...
+    @property
+    def strategy(self) -> str:
+        """The strategy's name."""
+    def acquire(self) -> int:
+        """Pick a backend and count one request in flight on it (NoBackendAvailable if none)."""
+    def release(self, index: int, latency_s: float | None = None, ok: bool = True) -> None:
+        """End a request on ``index``: update its latency and error-rate EWMAs."""
+    def pick(self) -> Pick:
+        """``with lb.pick() as i:`` acquires on entry, releases on exit with the latency."""
+    def add(self, weight: float = 1.0) -> int:
+        """Add a backend; returns its index."""
+    def remove(self, index: int) -> None:
+        """Remove a backend for good (indices are never reused)."""
+    def mark_down(self, index: int) -> None:
+        """Stop picking a backend until ``mark_up``."""
+    def mark_up(self, index: int) -> None:
+        """Pick a backend again (also ends an ejection early)."""
+    def set_weight(self, index: int, weight: float) -> None:
+        """Change a backend's weight."""
+    def report_queue(self, index: int, utilisation: float) -> None:
+        """Record a backend's own queue utilisation (0..1), used by load_score."""
+    def in_flight(self, index: int) -> int:
+        """Requests in flight on ``index``."""
+    def state(self, index: int) -> str:
+        """The backend's state: up, down, ejected, probing or removed."""
+    def __len__(self) -> int: ...
+    def stats(self) -> dict[str, Any]:
+        """Totals, and per backend: in_flight, picks, EWMA latency, errors, state."""
+
+@final
+class Pick:
+    """The context manager returned by ``Balancer.pick()``."""
+
+    def __enter__(self) -> int: ...
+    def __exit__(
+        self, exc_type: object = None, _exc: object = None, _tb: object = None
+    ) -> bool: ...
+    @property
+    def index(self) -> int | None:
+        """The backend index while entered, else None."""
+
+@final
+class WorkerPoolCore:
+    """The native half of ``overdrive.WorkerPool`` (use that class)."""
+
+    def __new__(
+        cls,
+        min_workers: int,
+        max_workers: int,
+        *,
+        max_queue: int = 0,
+        aging_s: float | None = None,
+        scale_up_depth: int = 10,
+        scale_up_util: float = 0.8,
+        scale_down_util: float = 0.3,
+        scale_down_window_s: float = 10.0,
+        name: str = "overdrive-worker",
+    ) -> WorkerPoolCore: ...
+    def submit(
+        self,
+        future: Any,
+        func: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None = None,
+        priority: int = 0,
+        block: bool = True,
+        timeout: float | None = None,
+    ) -> TaskHandle:
+        """Queue ``func(*args, **kwargs)`` to resolve ``future``; the handle can run it inline."""
+    def shutdown(self, cancel: bool) -> list[Any]:
+        """Stop accepting tasks; with ``cancel`` return the unstarted tasks' futures."""
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait (GIL released) for every worker to exit; False on timeout."""
+    @property
+    def is_shutdown(self) -> bool:
+        """Whether shutdown has begun."""
+    @property
+    def bounds(self) -> tuple[int, int]:
+        """(min_workers, max_workers)."""
+    def stats(self) -> dict[str, Any]:
+        """Workers, busy/idle, queue depth, task counts, scaling events."""
+
+@final
+class ShardRouter:
+    """Consistent hashing with bounded loads (fixed hash: same routes in every process)."""
+
+    def __new__(
+        cls,
+        nodes: Iterable[str | bytes | int] | dict[Any, float],
+        load_factor: float = 1.25,
+        *,
+        vnodes: int = 160,
+    ) -> ShardRouter: ...
+    @property
+    def load_factor(self) -> float:
+        """No node carries more than this times its fair share."""
+    @property
+    def nodes(self) -> list[Any]:
+        """The live nodes, in the order they were added."""
+    def route(self, key: str | bytes | int) -> Any:
+        """The node for ``key`` under the load bound (counted until ``release``)."""
+    def route_many(self, keys: Iterable[str | bytes | int]) -> list[Any]:
+        """``route`` for every key, in one call."""
+    def lookup(self, key: str | bytes | int) -> Any:
+        """The node ``key`` hashes to, ignoring loads."""
+    def release(self, node: str | bytes | int) -> None:
+        """A request routed to ``node`` finished: lower its load by one."""
+    def add_node(self, node: str | bytes | int, weight: float = 1.0) -> None:
+        """Add a node; about 1/N of keys move to it."""
+    def remove_node(self, node: str | bytes | int) -> None:
+        """Take a node off the ring; its keys move to their next nodes."""
+    def reset_loads(self) -> None:
+        """Forget all loads."""
+    def stats(self) -> dict[str, Any]:
+        """Totals and per-node load, routes, weight and bound."""
+    def __len__(self) -> int: ...
+
+@final
+class TaskHandle:
+    """A queued WorkerPool task, so a thread waiting on its future can run it itself."""
+
+    def run_inline(self) -> bool:
+        """Run the task on this thread unless a worker took it; True if it ran here."""

@@ -13,12 +13,15 @@ __all__ = [
     "DecompressionError",
     "DictionaryError",
     "InputTypeError",
+    "NoBackendAvailable",
     "OutputLimitExceeded",
     "OverdriveError",
     # pools (BufferPool, ObjectPool)
     "BufferExportedError",
     "PoolExhausted",
     "ReleasedError",
+    "WorkerPoolShutdown",
+    "WorkerQueueFull",
 ]
 
 
@@ -66,3 +69,18 @@ class BufferExportedError(OverdriveError, BufferError):
 class ReleasedError(OverdriveError, ValueError):
     """The pooled buffer or object was already released (double release, or
     use after release)."""
+
+
+# --- balancing (Balancer, WorkerPool, ShardRouter) ---
+
+
+class NoBackendAvailable(OverdriveError, RuntimeError):
+    """Every backend of a Balancer is down, ejected or removed."""
+
+
+class WorkerQueueFull(OverdriveError, RuntimeError):
+    """A WorkerPool's bounded queue is full and the caller chose not to wait (longer)."""
+
+
+class WorkerPoolShutdown(OverdriveError, RuntimeError):
+    """The WorkerPool is shut down: no new tasks (a RuntimeError, as ThreadPoolExecutor's)."""

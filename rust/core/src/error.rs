@@ -73,6 +73,19 @@ pub enum Error {
         /// Extra advice for the message.
         hint: &'static str,
     },
+    // --- balancing (Balancer, WorkerPool, ShardRouter) ---
+    /// Every backend (or node) is down, ejected or removed.
+    #[error("no backend available: {0}")]
+    NoBackendAvailable(String),
+    /// A bounded task queue is full and the caller asked not to wait.
+    #[error("worker pool queue is full (max_queue={capacity})")]
+    WorkerQueueFull {
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// The worker pool is shut down and accepts no new work.
+    #[error("cannot schedule new tasks after shutdown")]
+    PoolShutdown,
 }
 
 /// A size that is either exact (declared in a frame header) or a lower bound

@@ -4,6 +4,8 @@
 //! `cargo test` and proptest without libpython. The binding crate (`rust/py`)
 //! converts arguments, releases the GIL and maps [`Error`] to Python exceptions.
 
+// balancing: Balancer, WorkerPool scheduling, ShardRouter
+pub mod balance;
 pub mod compress;
 pub mod error;
 // pools (BufferPool, ObjectPool)

@@ -32,6 +32,10 @@ exception_classes! {
     pool_exhausted => "PoolExhausted",
     buffer_exported_error => "BufferExportedError",
     released_error => "ReleasedError",
+    // balancing
+    no_backend_available => "NoBackendAvailable",
+    worker_queue_full => "WorkerQueueFull",
+    worker_pool_shutdown => "WorkerPoolShutdown",
 }
 
 fn raise(class: Option<Bound<'_, PyType>>, msg: String) -> PyErr {
@@ -56,6 +60,10 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         Error::PoolExhausted { .. } => pool_exhausted(py),
         Error::BufferExported { .. } => buffer_exported_error(py),
         Error::Released { .. } => released_error(py),
+        // balancing
+        Error::NoBackendAvailable(_) => no_backend_available(py),
+        Error::WorkerQueueFull { .. } => worker_queue_full(py),
+        Error::PoolShutdown => worker_pool_shutdown(py),
     };
     raise(class, msg)
 }

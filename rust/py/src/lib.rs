@@ -6,6 +6,11 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+// balancing
+mod balancer;
+mod router;
+mod worker_pool;
+
 mod buffers;
 mod compress;
 mod errors;
@@ -55,5 +60,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pools::PyPooledBuffer>()?;
     m.add_class::<pools::PyObjectPool>()?;
     m.add_class::<pools::PyPooledObject>()?;
+    // balancing
+    m.add_class::<balancer::PyBalancer>()?;
+    m.add_class::<balancer::PyPick>()?;
+    m.add_class::<worker_pool::PyWorkerPool>()?;
+    m.add_class::<worker_pool::PyTaskHandle>()?;
+    m.add_class::<router::PyShardRouter>()?;
     Ok(())
 }

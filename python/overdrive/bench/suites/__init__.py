@@ -19,6 +19,8 @@ SUITES: dict[str, str] = {
     "compression": "overdrive.bench.suites.compression",
     # pools (BufferPool, ObjectPool)
     "pools": "overdrive.bench.suites.pools",
+    # balancing
+    "balancing": "overdrive.bench.suites.balancing",
 }
 
 

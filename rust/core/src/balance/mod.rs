@@ -1,0 +1,18 @@
+//! Balancing: a lock-free load balancer over N backends, an autoscaling
+//! worker pool with a priority queue, and a consistent-hashing shard router
+//! with bounded loads.
+
+pub mod balancer;
+pub mod config;
+pub mod hash;
+pub mod rng;
+pub mod router;
+pub mod worker;
+
+pub use balancer::{BackendStats, Balancer, Config as BalancerConfig, State, Strategy};
+pub use hash::Key;
+pub use router::{NodeStats, Router};
+pub use worker::{Hooks, PoolConfig, PoolStats, Rejected, Runner, ScaleEvent, WorkerPool};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,310 @@
+//! Bindings for the load balancer: `Balancer` and its `pick()` context manager.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use overdrive_core::balance::{Balancer, BalancerConfig, Strategy};
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyList};
+
+use crate::errors::{bad_value, wrong_type, IntoPy};
+
+/// A Python int as an index, with a clear error for negatives.
+pub(crate) fn index_arg(py: Python<'_>, param: &'static str, v: i64) -> PyResult<usize> {
+    usize::try_from(v).map_err(|_| bad_value(py, param, v, "must be an index >= 0"))
+}
+
+/// `backends` as weights: an int count (all weight 1.0) or a sequence of weights.
+fn backend_weights(py: Python<'_>, backends: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
+    if backends.is_instance_of::<PyBool>() {
+        return Err(wrong_type(
+            py,
+            "backends must be an int count or a sequence of weights, got bool".into(),
+        ));
+    }
+    if let Ok(n) = backends.extract::<i64>() {
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| bad_value(py, "backends", n, "need at least one backend"))?;
+        return Ok(vec![1.0; n]);
+    }
+    if backends.is_instance_of::<pyo3::types::PyString>() {
+        return Err(wrong_type(
+            py,
+            "backends must be an int count or a sequence of weights, got str".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    let iter = backends.try_iter().map_err(|_| {
+        let t = backends
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".into(), |n| n.to_string());
+        wrong_type(
+            py,
+            format!("backends must be an int count or a sequence of weights, got {t}"),
+        )
+    })?;
+    for item in iter {
+        let item = item?;
+        let w: f64 = item.extract().map_err(|_| {
+            wrong_type(
+                py,
+                format!(
+                    "backends: each weight must be a number, got {}",
+                    item.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+                ),
+            )
+        })?;
+        out.push(w);
+    }
+    Ok(out)
+}
+
+/// Chooses among N backends and counts requests in flight.
+#[pyclass(frozen, module = "overdrive._core", name = "Balancer")]
+pub(crate) struct PyBalancer {
+    inner: Arc<Balancer>,
+}
+
+#[pymethods]
+impl PyBalancer {
+    #[new]
+    #[pyo3(signature = (backends = None, strategy = "load_score", *, n_backends = None,
+        weights = None, load_weight = 0.7, queue_weight = 0.3,
+        max_in_flight = 100, active_request_bias = 1.0, ewma_alpha = 0.2, eject_error_rate = 0.5,
+        eject_min_requests = 5, cooldown_s = 10.0, max_ejected_fraction = 0.5))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        backends: Option<&Bound<'_, PyAny>>,
+        strategy: &str,
+        n_backends: Option<&Bound<'_, PyAny>>,
+        weights: Option<&Bound<'_, PyAny>>,
+        load_weight: f64,
+        queue_weight: f64,
+        max_in_flight: i64,
+        active_request_bias: f64,
+        ewma_alpha: f64,
+        eject_error_rate: f64,
+        eject_min_requests: i64,
+        cooldown_s: f64,
+        max_ejected_fraction: f64,
+    ) -> PyResult<Self> {
+        // `backends` positionally, or `n_backends=` / `weights=` by name: exactly one.
+        let given: Vec<&Bound<'_, PyAny>> = [backends, n_backends, weights]
+            .into_iter()
+            .flatten()
+            .collect();
+        let w = match given.as_slice() {
+            [one] => backend_weights(py, one)?,
+            _ => {
+                return Err(bad_value(
+                    py,
+                    "backends",
+                    format!("{} values", given.len()),
+                    "give exactly one of backends, n_backends= or weights=",
+                ))
+            }
+        };
+        let max_in_flight = u64::try_from(max_in_flight)
+            .map_err(|_| bad_value(py, "max_in_flight", max_in_flight, "must be >= 1"))?;
+        let eject_min_requests = u64::try_from(eject_min_requests)
+            .map_err(|_| bad_value(py, "eject_min_requests", eject_min_requests, "must be >= 0"))?;
+        let cooldown = Duration::try_from_secs_f64(cooldown_s).map_err(|_| {
+            bad_value(
+                py,
+                "cooldown_s",
+                cooldown_s,
+                "must be a number of seconds >= 0",
+            )
+        })?;
+        let config = BalancerConfig {
+            strategy: Strategy::parse(strategy).py(py)?,
+            load_weight,
+            queue_weight,
+            max_in_flight,
+            active_request_bias,
+            ewma_alpha,
+            eject_error_rate,
+            eject_min_requests,
+            cooldown,
+            max_ejected_fraction,
+        };
+        Ok(PyBalancer {
+            inner: Arc::new(Balancer::new(&w, config).py(py)?),
+        })
+    }
+
+    /// The strategy's name.
+    #[getter]
+    fn strategy(&self) -> &'static str {
+        self.inner.config().strategy.name()
+    }
+
+    /// Pick a backend and count one request in flight on it; returns its index.
+    fn acquire(&self, py: Python<'_>) -> PyResult<usize> {
+        self.inner.acquire().py(py)
+    }
+
+    /// End a request on `index`; `latency_s` feeds the latency EWMA, `ok` the error rate.
+    #[pyo3(signature = (index, latency_s = None, ok = true))]
+    fn release(
+        &self,
+        py: Python<'_>,
+        index: i64,
+        latency_s: Option<f64>,
+        ok: bool,
+    ) -> PyResult<()> {
+        let i = index_arg(py, "index", index)?;
+        self.inner.release(i, latency_s, ok).py(py)
+    }
+
+    /// A context manager: `with lb.pick() as i:` acquires on entry and releases
+    /// on exit with the measured latency (ok unless the block raised).
+    fn pick(&self) -> PyPick {
+        PyPick {
+            inner: Arc::clone(&self.inner),
+            held: Mutex::new(None),
+        }
+    }
+
+    /// Add a backend; returns its index.
+    #[pyo3(signature = (weight = 1.0))]
+    fn add(&self, py: Python<'_>, weight: f64) -> PyResult<usize> {
+        self.inner.add(weight).py(py)
+    }
+
+    /// Remove a backend for good (its index is not reused).
+    fn remove(&self, py: Python<'_>, index: i64) -> PyResult<()> {
+        self.inner.remove(index_arg(py, "index", index)?).py(py)
+    }
+
+    /// Stop picking a backend until `mark_up`.
+    fn mark_down(&self, py: Python<'_>, index: i64) -> PyResult<()> {
+        self.inner.mark_down(index_arg(py, "index", index)?).py(py)
+    }
+
+    /// Pick a backend again (also ends an ejection early).
+    fn mark_up(&self, py: Python<'_>, index: i64) -> PyResult<()> {
+        self.inner.mark_up(index_arg(py, "index", index)?).py(py)
+    }
+
+    /// Change a backend's weight.
+    fn set_weight(&self, py: Python<'_>, index: i64, weight: f64) -> PyResult<()> {
+        self.inner
+            .set_weight(index_arg(py, "index", index)?, weight)
+            .py(py)
+    }
+
+    /// Record a backend's own queue utilisation (0..1) for `load_score`.
+    fn report_queue(&self, py: Python<'_>, index: i64, utilisation: f64) -> PyResult<()> {
+        self.inner
+            .report_queue(index_arg(py, "index", index)?, utilisation)
+            .py(py)
+    }
+
+    /// Requests in flight on `index`.
+    fn in_flight(&self, py: Python<'_>, index: i64) -> PyResult<u64> {
+        self.inner.in_flight(index_arg(py, "index", index)?).py(py)
+    }
+
+    /// The state of `index`: "up", "down", "ejected", "probing" or "removed".
+    fn state(&self, py: Python<'_>, index: i64) -> PyResult<&'static str> {
+        Ok(self
+            .inner
+            .state(index_arg(py, "index", index)?)
+            .py(py)?
+            .name())
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Per-backend counters plus totals.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        let list = PyList::empty(py);
+        let (mut picks, mut in_flight, mut errors) = (0u64, 0u64, 0u64);
+        for b in self.inner.stats() {
+            picks += b.picks;
+            in_flight += b.in_flight;
+            errors += b.errors;
+            let e = PyDict::new(py);
+            e.set_item("index", b.index)?;
+            e.set_item("state", b.state.name())?;
+            e.set_item("weight", b.weight)?;
+            e.set_item("in_flight", b.in_flight)?;
+            e.set_item("picks", b.picks)?;
+            e.set_item("completed", b.completed)?;
+            e.set_item("errors", b.errors)?;
+            e.set_item("ejections", b.ejections)?;
+            e.set_item("ewma_latency_s", b.ewma_latency_s)?;
+            e.set_item("error_rate", b.error_rate)?;
+            e.set_item("queue_utilisation", b.queue_utilisation)?;
+            list.append(e)?;
+        }
+        d.set_item("strategy", self.strategy())?;
+        d.set_item("picks", picks)?;
+        d.set_item("in_flight", in_flight)?;
+        d.set_item("errors", errors)?;
+        d.set_item("no_backend", self.inner.no_backend_errors())?;
+        d.set_item("backends", list)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Balancer(backends={}, strategy={:?})",
+            self.inner.len(),
+            self.strategy()
+        )
+    }
+}
+
+/// `with lb.pick() as i:` — one acquire on entry, one release on exit.
+#[pyclass(frozen, module = "overdrive._core", name = "Pick")]
+pub(crate) struct PyPick {
+    inner: Arc<Balancer>,
+    held: Mutex<Option<(usize, Instant)>>,
+}
+
+#[pymethods]
+impl PyPick {
+    fn __enter__(&self, py: Python<'_>) -> PyResult<usize> {
+        let mut held = self.held.lock();
+        if held.is_some() {
+            return Err(bad_value(py, "pick", "in use", "a pick() is entered once"));
+        }
+        let i = self.inner.acquire().py(py)?;
+        *held = Some((i, Instant::now()));
+        Ok(i)
+    }
+
+    #[pyo3(signature = (exc_type = None, _exc = None, _tb = None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let taken = self.held.lock().take();
+        if let Some((i, t0)) = taken {
+            let ok = exc_type.is_none_or(|t| t.is_none());
+            self.inner
+                .release(i, Some(t0.elapsed().as_secs_f64()), ok)
+                .py(py)?;
+        }
+        Ok(false)
+    }
+
+    /// The backend index while entered, else None.
+    #[getter]
+    fn index(&self) -> Option<usize> {
+        self.held.lock().map(|(i, _)| i)
+    }
+}

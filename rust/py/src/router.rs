@@ -1,0 +1,310 @@
+//! Bindings for the shard router: consistent hashing with bounded loads.
+
+use std::collections::HashMap;
+
+use overdrive_core::balance::{Key, Router};
+use parking_lot::RwLock;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString};
+
+use crate::errors::{bad_value, wrong_type, IntoPy};
+
+/// Call `f` with the routing key of `obj` (str, bytes or an int in i64 range).
+fn with_key<R>(
+    obj: &Bound<'_, PyAny>,
+    param: &'static str,
+    f: impl FnOnce(Key<'_>) -> R,
+) -> PyResult<R> {
+    let py = obj.py();
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(f(Key::Str(s.to_str()?)));
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(f(Key::Bytes(b.as_bytes())));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        let i: i64 = obj.extract().map_err(|_| {
+            bad_value(
+                py,
+                param,
+                obj.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+                "an int key must fit in 64 bits (use str(key) for larger ones)",
+            )
+        })?;
+        return Ok(f(Key::Int(i)));
+    }
+    let t = obj
+        .get_type()
+        .name()
+        .map_or_else(|_| "?".into(), |n| n.to_string());
+    Err(wrong_type(
+        py,
+        format!("{param} must be str, bytes or int, got {t}"),
+    ))
+}
+
+fn node_hash(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+    with_key(obj, "node", |k| k.hash())
+}
+
+struct Nodes {
+    objs: Vec<Py<PyAny>>,
+    by_hash: HashMap<u64, usize>,
+    alive: Vec<bool>,
+}
+
+/// Routes keys to nodes: consistent hashing with bounded loads.
+#[pyclass(frozen, module = "overdrive._core", name = "ShardRouter")]
+pub(crate) struct PyShardRouter {
+    inner: Router,
+    nodes: RwLock<Nodes>,
+}
+
+impl PyShardRouter {
+    fn obj(&self, py: Python<'_>, i: usize) -> Py<PyAny> {
+        let nodes = self.nodes.read();
+        nodes
+            .objs
+            .get(i)
+            .map_or_else(|| py.None(), |o| o.clone_ref(py))
+    }
+
+    fn index_of(&self, node: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let h = node_hash(node)?;
+        self.nodes.read().by_hash.get(&h).copied().ok_or_else(|| {
+            bad_value(
+                node.py(),
+                "node",
+                node.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+                "not a node of this router",
+            )
+        })
+    }
+}
+
+#[pymethods]
+impl PyShardRouter {
+    #[new]
+    #[pyo3(signature = (nodes, load_factor = 1.25, *, vnodes = 160))]
+    fn new(
+        py: Python<'_>,
+        nodes: &Bound<'_, PyAny>,
+        load_factor: f64,
+        vnodes: usize,
+    ) -> PyResult<Self> {
+        let pairs: Vec<(Bound<'_, PyAny>, f64)> = if let Ok(d) = nodes.cast::<PyDict>() {
+            d.iter()
+                .map(|(k, v)| {
+                    let w: f64 = v.extract().map_err(|_| {
+                        wrong_type(py, "nodes: each weight must be a number".into())
+                    })?;
+                    Ok((k, w))
+                })
+                .collect::<PyResult<_>>()?
+        } else if nodes.is_instance_of::<PyString>() || nodes.is_instance_of::<PyBytes>() {
+            return Err(wrong_type(
+                py,
+                "nodes must be a sequence of node names or a {node: weight} dict, not a single str/bytes"
+                    .into(),
+            ));
+        } else {
+            nodes
+                .try_iter()
+                .map_err(|_| {
+                    wrong_type(
+                        py,
+                        "nodes must be a sequence of node names or a {node: weight} dict".into(),
+                    )
+                })?
+                .map(|n| Ok((n?, 1.0)))
+                .collect::<PyResult<_>>()?
+        };
+        let mut by_hash = HashMap::new();
+        for (i, (n, _)) in pairs.iter().enumerate() {
+            let h = node_hash(n)?;
+            if by_hash.insert(h, i).is_some() {
+                return Err(bad_value(
+                    py,
+                    "nodes",
+                    n.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+                    "node names must be distinct",
+                ));
+            }
+        }
+        let mut spec: Vec<(KeyBuf, f64)> = Vec::with_capacity(pairs.len());
+        for (n, w) in &pairs {
+            spec.push((with_key(n, "node", KeyBuf::from_key)?, *w));
+        }
+        let refs: Vec<(Key<'_>, f64)> = spec.iter().map(|(k, w)| (k.key(), *w)).collect();
+        let inner = Router::new(&refs, load_factor, vnodes).py(py)?;
+        Ok(PyShardRouter {
+            inner,
+            nodes: RwLock::new(Nodes {
+                alive: vec![true; pairs.len()],
+                objs: pairs.into_iter().map(|(n, _)| n.unbind()).collect(),
+                by_hash,
+            }),
+        })
+    }
+
+    /// The load factor: no node carries more than this times its fair share.
+    #[getter]
+    fn load_factor(&self) -> f64 {
+        self.inner.load_factor()
+    }
+
+    /// The live nodes, in the order they were added.
+    #[getter]
+    fn nodes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let nodes = self.nodes.read();
+        let live: Vec<Py<PyAny>> = nodes
+            .objs
+            .iter()
+            .zip(&nodes.alive)
+            .filter(|(_, a)| **a)
+            .map(|(o, _)| o.clone_ref(py))
+            .collect();
+        PyList::new(py, live)
+    }
+
+    /// Route `key` (str, bytes or int) to a node under the load bound, and
+    /// count it on that node until `release(node)`.
+    fn route(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let i = with_key(key, "key", |k| self.inner.route(k))?;
+        Ok(self.obj(py, i))
+    }
+
+    /// Route every key in one call; returns the nodes in order.
+    fn route_many<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let mut idx = Vec::new();
+        for k in keys.try_iter()? {
+            let k = k?;
+            idx.push(with_key(&k, "keys", |key| self.inner.route(key))?);
+        }
+        let nodes = self.nodes.read();
+        let out: Vec<Py<PyAny>> = idx
+            .iter()
+            .map(|&i| {
+                nodes
+                    .objs
+                    .get(i)
+                    .map_or_else(|| py.None(), |o| o.clone_ref(py))
+            })
+            .collect();
+        PyList::new(py, out)
+    }
+
+    /// The node `key` hashes to, ignoring loads (pure consistent hashing).
+    fn lookup(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let i = with_key(key, "key", |k| self.inner.lookup(k))?;
+        Ok(self.obj(py, i))
+    }
+
+    /// A request routed to `node` finished: lower its load by one.
+    fn release(&self, py: Python<'_>, node: &Bound<'_, PyAny>) -> PyResult<()> {
+        let i = self.index_of(node)?;
+        self.inner.release(i).py(py)
+    }
+
+    /// Add a node (weight 1.0 by default); about 1/N of keys move to it.
+    #[pyo3(signature = (node, weight = 1.0))]
+    fn add_node(&self, py: Python<'_>, node: &Bound<'_, PyAny>, weight: f64) -> PyResult<()> {
+        let h = node_hash(node)?;
+        let mut nodes = self.nodes.write();
+        if let Some(&i) = nodes.by_hash.get(&h) {
+            if nodes.alive.get(i).copied().unwrap_or(false) {
+                return Err(bad_value(
+                    py,
+                    "node",
+                    node.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+                    "already a node of this router",
+                ));
+            }
+        }
+        let i = with_key(node, "node", |k| self.inner.add_node(k, weight))?.py(py)?;
+        nodes.by_hash.insert(h, i);
+        nodes.objs.push(node.clone().unbind());
+        nodes.alive.push(true);
+        Ok(())
+    }
+
+    /// Take a node off the ring; its keys move to their next nodes.
+    fn remove_node(&self, py: Python<'_>, node: &Bound<'_, PyAny>) -> PyResult<()> {
+        let i = self.index_of(node)?;
+        self.inner.remove_node(i).py(py)?;
+        if let Some(a) = self.nodes.write().alive.get_mut(i) {
+            *a = false;
+        }
+        Ok(())
+    }
+
+    /// Forget all loads (e.g. at the start of a new accounting period).
+    fn reset_loads(&self) {
+        self.inner.reset_loads();
+    }
+
+    /// Totals and, per node, load, routes, weight and the current bound.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (routes, overflows, total) = self.inner.counters();
+        let caps = self.inner.caps();
+        let d = PyDict::new(py);
+        d.set_item("routes", routes)?;
+        d.set_item("overflows", overflows)?;
+        d.set_item("load", total)?;
+        d.set_item("load_factor", self.inner.load_factor())?;
+        let list = PyList::empty(py);
+        for s in self.inner.stats() {
+            let e = PyDict::new(py);
+            e.set_item("node", self.obj(py, s.index))?;
+            e.set_item("weight", s.weight)?;
+            e.set_item("alive", s.alive)?;
+            e.set_item("load", s.load)?;
+            e.set_item("routes", s.routes)?;
+            e.set_item("cap", caps.get(s.index).copied().unwrap_or(0))?;
+            list.append(e)?;
+        }
+        d.set_item("nodes", list)?;
+        Ok(d)
+    }
+
+    fn __len__(&self) -> usize {
+        self.nodes.read().alive.iter().filter(|a| **a).count()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ShardRouter(nodes={}, load_factor={})",
+            self.__len__(),
+            self.inner.load_factor()
+        )
+    }
+}
+
+/// An owned copy of a key, for building the ring from Python objects.
+enum KeyBuf {
+    Str(String),
+    Bytes(Vec<u8>),
+    Int(i64),
+}
+
+impl KeyBuf {
+    fn from_key(k: Key<'_>) -> KeyBuf {
+        match k {
+            Key::Str(s) => KeyBuf::Str(s.to_owned()),
+            Key::Bytes(b) => KeyBuf::Bytes(b.to_vec()),
+            Key::Int(i) => KeyBuf::Int(i),
+        }
+    }
+
+    fn key(&self) -> Key<'_> {
+        match self {
+            KeyBuf::Str(s) => Key::Str(s),
+            KeyBuf::Bytes(b) => Key::Bytes(b),
+            KeyBuf::Int(i) => Key::Int(*i),
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Bindings for the worker pool: Rust threads that run Python callables.
+//!
+//! Workers wait for tasks in the Rust core with no interpreter attached; a
+//! worker attaches only to run one callable and resolve its
+//! `concurrent.futures.Future`, then detaches again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use overdrive_core::balance::{Hooks, PoolConfig, Rejected, WorkerPool};
+use parking_lot::Mutex;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+use crate::errors::{bad_value, IntoPy};
+
+/// One queued call and the future it resolves.
+struct Payload {
+    future: Py<PyAny>,
+    func: Py<PyAny>,
+    args: Py<PyTuple>,
+    kwargs: Option<Py<PyDict>>,
+}
+
+/// A queued call, shared by the queue and the future's `TaskHandle`: whoever
+/// takes the payload first runs it (a worker, or a thread waiting on the
+/// result), so it runs exactly once. Taking it also breaks the reference
+/// cycle future -> handle -> payload -> future.
+struct TaskSlot(Mutex<Option<Payload>>);
+
+impl TaskSlot {
+    fn take(&self) -> Option<Payload> {
+        self.0.lock().take()
+    }
+}
+
+type Task = Arc<TaskSlot>;
+
+/// Lets a thread that waits on a future run its task itself if no worker has
+/// started it yet ("help on wait", as Java's ForkJoinPool joins do).
+#[pyclass(frozen, module = "overdrive._core", name = "TaskHandle")]
+pub(crate) struct PyTaskHandle {
+    slot: Task,
+}
+
+#[pymethods]
+impl PyTaskHandle {
+    /// Run the task on this thread unless a worker took it; True if it ran here.
+    fn run_inline(&self, py: Python<'_>) -> bool {
+        match self.slot.take() {
+            Some(p) => {
+                run(py, p);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Run a task on the current thread, attached.
+fn run(py: Python<'_>, task: Payload) {
+    let fut = task.future.bind(py);
+    match fut.call_method0(intern!(py, "set_running_or_notify_cancel")) {
+        Ok(v) if v.is_truthy().unwrap_or(false) => {}
+        // Cancelled before it started (or not a Future): nothing to run.
+        _ => return,
+    }
+    let out = task
+        .func
+        .bind(py)
+        .call(task.args.bind(py), task.kwargs.as_ref().map(|k| k.bind(py)));
+    let set = match out {
+        Ok(v) => fut.call_method1(intern!(py, "set_result"), (v,)),
+        Err(e) => fut.call_method1(intern!(py, "set_exception"), (e.value(py),)),
+    };
+    if let Err(e) = set {
+        // Only if the future was resolved by someone else; never lose it silently.
+        e.write_unraisable(py, Some(fut));
+    }
+}
+
+/// Worker threads attach once for their lifetime (one thread state, no
+/// set-up per task) and release the interpreter around every wait for work.
+struct PyHooks;
+
+impl Hooks<Task> for PyHooks {
+    fn run(&self, task: Task) {
+        // Re-entrant: the thread is already attached by `thread`.
+        Python::attach(|py| {
+            if let Some(p) = task.take() {
+                run(py, p);
+            }
+            drop(task);
+        });
+    }
+
+    fn thread(&self, body: &mut dyn FnMut()) {
+        // None only while the interpreter shuts down: the worker exits.
+        let _ = Python::try_attach(|_py| body());
+    }
+
+    fn is_live(&self, task: &Task) -> bool {
+        task.0.lock().is_some()
+    }
+
+    fn blocking(&self, wait: &mut (dyn FnMut() + Send)) {
+        Python::attach(|py| py.detach(wait));
+    }
+}
+
+fn seconds(py: Python<'_>, param: &'static str, v: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| bad_value(py, param, v, "must be a number of seconds >= 0"))
+}
+
+fn count(py: Python<'_>, param: &'static str, v: i64) -> PyResult<usize> {
+    usize::try_from(v).map_err(|_| bad_value(py, param, v, "must be >= 0"))
+}
+
+/// The native half of `overdrive.WorkerPool` (use that class instead).
+#[pyclass(frozen, module = "overdrive._core", name = "WorkerPoolCore")]
+pub(crate) struct PyWorkerPool {
+    inner: WorkerPool<Task>,
+}
+
+#[pymethods]
+impl PyWorkerPool {
+    #[new]
+    #[pyo3(signature = (min_workers, max_workers, *, max_queue = 0, aging_s = None,
+        scale_up_depth = 10, scale_up_util = 0.8, scale_down_util = 0.3,
+        scale_down_window_s = 10.0, name = "overdrive-worker"))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        min_workers: i64,
+        max_workers: i64,
+        max_queue: i64,
+        aging_s: Option<f64>,
+        scale_up_depth: i64,
+        scale_up_util: f64,
+        scale_down_util: f64,
+        scale_down_window_s: f64,
+        name: &str,
+    ) -> PyResult<Self> {
+        let config = PoolConfig {
+            min_workers: count(py, "min_workers", min_workers)?,
+            max_workers: count(py, "max_workers", max_workers)?,
+            max_queue: count(py, "max_queue", max_queue)?,
+            aging: aging_s.map(|a| seconds(py, "aging_s", a)).transpose()?,
+            scale_up_depth: count(py, "scale_up_depth", scale_up_depth)?,
+            scale_up_util,
+            scale_down_util,
+            scale_down_window: seconds(py, "scale_down_window_s", scale_down_window_s)?,
+            name: name.to_owned(),
+        };
+        Ok(PyWorkerPool {
+            inner: WorkerPool::new(config, Arc::new(PyHooks)).py(py)?,
+        })
+    }
+
+    /// Queue `func(*args, **kwargs)` to resolve `future`. When the queue is
+    /// full: wait up to `timeout` (None: forever) if `block`, else raise at once.
+    #[pyo3(signature = (future, func, args, kwargs = None, priority = 0, block = true, timeout = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn submit(
+        &self,
+        py: Python<'_>,
+        future: Py<PyAny>,
+        func: Py<PyAny>,
+        args: Py<PyTuple>,
+        kwargs: Option<Py<PyDict>>,
+        priority: i64,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<PyTaskHandle> {
+        let task: Task = Arc::new(TaskSlot(Mutex::new(Some(Payload {
+            future,
+            func,
+            args,
+            kwargs,
+        }))));
+        let handle = PyTaskHandle {
+            slot: Arc::clone(&task),
+        };
+        let task = match self.inner.try_push(task, priority) {
+            Ok(()) => return Ok(handle),
+            Err(Rejected {
+                task,
+                error: overdrive_core::Error::WorkerQueueFull { .. },
+            }) if block => task,
+            Err(r) => return Err(r.error).py(py),
+        };
+        let timeout = timeout.map(|t| seconds(py, "timeout", t)).transpose()?;
+        // Wait for room with the interpreter released; the task's objects are
+        // only moved, never touched, while detached.
+        let pushed = py.detach(move || self.inner.push(task, priority, timeout));
+        match pushed {
+            Ok(()) => Ok(handle),
+            Err(r) => {
+                let err = r.error;
+                drop(r.task);
+                Err(err).py(py)
+            }
+        }
+    }
+
+    /// Stop accepting tasks; with `cancel`, return the futures of tasks that
+    /// never started (the caller cancels them), highest priority first.
+    fn shutdown<'py>(&self, py: Python<'py>, cancel: bool) -> PyResult<Bound<'py, PyList>> {
+        let drained = self.inner.close(cancel);
+        let futures: Vec<Py<PyAny>> = drained
+            .into_iter()
+            .filter_map(|t| t.take().map(|p| p.future))
+            .collect();
+        PyList::new(py, futures)
+    }
+
+    /// Wait (interpreter released) for every worker to exit; False on timeout.
+    #[pyo3(signature = (timeout = None))]
+    fn join(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = timeout.map(|t| seconds(py, "timeout", t)).transpose()?;
+        Ok(py.detach(|| self.inner.join(timeout)))
+    }
+
+    /// Whether shutdown has begun.
+    #[getter]
+    fn is_shutdown(&self) -> bool {
+        self.inner.is_shutdown()
+    }
+
+    /// The worker bounds as (min_workers, max_workers).
+    #[getter]
+    fn bounds(&self) -> (usize, usize) {
+        let c = self.inner.config();
+        (c.min_workers, c.max_workers)
+    }
+
+    /// Counters: workers, busy, queue, tasks, scaling events.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.stats();
+        let c = self.inner.config();
+        let d = PyDict::new(py);
+        d.set_item("workers", s.workers)?;
+        d.set_item("min_workers", c.min_workers)?;
+        d.set_item("max_workers", c.max_workers)?;
+        d.set_item("busy", s.busy)?;
+        d.set_item("idle", s.idle)?;
+        d.set_item("queued", s.queued)?;
+        d.set_item("queue_high_water", s.queue_high_water)?;
+        d.set_item("max_queue", c.max_queue)?;
+        d.set_item("submitted", s.submitted)?;
+        d.set_item("completed", s.completed)?;
+        d.set_item("cancelled", s.cancelled)?;
+        d.set_item("rejected", s.rejected)?;
+        d.set_item("scale_ups", s.scale_ups)?;
+        d.set_item("scale_downs", s.scale_downs)?;
+        let events = PyList::empty(py);
+        for e in s.events {
+            let ev = PyDict::new(py);
+            ev.set_item("at_s", e.at_s)?;
+            ev.set_item("delta", e.delta)?;
+            ev.set_item("workers", e.workers)?;
+            ev.set_item("reason", e.reason)?;
+            events.append(ev)?;
+        }
+        d.set_item("scaling_events", events)?;
+        d.set_item("shutdown", s.shutdown)?;
+        Ok(d)
+    }
+}

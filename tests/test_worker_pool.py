@@ -1,0 +1,373 @@
+"""WorkerPool: ThreadPoolExecutor compatibility, priorities, backpressure,
+autoscaling, shutdown, asyncio, interpreter exit and fork."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures as cf
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import overdrive as od
+from overdrive.exceptions import ConfigurationError, WorkerPoolShutdown, WorkerQueueFull
+
+
+@pytest.fixture
+def pool() -> Iterator[od.WorkerPool]:
+    p = od.WorkerPool(min_workers=2, max_workers=4)
+    yield p
+    p.shutdown(wait=True)
+
+
+def _blocked_single_worker(**kwargs: object) -> tuple[od.WorkerPool, threading.Event]:
+    """A one-worker pool whose worker is parked on an event, so tasks queue up."""
+    p = od.WorkerPool(min_workers=1, max_workers=1, **kwargs)  # type: ignore[arg-type]
+    gate = threading.Event()
+    started = threading.Event()
+
+    def block() -> None:
+        started.set()
+        gate.wait(30)
+
+    p.submit(block)
+    assert started.wait(10)
+    return p, gate
+
+
+def test_submit_returns_a_concurrent_future(pool: od.WorkerPool) -> None:
+    fut = pool.submit(pow, 2, 10)
+    assert isinstance(fut, cf.Future)
+    assert fut.result(timeout=10) == 1024
+    assert pool.submit(sorted, [3, 1, 2], reverse=True).result(10) == [3, 2, 1]
+
+
+def test_same_results_as_thread_pool_executor(pool: od.WorkerPool) -> None:
+    data = list(range(-50, 50))
+    with cf.ThreadPoolExecutor(4) as tpe:
+        want = list(tpe.map(abs, data))
+        want2 = list(tpe.map(pow, data, [2] * len(data)))
+    assert list(pool.map(abs, data)) == want
+    assert list(pool.map(pow, data, [2] * len(data))) == want2
+
+
+def test_a_raising_task_fails_only_its_future(pool: od.WorkerPool) -> None:
+    def maybe(i: int) -> int:
+        if i == 3:
+            raise ValueError(f"bad {i}")
+        return i
+
+    futs = [pool.submit(maybe, i) for i in range(8)]
+    cf.wait(futs, timeout=10)
+    for i, f in enumerate(futs):
+        if i == 3:
+            assert isinstance(f.exception(), ValueError)
+            with pytest.raises(ValueError, match="bad 3"):
+                f.result()
+        else:
+            assert f.result() == i
+
+
+def test_context_manager_runs_everything_then_refuses() -> None:
+    done = []
+    with od.WorkerPool(min_workers=1, max_workers=2) as p:
+        for i in range(50):
+            p.submit(done.append, i)
+    assert sorted(done) == list(range(50))
+    with pytest.raises(WorkerPoolShutdown):
+        p.submit(print)
+    assert isinstance(WorkerPoolShutdown("x"), RuntimeError)
+
+
+def test_priorities_then_fifo_without_aging() -> None:
+    p, gate = _blocked_single_worker(aging_s=None)
+    order: list[tuple[int, int]] = []
+    prios = [0, 5, -1, 5, 0, 9, -1, 0]
+    futs = [p.submit(order.append, (pr, i), priority=pr) for i, pr in enumerate(prios)]
+    gate.set()
+    cf.wait(futs, timeout=10)
+    assert order == sorted(order, key=lambda t: (-t[0], t[1]))
+    p.shutdown()
+
+
+@settings(max_examples=15, deadline=None)
+@given(prios=st.lists(st.integers(-3, 3), min_size=1, max_size=40))
+def test_priority_order_property(prios: list[int]) -> None:
+    p, gate = _blocked_single_worker(aging_s=None, help_on_wait=False)
+    order: list[int] = []
+    futs = [p.submit(order.append, i, priority=pr) for i, pr in enumerate(prios)]
+    gate.set()
+    cf.wait(futs, timeout=10)
+    p.shutdown()
+    assert order == sorted(range(len(prios)), key=lambda i: (-prios[i], i))
+
+
+def test_aging_lets_old_tasks_overtake() -> None:
+    p, gate = _blocked_single_worker(aging_s=0.02)
+    order: list[str] = []
+    old = p.submit(order.append, "old-low", priority=0)
+    time.sleep(0.1)  # five aging steps: "old" is now worth priority 5
+    new = p.submit(order.append, "new-high", priority=2)
+    gate.set()
+    cf.wait([old, new], timeout=10)
+    p.shutdown()
+    assert order == ["old-low", "new-high"]
+
+
+def test_bounded_queue_rejects_or_blocks() -> None:
+    p, gate = _blocked_single_worker(max_queue=2, on_full="reject")
+    p.submit(int)
+    p.submit(int)
+    with pytest.raises(WorkerQueueFull, match="max_queue=2"):
+        p.submit(int)
+    gate.set()
+    p.shutdown()
+    assert p.stats()["rejected"] == 1
+
+    q, gate2 = _blocked_single_worker(max_queue=1, on_full="block", full_timeout_s=0.05)
+    q.submit(int)
+    with pytest.raises(WorkerQueueFull):
+        q.submit(int)  # waited 50 ms for room, then gave up
+    gate2.set()
+    q.shutdown()
+
+    # Without a timeout a submit waits (GIL released) until a worker makes room.
+    w, gate3 = _blocked_single_worker(max_queue=1, on_full="block")
+    first = w.submit(int, "6")
+    threading.Timer(0.05, gate3.set).start()
+    second = w.submit(int, "7")
+    assert (first.result(10), second.result(10)) == (6, 7)
+    w.shutdown()
+
+
+def test_shutdown_runs_pending_tasks() -> None:
+    p, gate = _blocked_single_worker()
+    futs = [p.submit(int, str(i)) for i in range(100)]
+    threading.Timer(0.05, gate.set).start()
+    p.shutdown(wait=True)
+    assert [f.result(0) for f in futs] == list(range(100))
+    assert p.stats()["workers"] == 0
+
+
+def test_shutdown_cancel_futures() -> None:
+    p, gate = _blocked_single_worker()
+    futs = [p.submit(int, str(i)) for i in range(10)]
+    p.shutdown(wait=False, cancel_futures=True)
+    assert all(f.cancelled() for f in futs)
+    gate.set()
+    p.shutdown(wait=True)
+    s = p.stats()
+    assert s["cancelled"] == 10
+    assert s["completed"] == 1
+
+
+def test_cancelled_future_does_not_run() -> None:
+    p, gate = _blocked_single_worker(help_on_wait=False)
+    ran: list[int] = []
+    f = p.submit(ran.append, 1)
+    assert f.cancel()
+    g = p.submit(ran.append, 2)
+    gate.set()
+    assert g.result(10) is None
+    p.shutdown()
+    assert ran == [2]
+
+
+def test_help_on_wait_runs_a_queued_task_on_the_caller() -> None:
+    p, gate = _blocked_single_worker()
+    f = p.submit(threading.get_ident)
+    assert f.result(10) == threading.get_ident()  # the only worker is still blocked
+    gate.set()
+    p.shutdown()
+
+    q, gate2 = _blocked_single_worker(help_on_wait=False)
+    g = q.submit(threading.get_ident)
+    with pytest.raises(cf.TimeoutError):
+        g.result(timeout=0.05)
+    gate2.set()
+    assert g.result(10) != threading.get_ident()
+    q.shutdown()
+
+
+def test_nested_waits_do_not_deadlock_a_full_pool() -> None:
+    with od.WorkerPool(min_workers=1, max_workers=1) as p:
+
+        def outer() -> int:
+            return p.submit(lambda: 41).result(10) + 1
+
+        assert p.submit(outer).result(10) == 42
+
+
+def test_asyncio_submit_async_and_wrap_future(pool: od.WorkerPool) -> None:
+    async def main() -> list[int]:
+        a = await pool.submit_async(sum, [1, 2, 3])
+        b = await asyncio.wrap_future(pool.submit(max, 4, 9))
+        many = await asyncio.gather(*(pool.submit_async(abs, -i) for i in range(20)))
+        return [a, b, *many]
+
+    assert asyncio.run(main()) == [6, 9, *range(20)]
+
+
+def test_hundred_thousand_mixed_priority_tasks_counts_exact() -> None:
+    n, batch = 100_000, 5_000  # in batches, so 100k futures never live at once
+    counts: collections.Counter[int] = collections.Counter()
+    lock = threading.Lock()
+
+    def task(pr: int) -> int:
+        with lock:
+            counts[pr] += 1
+        return pr
+
+    total = 0
+    with od.WorkerPool(min_workers=2, max_workers=4) as p:
+        for start in range(0, n, batch):
+            futs = [p.submit(task, i % 5, priority=i % 5) for i in range(start, start + batch)]
+            _, not_done = cf.wait(futs, timeout=60)
+            assert not not_done
+            total += sum(f.result() for f in futs)
+            del futs
+    assert total == sum(i % 5 for i in range(n))
+    assert counts == collections.Counter({k: n // 5 for k in range(5)})
+    s = p.stats()
+    assert s["submitted"] == n
+    assert s["completed"] == n
+
+
+def test_many_producers_counts_exact() -> None:
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def record(v: int) -> None:
+        with lock:
+            results.append(v)
+
+    with od.WorkerPool(min_workers=2, max_workers=8) as p:
+
+        def produce(t: int) -> None:
+            for i in range(2_000):
+                p.submit(record, t * 10_000 + i, priority=i % 3)
+
+        producers = [threading.Thread(target=produce, args=(t,)) for t in range(8)]
+        for th in producers:
+            th.start()
+        for th in producers:
+            th.join(60)
+            assert not th.is_alive()
+    assert sorted(results) == sorted(t * 10_000 + i for t in range(8) for i in range(2_000))
+
+
+def test_autoscaling_up_then_down() -> None:
+    p = od.WorkerPool(min_workers=1, max_workers=4, scale_down_window_s=0.1)
+    futs = [p.submit(time.sleep, 0.002) for _ in range(300)]
+    cf.wait(futs, timeout=30)
+    s = p.stats()
+    assert s["scale_ups"] >= 2
+    assert any(e["reason"] in ("queue depth", "utilisation") for e in s["scaling_events"])
+    deadline = time.monotonic() + 20
+    while p.stats()["workers"] > 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    s = p.stats()
+    assert s["workers"] == 1
+    assert s["scale_downs"] >= 1
+    assert s["scaling_events"][-1]["delta"] == -1
+    assert s["workers"] <= s["max_workers"]
+    p.shutdown()
+
+
+def test_defaults_follow_cpu_count() -> None:
+    import os
+
+    cores = os.cpu_count() or 1
+    p = od.WorkerPool()
+    assert (p.min_workers, p.max_workers) == (2 * cores, 4 * cores)
+    p.shutdown()
+    q = od.WorkerPool(max_workers=1)
+    assert (q.min_workers, q.max_workers) == (1, 1)
+    q.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_workers": 0}, "max_workers"),
+        ({"min_workers": 5, "max_workers": 2}, "min_workers"),
+        ({"max_queue": -1}, "max_queue"),
+        ({"aging_s": 0.0}, "aging_s"),
+        ({"scale_up_util": 2.0}, "scale_up_util"),
+        ({"on_full": "drop"}, "on_full"),
+    ],
+)
+def test_bad_configuration(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        od.WorkerPool(**kwargs)  # type: ignore[arg-type]
+
+
+def _run_script(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_interpreter_exit_runs_queued_tasks_and_joins() -> None:
+    out = _run_script(
+        """
+        import time, overdrive as od
+        p = od.WorkerPool(min_workers=1, max_workers=1)
+        for i in range(20):
+            p.submit(lambda i=i: (time.sleep(0.001), print(i, flush=True)))
+        # no shutdown(): atexit must run the queue and join the worker
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(i) for i in range(20)]
+
+
+def test_fork_child_gets_a_clear_error() -> None:
+    out = _run_script(
+        """
+        import os, overdrive as od
+        p = od.WorkerPool(min_workers=1, max_workers=2)
+        assert p.submit(int, "1").result(10) == 1
+        pid = os.fork()
+        if pid == 0:
+            try:
+                p.submit(int, "2")
+            except od.WorkerPoolShutdown as e:
+                assert "fork" in str(e)
+                q = od.WorkerPool(min_workers=1, max_workers=1)
+                assert q.submit(int, "3").result(10) == 3
+                q.shutdown()
+                p.shutdown()
+                # A normal exit: atexit and finalisation must not touch the
+                # parent's pool (its workers do not exist here).
+                raise SystemExit(0) from None
+            os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert p.submit(int, "4").result(10) == 4
+        p.shutdown()
+        print("ok")
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_shutdown_from_inside_a_task_does_not_deadlock() -> None:
+    p = od.WorkerPool(min_workers=1, max_workers=1, help_on_wait=False)
+    f = p.submit(lambda: p.shutdown(wait=True))
+    assert f.result(timeout=10) is None
+    p.shutdown(wait=True)
+    assert p.stats()["workers"] == 0
