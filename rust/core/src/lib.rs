@@ -4,6 +4,8 @@
 //! `cargo test` and proptest without libpython. The binding crate (`rust/py`)
 //! converts arguments, releases the GIL and maps [`Error`] to Python exceptions.
 
+// batcher
+pub mod batcher;
 pub mod compress;
 pub mod error;
 

@@ -28,6 +28,11 @@ exception_classes! {
     decompression_error => "DecompressionError",
     output_limit_exceeded => "OutputLimitExceeded",
     dictionary_error => "DictionaryError",
+    // batcher
+    queue_full => "QueueFull",
+    batcher_closed => "BatcherClosed",
+    deadline_exceeded => "DeadlineExceeded",
+    frame_error => "FrameError",
 }
 
 fn raise(class: Option<Bound<'_, PyType>>, msg: String) -> PyErr {
@@ -47,6 +52,11 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         Error::Decompression(_) => decompression_error(py),
         Error::OutputTooLarge { .. } => output_limit_exceeded(py),
         Error::Dictionary(_) => dictionary_error(py),
+        // batcher
+        Error::QueueFull(_) => queue_full(py),
+        Error::Closed(_) => batcher_closed(py),
+        Error::DeadlineExceeded(_) => deadline_exceeded(py),
+        Error::Frame(_) => frame_error(py),
     };
     raise(class, msg)
 }

@@ -6,6 +6,9 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+// batcher
+mod batcher;
+mod message_batcher;
 mod buffers;
 mod compress;
 mod errors;
@@ -48,5 +51,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "DEFAULT_MAX_OUTPUT_SIZE",
         overdrive_core::compress::DEFAULT_MAX_OUTPUT_SIZE,
     )?;
+    // batcher
+    m.add_class::<batcher::PyBatchQueue>()?;
+    m.add_class::<message_batcher::PyMessageQueue>()?;
+    m.add_function(wrap_pyfunction!(message_batcher::encode_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(message_batcher::decode_batch, m)?)?;
     Ok(())
 }

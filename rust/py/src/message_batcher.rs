@@ -1,0 +1,221 @@
+//! Binding for message batching: `MessageQueue`, `encode_batch`, `decode_batch`.
+//!
+//! Messages are copied into Rust on `put` (so they may be read with the GIL
+//! released); framing and zstd compression of a whole batch run detached,
+//! in the dispatcher thread, one zstd call per batch.
+
+use std::time::Duration;
+
+use overdrive_core::batcher::{decode_frame, FrameEncoder, Meta, Next, Queue};
+use overdrive_core::compress::{DEFAULT_LEVEL, DEFAULT_MAX_OUTPUT_SIZE};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use crate::batcher::{block_timeout, make_config, push_or_block, stats_dict};
+use crate::buffers::{extract_all, Input};
+use crate::errors::{bad_value, to_py, IntoPy};
+
+fn threshold(py: Python<'_>, compress_threshold: i64) -> PyResult<usize> {
+    usize::try_from(compress_threshold).map_err(|_| {
+        bad_value(
+            py,
+            "compress_threshold",
+            compress_threshold,
+            "must be >= 0 bytes",
+        )
+    })
+}
+
+/// The queue and framing of a `MessageBatcher` (see overdrive.batching).
+#[pyclass(frozen, module = "overdrive._core", name = "MessageQueue")]
+pub(crate) struct PyMessageQueue {
+    q: Queue<Vec<u8>>,
+    enc: FrameEncoder,
+}
+
+#[pymethods]
+impl PyMessageQueue {
+    #[new]
+    #[pyo3(signature = (max_batch_size = 50, max_wait_ms = 10.0, max_queue = 100_000, on_full = "block", compress_threshold = 1024, level = DEFAULT_LEVEL, max_batch_bytes = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        max_batch_size: i64,
+        max_wait_ms: f64,
+        max_queue: i64,
+        on_full: &str,
+        compress_threshold: i64,
+        level: i32,
+        max_batch_bytes: Option<i64>,
+    ) -> PyResult<Self> {
+        let cfg = make_config(
+            py,
+            max_batch_size,
+            max_wait_ms,
+            max_queue,
+            on_full,
+            max_batch_bytes,
+            1,
+        )
+        .map_err(|e| {
+            // The weight limit is spelled max_batch_bytes here.
+            let msg = e.to_string().replace("max_batch_weight", "max_batch_bytes");
+            PyErr::from_type(e.get_type(py), msg)
+        })?;
+        let enc = FrameEncoder::new(level, threshold(py, compress_threshold)?).py(py)?;
+        Ok(PyMessageQueue {
+            q: Queue::new(cfg).py(py)?,
+            enc,
+        })
+    }
+
+    /// Queue a copy of `message`; returns a message evicted by
+    /// `on_full="drop_oldest"` (to hand to on_error), else None.
+    #[pyo3(signature = (message, timeout = None))]
+    fn put<'py>(
+        &self,
+        py: Python<'py>,
+        message: &Bound<'py, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let input = Input::extract(message, &|| "message".into())?;
+        let bytes = input.as_slice().to_vec();
+        let meta = Meta {
+            weight: bytes.len() as u64,
+            ..Meta::default()
+        };
+        let timeout = if timeout.is_some() {
+            block_timeout(py, timeout)?
+        } else {
+            None
+        };
+        match push_or_block(py, &self.q, bytes, meta, timeout) {
+            Ok(dropped) => Ok(dropped.map(|m| PyBytes::new(py, &m))),
+            Err((_m, e)) => Err(to_py(py, e)),
+        }
+    }
+
+    /// Block (GIL released) until a batch is due and frame it (compressing
+    /// detached): (frame, count, reason). (None, 0, "") on timeout; None once
+    /// closed and drained.
+    #[pyo3(signature = (timeout = None))]
+    fn next_frame<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let timeout = block_timeout(py, timeout)?;
+        let out = py.detach(|| match self.q.next(timeout) {
+            Next::Batch(b, _) => {
+                let n = b.items.len();
+                Some((Some(self.enc.encode(&b.items)), n, b.reason.as_str()))
+            }
+            Next::Closed => None,
+            _ => Some((None, 0, "")),
+        });
+        match out {
+            None => Ok(None),
+            Some((frame, n, reason)) => {
+                let frame = match frame {
+                    Some(f) => match f {
+                        Ok(f) => Some(PyBytes::new(py, &f)),
+                        Err(e) => {
+                            self.q.done(n, Duration::ZERO, false, 0, n as u64);
+                            return Err(to_py(py, e));
+                        }
+                    },
+                    None => None,
+                };
+                Ok(Some((frame, n, reason).into_pyobject(py)?))
+            }
+        }
+    }
+
+    /// A frame of `n` messages was delivered (`ok`) or given up on.
+    fn done(&self, n: usize, elapsed: f64, ok: bool) {
+        let elapsed = Duration::try_from_secs_f64(elapsed.max(0.0)).unwrap_or_default();
+        let n64 = n as u64;
+        let (completed, failed) = if ok { (n64, 0) } else { (0, n64) };
+        self.q.done(n, elapsed, ok, completed, failed);
+    }
+
+    /// Force out everything queued so far.
+    fn flush(&self) {
+        self.q.flush();
+    }
+
+    /// Stop accepting; what is queued still drains through `next_frame`.
+    fn close(&self) {
+        self.q.close();
+    }
+
+    /// True once `close` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.q.is_closed()
+    }
+
+    /// Bodies longer than this many bytes are zstd-compressed.
+    #[getter]
+    fn compress_threshold(&self) -> usize {
+        self.enc.threshold()
+    }
+
+    fn __len__(&self) -> usize {
+        self.q.len()
+    }
+
+    /// Counters (messages, frames as batches), percentiles and queue depth.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        stats_dict(py, &self.q)
+    }
+}
+
+/// encode_batch(messages, compress_threshold=1024, level=3) -> bytes
+///
+/// The frame `MessageBatcher` hands to its sink, for these messages.
+#[pyfunction]
+#[pyo3(signature = (messages, compress_threshold = 1024, level = DEFAULT_LEVEL))]
+pub(crate) fn encode_batch<'py>(
+    py: Python<'py>,
+    messages: &Bound<'py, PyAny>,
+    compress_threshold: i64,
+    level: i32,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let enc = FrameEncoder::new(level, threshold(py, compress_threshold)?).py(py)?;
+    let inputs = extract_all(messages, "messages")?;
+    let slices: Vec<&[u8]> = inputs.iter().map(Input::as_slice).collect();
+    let frame = enc.encode(&slices).py(py)?;
+    Ok(PyBytes::new(py, &frame))
+}
+
+/// decode_batch(frame, max_output_size=268435456) -> list[bytes]
+///
+/// The messages of a frame made by `MessageBatcher` / `encode_batch`, exactly.
+#[pyfunction]
+#[pyo3(signature = (frame, max_output_size = DEFAULT_MAX_OUTPUT_SIZE as i64))]
+pub(crate) fn decode_batch<'py>(
+    py: Python<'py>,
+    frame: &Bound<'py, PyAny>,
+    max_output_size: i64,
+) -> PyResult<Bound<'py, PyList>> {
+    let cap = usize::try_from(max_output_size)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            bad_value(
+                py,
+                "max_output_size",
+                max_output_size,
+                "must be a positive number of bytes",
+            )
+        })?;
+    let input = Input::extract(frame, &|| "frame".into())?;
+    let (body, spans) = decode_frame(input.as_slice(), cap).py(py)?;
+    PyList::new(
+        py,
+        spans
+            .iter()
+            .map(|&(start, n)| PyBytes::new(py, &body[start..start + n])),
+    )
+}
