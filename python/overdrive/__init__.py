@@ -12,6 +12,8 @@ from typing import Any
 from . import exceptions
 from ._core import __version__
 from ._core import build_info as _build_info
+# batcher
+from .batching import Batcher, MessageBatcher, batched, decode_batch, encode_batch
 from .compression import (
     DEFAULT_MAX_OUTPUT_SIZE,
     Compressor,
@@ -20,6 +22,11 @@ from .compression import (
     train_dictionary,
 )
 from .exceptions import (
+    BatcherClosed,
+    BatchResultError,
+    DeadlineExceeded,
+    FrameError,
+    QueueFull,
     CompressionError,
     ConfigurationError,
     DecompressionError,
@@ -38,6 +45,17 @@ def build_info() -> dict[str, Any]:
 
 
 __all__ = [
+    # batcher
+    "BatchResultError",
+    "Batcher",
+    "BatcherClosed",
+    "DeadlineExceeded",
+    "FrameError",
+    "MessageBatcher",
+    "QueueFull",
+    "batched",
+    "decode_batch",
+    "encode_batch",
     "DEFAULT_MAX_OUTPUT_SIZE",
     "CompressionError",
     "Compressor",

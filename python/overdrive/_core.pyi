@@ -71,3 +71,106 @@ class Compressor:
         """The bytes of every frame; parallel for large batches."""
     def stats(self) -> dict[str, int | float]:
         """Counters: calls, bytes in/out, ratio, raw packs, errors."""
+
+# --- batcher ---------------------------------------------------------------
+
+_Batch = tuple[list[Any], list[Any], list[Any], str, float | None]
+
+@final
+class BatchQueue:
+    """The queue, timing and batch formation of a Batcher (thread-safe).
+
+    Items and futures are opaque Python objects; overdrive.batching calls the
+    handler and resolves the futures.
+    """
+
+    def __new__(
+        cls,
+        max_batch_size: int = 64,
+        max_wait_ms: float = 5.0,
+        max_queue: int = 10000,
+        on_full: str = "block",
+        max_batch_weight: int | None = None,
+        max_concurrency: int = 1,
+        adaptive: bool = False,
+        latency_target_ms: float | None = None,
+        aging_ms: float = 100.0,
+        admission: bool = False,
+    ) -> BatchQueue: ...
+    def put(self, item: Any, fut: Any, block: bool = True) -> Any | None:
+        """Queue with default metadata; returns a future evicted by drop_oldest, or None."""
+    def push(
+        self,
+        item: Any,
+        fut: Any,
+        priority: int = 0,
+        deadline_ms: float | None = None,
+        key: int = 0,
+        weight: int = 1,
+        timeout: float | None = None,
+        block: bool = True,
+    ) -> Any | None:
+        """Queue with metadata; returns a future evicted by drop_oldest, or None."""
+    def next(self, timeout: float | None = None) -> _Batch | None:
+        """Block (GIL released) for (items, futures, expired futures, reason, None)."""
+    def poll(self) -> _Batch | None:
+        """Non-blocking; with nothing due the last field is seconds to wait (-1: until woken)."""
+    def done(self, n: int, elapsed: float, ok: bool, completed: int, failed: int) -> None:
+        """A batch of ``n`` items finished after ``elapsed`` seconds."""
+    def note_cancelled(self, n: int) -> None:
+        """Count items cancelled before they ran."""
+    def flush(self) -> None:
+        """Force out everything queued so far."""
+    def close(self) -> None:
+        """Stop accepting; queued items still drain."""
+    def drain(self) -> list[Any]:
+        """Remove every queued item; returns their futures."""
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+    @property
+    def in_flight(self) -> int:
+        """Batches running now."""
+    def __len__(self) -> int: ...
+    def stats(self) -> dict[str, Any]:
+        """Counters, percentiles, flush reasons, queue depth, adaptive model."""
+
+@final
+class MessageQueue:
+    """The queue and framing of a MessageBatcher (thread-safe)."""
+
+    def __new__(
+        cls,
+        max_batch_size: int = 50,
+        max_wait_ms: float = 10.0,
+        max_queue: int = 100000,
+        on_full: str = "block",
+        compress_threshold: int = 1024,
+        level: int = 3,
+        max_batch_bytes: int | None = None,
+    ) -> MessageQueue: ...
+    def put(self, message: Buffer, timeout: float | None = None) -> bytes | None:
+        """Queue a copy; returns a message evicted by drop_oldest, or None."""
+    def next_frame(self, timeout: float | None = None) -> tuple[bytes | None, int, str] | None:
+        """Block (GIL released) for (frame, count, reason); None once closed and drained."""
+    def done(self, n: int, elapsed: float, ok: bool) -> None:
+        """A frame of ``n`` messages was delivered (ok) or given up on."""
+    def flush(self) -> None:
+        """Force out everything queued so far."""
+    def close(self) -> None:
+        """Stop accepting; queued messages still drain."""
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+    @property
+    def compress_threshold(self) -> int:
+        """Bodies longer than this many bytes are zstd-compressed."""
+    def __len__(self) -> int: ...
+    def stats(self) -> dict[str, Any]:
+        """Counters, percentiles, flush reasons, queue depth."""
+
+def encode_batch(messages: Iterable[Buffer], compress_threshold: int = 1024, level: int = 3) -> bytes:
+    """The frame MessageBatcher hands its sink, for these messages."""
+
+def decode_batch(frame: Buffer, max_output_size: int = 268435456) -> list[bytes]:
+    """The messages of a frame, exactly. Raises FrameError for a malformed frame."""

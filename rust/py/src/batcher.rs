@@ -73,9 +73,10 @@ pub(crate) fn push_or_block<T: Send>(
     value: T,
     meta: Meta,
     timeout: Option<Duration>,
+    block: bool,
 ) -> Result<Option<T>, (T, Error)> {
     let r = match q.push(value, meta, false, timeout) {
-        Err(PushError::WouldBlock(v)) => py.detach(|| q.push(v, meta, true, timeout)),
+        Err(PushError::WouldBlock(v)) if block => py.detach(|| q.push(v, meta, true, timeout)),
         other => other,
     };
     match r {
@@ -83,7 +84,10 @@ pub(crate) fn push_or_block<T: Send>(
         Err(PushError::Failed(v, e)) => Err((v, e)),
         Err(PushError::WouldBlock(v)) => Err((
             v,
-            Error::QueueFull("queue full: no room (on_full=\"block\")".into()),
+            Error::QueueFull(format!(
+                "queue full: max_queue={} items are waiting (on_full=\"block\", not blocking here)",
+                q.config().max_queue
+            )),
         )),
     }
 }
@@ -214,12 +218,21 @@ impl PyBatchQueue {
     }
 
     /// Queue `item` with default metadata; returns an evicted future or None.
-    fn put(&self, py: Python<'_>, item: Py<PyAny>, fut: Py<PyAny>) -> PyResult<Option<Py<PyAny>>> {
-        self.push_slot(py, Slot { item, fut }, Meta::default(), None)
+    /// With `block=False` a full queue under `on_full="block"` raises
+    /// QueueFull instead of waiting (the asyncio path retries without blocking).
+    #[pyo3(signature = (item, fut, block = true))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        item: Py<PyAny>,
+        fut: Py<PyAny>,
+        block: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        self.push_slot(py, Slot { item, fut }, Meta::default(), None, block)
     }
 
     /// Queue `item` with metadata; returns an evicted future (drop_oldest) or None.
-    #[pyo3(signature = (item, fut, priority = 0, deadline_ms = None, key = 0, weight = 1, timeout = None))]
+    #[pyo3(signature = (item, fut, priority = 0, deadline_ms = None, key = 0, weight = 1, timeout = None, block = true))]
     #[allow(clippy::too_many_arguments)]
     fn push(
         &self,
@@ -231,6 +244,7 @@ impl PyBatchQueue {
         key: u64,
         weight: i64,
         timeout: Option<f64>,
+        block: bool,
     ) -> PyResult<Option<Py<PyAny>>> {
         let deadline = deadline_ms
             .map(|ms| millis("deadline_ms", ms, false).py(py))
@@ -245,7 +259,7 @@ impl PyBatchQueue {
             weight,
         };
         let timeout = block_timeout(py, timeout)?;
-        self.push_slot(py, Slot { item, fut }, meta, timeout)
+        self.push_slot(py, Slot { item, fut }, meta, timeout, block)
     }
 
     /// Block (GIL released) until a batch is due: (items, futures, expired
@@ -325,8 +339,9 @@ impl PyBatchQueue {
         slot: Slot,
         meta: Meta,
         timeout: Option<Duration>,
+        block: bool,
     ) -> PyResult<Option<Py<PyAny>>> {
-        match push_or_block(py, &self.q, slot, meta, timeout) {
+        match push_or_block(py, &self.q, slot, meta, timeout, block) {
             Ok(dropped) => Ok(dropped.map(|s| s.fut)),
             Err((_slot, e)) => Err(to_py(py, e)),
         }

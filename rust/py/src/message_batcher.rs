@@ -89,7 +89,7 @@ impl PyMessageQueue {
         } else {
             None
         };
-        match push_or_block(py, &self.q, bytes, meta, timeout) {
+        match push_or_block(py, &self.q, bytes, meta, timeout, true) {
             Ok(dropped) => Ok(dropped.map(|m| PyBytes::new(py, &m))),
             Err((_m, e)) => Err(to_py(py, e)),
         }

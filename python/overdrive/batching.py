@@ -1,0 +1,888 @@
+"""Request batching and message batching over the Rust queue.
+
+- :class:`Batcher` groups single-item calls into batches for a handler that
+  takes a list and returns a list of the same length. The queue, its timing
+  and batch formation run in Rust (``overdrive._core.BatchQueue``); this
+  module calls the handler and hands each caller its own result, through a
+  ``concurrent.futures.Future`` (:meth:`Batcher.submit`) or an awaitable
+  (:meth:`Batcher.submit_async`).
+- :func:`batched` turns ``def f(items: list) -> list`` (or ``async def``) into
+  a function callers call with one item.
+- :class:`MessageBatcher` packs fire-and-forget messages into frames
+  (length-prefixed, zstd-compressed over a threshold) for a ``sink``;
+  :func:`decode_batch` gives the messages back.
+
+Formation is *pull*: a batch forms when an execution slot is free and grows
+while the handler is busy. When nothing runs, waiting items go at once, so
+``max_wait_ms`` is an upper bound, never a fixed delay.
+
+Where the handler runs:
+
+- a plain function runs in ``max_concurrency`` dispatcher threads. Futures
+  of asyncio callers are resolved with one ``loop.call_soon_threadsafe`` per
+  batch (per loop), not one per item.
+- an ``async def`` handler runs on an event loop: the loop of the first
+  ``submit_async`` caller, or a private loop thread if the first caller uses
+  ``submit`` from a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures as cf
+import functools
+import inspect
+import itertools
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any, Generic, Literal, TypeVar, cast, overload
+
+from ._core import BatchQueue, MessageQueue, decode_batch, encode_batch
+from .exceptions import (
+    BatchResultError,
+    BatcherClosed,
+    ConfigurationError,
+    DeadlineExceeded,
+    InputTypeError,
+    QueueFull,
+)
+
+__all__ = [
+    "Batcher",
+    "MessageBatcher",
+    "batched",
+    "decode_batch",
+    "encode_batch",
+]
+
+log = logging.getLogger("overdrive.batching")
+
+T = TypeVar("T")
+R = TypeVar("R")
+OnFull = Literal["block", "reject", "drop_oldest"]
+
+_CFuture = cf.Future
+_live: weakref.WeakSet[Batcher[Any, Any] | MessageBatcher] = weakref.WeakSet()
+_ids = itertools.count(1)
+
+
+def _close_all_at_exit() -> None:
+    """Drain every live batcher when the interpreter exits: nothing is lost."""
+    for b in list(_live):
+        try:
+            b.close(timeout=10.0)
+        except Exception:  # pragma: no cover - best effort at exit
+            log.exception("closing %r at interpreter exit failed", b)
+
+
+atexit.register(_close_all_at_exit)
+
+
+def _is_async_callable(fn: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _set_cf(f: cf.Future[Any], o: Any) -> None:
+    """Set a concurrent future unless its caller cancelled it meanwhile."""
+    try:
+        if isinstance(o, BaseException):
+            f.set_exception(o)
+        else:
+            f.set_result(o)
+    except cf.InvalidStateError:
+        pass
+
+
+def _settle(futs: list[Any], outcomes: list[Any]) -> None:
+    """Resolve asyncio futures on their own loop (one callback per batch)."""
+    for f, o in zip(futs, outcomes, strict=True):
+        if f.done():
+            continue
+        if isinstance(o, BaseException):
+            f.set_exception(o)
+        else:
+            f.set_result(o)
+
+
+def _resolve(futs: list[Any], outcomes: list[Any], here: asyncio.AbstractEventLoop | None) -> None:
+    """Hand each future its outcome. ``here`` is the running loop, if any.
+
+    ``concurrent.futures`` futures are set directly; asyncio futures of the
+    running loop too; those of other loops are grouped per loop and settled
+    with one ``call_soon_threadsafe`` each.
+    """
+    foreign: dict[asyncio.AbstractEventLoop, tuple[list[Any], list[Any]]] | None = None
+    for f, o in zip(futs, outcomes, strict=True):
+        if type(f) is _CFuture:
+            _set_cf(f, o)
+            continue
+        loop = f.get_loop()
+        if loop is here:
+            if not f.done():
+                if isinstance(o, BaseException):
+                    f.set_exception(o)
+                else:
+                    f.set_result(o)
+            continue
+        if foreign is None:
+            foreign = {}
+        group = foreign.get(loop)
+        if group is None:
+            group = foreign[loop] = ([], [])
+        group[0].append(f)
+        group[1].append(o)
+    if foreign:
+        for loop, (fs, os_) in foreign.items():
+            try:
+                loop.call_soon_threadsafe(_settle, fs, os_)
+            except RuntimeError:  # the loop is closed: nobody can await these
+                _settle(fs, os_)
+
+
+def _live_only(items: list[Any], futs: list[Any]) -> tuple[list[Any], list[Any], int]:
+    """Drop items whose callers cancelled; claim the rest (no later cancel)."""
+    keep_i: list[Any] | None = None
+    keep_f: list[Any] | None = None
+    for i, f in enumerate(futs):
+        alive = f.set_running_or_notify_cancel() if type(f) is _CFuture else not f.cancelled()
+        if not alive and keep_i is None:
+            keep_i, keep_f = items[:i], futs[:i]
+        elif alive and keep_i is not None and keep_f is not None:
+            keep_i.append(items[i])
+            keep_f.append(f)
+    if keep_i is None or keep_f is None:
+        return items, futs, 0
+    return keep_i, keep_f, len(items) - len(keep_i)
+
+
+class Batcher(Generic[T, R]):
+    """Batch single-item calls into list calls of ``handler``.
+
+    ``handler(items: list) -> list`` returns one result per item, in order (a
+    slot may hold an ``Exception`` instance to fail just that item). It may be
+    ``async def``. See the module docstring and README "Batching".
+
+    Parameters: ``max_batch_size``; ``max_wait_ms`` (upper bound on the oldest
+    item's wait while a slot is free); ``max_queue`` and ``on_full``
+    (``"block"`` for up to ``block_timeout`` seconds, ``"reject"``,
+    ``"drop_oldest"``: full queues raise or fail with :class:`QueueFull`);
+    ``weigher(item) -> int`` with ``max_batch_weight`` (an item heavier than
+    the limit runs alone); ``max_concurrency`` batches at once; ``adaptive``
+    (learn latency ``a + b*n``; with ``latency_target_ms``, cap the batch so
+    its predicted time meets it; halve on failure, AIMD); ``aging_ms`` (a
+    waiting item gains one priority level per ``aging_ms``); ``admission``
+    (reject at submit an item whose predicted completion is past its
+    deadline); ``retry_individually`` (re-run a failed batch item by item).
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[list[T]], Sequence[R]] | Callable[[list[T]], Awaitable[Sequence[R]]],
+        *,
+        max_batch_size: int = 64,
+        max_wait_ms: float = 5.0,
+        max_queue: int = 10_000,
+        on_full: OnFull = "block",
+        weigher: Callable[[T], int] | None = None,
+        max_batch_weight: int | None = None,
+        max_concurrency: int = 1,
+        adaptive: bool = False,
+        latency_target_ms: float | None = None,
+        aging_ms: float = 100.0,
+        admission: bool = False,
+        retry_individually: bool = False,
+        block_timeout: float | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not callable(handler):
+            raise InputTypeError(f"handler must be callable, not {type(handler).__name__}")
+        if weigher is not None and not callable(weigher):
+            raise InputTypeError(f"weigher must be callable or None, not {type(weigher).__name__}")
+        if weigher is None and max_batch_weight is not None:
+            raise ConfigurationError(
+                f"max_batch_weight={max_batch_weight!r} needs a weigher(item) -> int"
+            )
+        if block_timeout is not None and not block_timeout >= 0:
+            raise ConfigurationError(f"invalid block_timeout={block_timeout!r}: must be >= 0")
+        self._q = BatchQueue(
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
+            max_queue=max_queue,
+            on_full=on_full,
+            max_batch_weight=max_batch_weight,
+            max_concurrency=max_concurrency,
+            adaptive=adaptive,
+            latency_target_ms=latency_target_ms,
+            aging_ms=aging_ms,
+            admission=admission,
+        )
+        self._handler = handler
+        self._is_async = _is_async_callable(handler)
+        self._weigher = weigher
+        self._on_full = on_full
+        self._block_timeout = block_timeout
+        self._retry = retry_individually
+        self._max_concurrency = max_concurrency
+        self.name = name or f"batcher-{next(_ids)}"
+        self._keys: dict[Hashable, int] = {}
+        self._keys_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        # asyncio-handler mode: the loop the dispatcher task runs on.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._own_loop_thread: threading.Thread | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._running_tasks: set[asyncio.Task[None]] = set()
+        if not self._is_async:
+            for i in range(max_concurrency):
+                t = threading.Thread(
+                    target=self._thread_dispatch, name=f"overdrive-{self.name}-{i}", daemon=True
+                )
+                t.start()
+                self._threads.append(t)
+        _live.add(self)
+
+    # --- submitting -----------------------------------------------------------
+
+    def _key_id(self, key: Hashable) -> int:
+        kid = self._keys.get(key)
+        if kid is None:
+            with self._keys_lock:
+                kid = self._keys.setdefault(key, len(self._keys) + 1)
+        return kid
+
+    def _push(
+        self,
+        item: T,
+        fut: Any,
+        priority: int,
+        deadline_ms: float | None,
+        key: Hashable | None,
+        block: bool,
+    ) -> None:
+        q = self._q
+        if priority == 0 and deadline_ms is None and key is None and self._weigher is None:
+            dropped = q.put(item, fut, block)
+        else:
+            weight = 1
+            if self._weigher is not None:
+                weight = self._weigher(item)
+                if type(weight) is not int:
+                    raise InputTypeError(
+                        f"weigher must return an int, returned {type(weight).__name__}"
+                    )
+            dropped = q.push(
+                item,
+                fut,
+                priority,
+                deadline_ms,
+                0 if key is None else self._key_id(key),
+                weight,
+                self._block_timeout,
+                block,
+            )
+        if dropped is not None:
+            _resolve(
+                [dropped],
+                [
+                    QueueFull(
+                        "dropped: the queue was full (on_full='drop_oldest') and a newer "
+                        "item took this one's place"
+                    )
+                ],
+                _running_loop(),
+            )
+
+    def submit(
+        self,
+        item: T,
+        priority: int = 0,
+        deadline_ms: float | None = None,
+        key: Hashable | None = None,
+    ) -> cf.Future[R]:
+        """Queue ``item``; the future gets ``handler([... item ...])``'s result for it.
+
+        Raises :class:`BatcherClosed` after ``close()``, :class:`QueueFull` when
+        the queue is full (per ``on_full``), :class:`DeadlineExceeded` when
+        admission control predicts the deadline cannot be met.
+        """
+        fut: cf.Future[R] = cf.Future()
+        self._push(item, fut, priority, deadline_ms, key, True)
+        if self._is_async:
+            self._kick_from_anywhere(self._bind_loop(None))
+        return fut
+
+    def submit_async(
+        self,
+        item: T,
+        priority: int = 0,
+        deadline_ms: float | None = None,
+        key: Hashable | None = None,
+    ) -> asyncio.Future[R]:
+        """Queue ``item`` from a coroutine; ``await`` the returned future.
+
+        Never blocks the event loop: with ``on_full="block"`` and a full queue
+        the returned future waits (asynchronously) for room.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[R] = loop.create_future()
+        try:
+            self._push(item, fut, priority, deadline_ms, key, False)
+        except QueueFull:
+            if self._on_full != "block":
+                raise
+            return cast(
+                "asyncio.Future[R]",
+                loop.create_task(self._submit_waiting(item, priority, deadline_ms, key)),
+            )
+        if self._is_async:
+            if self._loop is not loop:
+                self._kick_from_anywhere(self._bind_loop(loop))
+            else:
+                w = self._wake
+                if w is not None:
+                    self._wake = None
+                    if not w.done():
+                        w.set_result(None)
+        return fut
+
+    async def _submit_waiting(
+        self, item: T, priority: int, deadline_ms: float | None, key: Hashable | None
+    ) -> R:
+        start = time.monotonic()
+        pause = 0.0005
+        while True:
+            await asyncio.sleep(pause)
+            try:
+                return await self.submit_async(item, priority, deadline_ms, key)
+            except QueueFull:
+                waited = time.monotonic() - start
+                if self._block_timeout is not None and waited >= self._block_timeout:
+                    raise
+                pause = min(pause * 2, 0.02)
+
+    def flush(self) -> None:
+        """Dispatch everything queued so far as soon as a slot is free."""
+        self._q.flush()
+        if self._is_async and self._loop is not None:
+            self._kick_from_anywhere(self._loop)
+
+    # --- the sync (thread) dispatcher ----------------------------------------
+
+    def _thread_dispatch(self) -> None:
+        q = self._q
+        while True:
+            got = q.next()
+            if got is None:
+                return
+            items, futs, expired, _reason, _wait = got
+            if expired:
+                self._expire(expired)
+            if futs:
+                self._run_sync(items, futs)
+
+    def _expire(self, futs: list[Any]) -> None:
+        err = DeadlineExceeded("deadline_ms passed before the item reached the handler")
+        _resolve(futs, [err] * len(futs), _running_loop())
+
+    def _check(self, results: Any, n: int) -> list[Any]:
+        if type(results) is not list:
+            try:
+                results = list(results)
+            except TypeError:
+                raise BatchResultError(
+                    f"the handler must return a list of {n} results, "
+                    f"returned {type(results).__name__}"
+                ) from None
+        if len(results) != n:
+            raise BatchResultError(
+                f"the handler returned {len(results)} results for a batch of {n} items"
+            )
+        return cast("list[Any]", results)
+
+    def _call_one_sync(self, item: Any) -> Any:
+        try:
+            return self._check(self._handler([item]), 1)[0]
+        except Exception as e:
+            return e
+
+    def _run_sync(self, items: list[Any], futs: list[Any]) -> None:
+        items, futs, cancelled = _live_only(items, futs)
+        if cancelled:
+            self._q.note_cancelled(cancelled)
+        start = time.perf_counter()
+        ok = True
+        outcomes: list[Any]
+        try:
+            outcomes = self._check(self._handler(items), len(items)) if items else []
+        except Exception as e:
+            ok = False
+            if self._retry and len(items) > 1:
+                outcomes = [self._call_one_sync(x) for x in items]
+            else:
+                outcomes = [e] * len(items)
+        self._finish(futs, outcomes, start, ok, _running_loop())
+
+    def _finish(
+        self,
+        futs: list[Any],
+        outcomes: list[Any],
+        start: float,
+        ok: bool,
+        here: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        elapsed = time.perf_counter() - start
+        failed = 0
+        for o in outcomes:
+            if isinstance(o, BaseException):
+                failed += 1
+        try:
+            _resolve(futs, outcomes, here)
+        finally:
+            self._q.done(len(outcomes), elapsed, ok, len(outcomes) - failed, failed)
+
+    # --- the asyncio dispatcher -----------------------------------------------
+
+    def _bind_loop(self, loop: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:
+        """The loop the async handler runs on: bind one (or start a private one)."""
+        with self._lock:
+            cur = self._loop
+            if cur is not None and not cur.is_closed() and (loop is None or cur.is_running()):
+                return cur
+            if loop is None:
+                loop = asyncio.new_event_loop()
+                t = threading.Thread(
+                    target=loop.run_forever, name=f"overdrive-{self.name}-loop", daemon=True
+                )
+                t.start()
+                self._own_loop_thread = t
+            self._loop = loop
+            self._wake = None
+            bound = loop
+
+        def start() -> None:
+            self._task = bound.create_task(self._loop_dispatch())
+
+        if _running_loop() is bound:
+            start()
+        else:
+            bound.call_soon_threadsafe(start)
+        return bound
+
+    def _kick(self) -> None:
+        w = self._wake
+        if w is not None:
+            self._wake = None
+            if not w.done():
+                w.set_result(None)
+
+    def _kick_from_anywhere(self, loop: asyncio.AbstractEventLoop) -> None:
+        if _running_loop() is loop:
+            self._kick()
+        else:
+            try:
+                loop.call_soon_threadsafe(self._kick)
+            except RuntimeError:  # closed loop: the next submit rebinds
+                pass
+
+    async def _loop_dispatch(self) -> None:
+        q = self._q
+        loop = asyncio.get_running_loop()
+        while True:
+            got = q.poll()
+            if got is None:
+                break
+            items, futs, expired, _reason, wait = got
+            if expired:
+                self._expire(expired)
+            if futs:
+                if self._max_concurrency == 1:
+                    await self._run_async(items, futs, loop)
+                else:
+                    t = loop.create_task(self._run_async(items, futs, loop))
+                    self._running_tasks.add(t)
+                    t.add_done_callback(self._task_done)
+                continue
+            if expired:
+                continue
+            w: asyncio.Future[None] = loop.create_future()
+            self._wake = w
+            timer = loop.call_later(wait, self._kick) if wait is not None and wait >= 0 else None
+            try:
+                await w
+            finally:
+                if timer is not None:
+                    timer.cancel()
+        if self._running_tasks:
+            await asyncio.gather(*self._running_tasks, return_exceptions=True)
+
+    def _task_done(self, t: asyncio.Task[None]) -> None:
+        self._running_tasks.discard(t)
+        self._kick()
+
+    async def _call_one_async(self, item: Any) -> Any:
+        try:
+            res = self._handler([item])
+            if inspect.isawaitable(res):
+                res = await res
+            return self._check(res, 1)[0]
+        except Exception as e:
+            return e
+
+    async def _run_async(
+        self, items: list[Any], futs: list[Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        items, futs, cancelled = _live_only(items, futs)
+        if cancelled:
+            self._q.note_cancelled(cancelled)
+        start = time.perf_counter()
+        ok = True
+        outcomes: list[Any]
+        try:
+            if items:
+                res = self._handler(items)
+                if inspect.isawaitable(res):
+                    res = await res
+                outcomes = self._check(res, len(items))
+            else:
+                outcomes = []
+        except Exception as e:
+            ok = False
+            if self._retry and len(items) > 1:
+                outcomes = [await self._call_one_async(x) for x in items]
+            else:
+                outcomes = [e] * len(items)
+        self._finish(futs, outcomes, start, ok, loop)
+
+    # --- lifecycle --------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return bool(self._q.closed)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop accepting (``submit`` raises :class:`BatcherClosed`), run
+        everything pending through the handler, and join the dispatchers.
+
+        From inside the async handler's own event loop this cannot wait: use
+        ``await aclose()`` there.
+        """
+        self._q.close()
+        _live.discard(self)
+        me = threading.current_thread()
+        if not self._is_async:
+            for t in self._threads:
+                if t is not me:
+                    t.join(timeout)
+            return
+        loop = self._loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            if len(self._q) or self._q.in_flight:
+                # The loop is gone: drain on a temporary loop here.
+                self._loop = None
+                asyncio.run(self._drain_here())
+            return
+        if _running_loop() is loop:
+            self._kick()
+            return
+        done = threading.Event()
+
+        def watch() -> None:
+            self._kick()
+            task = self._task
+            if task is None or task.done():
+                done.set()
+            else:
+                task.add_done_callback(lambda _t: done.set())
+
+        loop.call_soon_threadsafe(watch)
+        done.wait(timeout)
+        if self._own_loop_thread is not None and done.is_set():
+            loop.call_soon_threadsafe(loop.stop)
+            self._own_loop_thread.join(timeout)
+            loop.close()
+            self._own_loop_thread = None
+
+    async def _drain_here(self) -> None:
+        self._bind_loop(asyncio.get_running_loop())
+        task = self._task
+        if task is not None:
+            await task
+
+    async def aclose(self) -> None:
+        """Like :meth:`close`, awaitable from a coroutine."""
+        self._q.close()
+        _live.discard(self)
+        if not self._is_async:
+            await asyncio.get_running_loop().run_in_executor(None, self.close)
+            return
+        loop = asyncio.get_running_loop()
+        if self._loop is None or self._loop.is_closed() or not self._loop.is_running():
+            if len(self._q):
+                self._bind_loop(loop)
+        if self._loop is loop:
+            self._kick()
+            if self._task is not None:
+                await self._task
+        elif self._loop is not None:
+            await loop.run_in_executor(None, self.close)
+
+    def __enter__(self) -> Batcher[T, R]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Batcher[T, R]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: submitted, completed, failed, expired, rejected, dropped,
+        cancelled, batches, batch-size distribution, queue-wait and handler-time
+        percentiles (seconds), flush reasons, queue depth, in-flight batches and
+        the adaptive model's estimate (``a_s + b_s_per_item * n``)."""
+        s = dict(self._q.stats())
+        s["name"] = self.name
+        s["closed"] = self.closed
+        s["handler"] = "async" if self._is_async else "sync"
+        return s
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def __repr__(self) -> str:
+        return f"<Batcher {self.name} queued={len(self._q)} closed={self.closed}>"
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+# --- @batched -------------------------------------------------------------------
+
+
+@overload
+def batched(
+    fn: Callable[[list[T]], Sequence[R]], /, **options: Any
+) -> Callable[[T], R]: ...
+@overload
+def batched(fn: None = None, /, **options: Any) -> Callable[[Callable[..., Any]], Any]: ...
+def batched(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Decorate ``def f(items: list) -> list`` (or ``async def``) so callers
+    call ``f(item)``: a sync ``f`` blocks its caller for the result, an async
+    ``f`` is awaited. Options are :class:`Batcher`'s. The wrapper exposes
+    ``.batcher``, ``.submit``, ``.submit_async`` (await a sync ``f`` from a
+    coroutine), ``.flush``, ``.close`` and ``.stats``.
+    """
+
+    def wrap(f: Callable[..., Any]) -> Any:
+        b: Batcher[Any, Any] = Batcher(f, name=options.pop("name", f.__name__), **options)
+        wrapper: Any
+        if b._is_async:
+
+            async def call_async(item: Any, **kw: Any) -> Any:
+                return await b.submit_async(item, **kw)
+
+            wrapper = call_async
+        else:
+
+            def call_sync(item: Any, **kw: Any) -> Any:
+                return b.submit(item, **kw).result()
+
+            wrapper = call_sync
+        functools.update_wrapper(wrapper, f)
+        wrapper.batcher = b
+        wrapper.submit = b.submit
+        wrapper.submit_async = b.submit_async
+        wrapper.flush = b.flush
+        wrapper.close = b.close
+        wrapper.stats = b.stats
+        return wrapper
+
+    if fn is not None:
+        return wrap(fn)
+    return wrap
+
+
+# --- MessageBatcher ---------------------------------------------------------------
+
+
+class MessageBatcher:
+    """Fire-and-forget messages, delivered to ``sink(frame: bytes)`` in frames.
+
+    A frame holds a batch of messages in the documented length-prefixed
+    layout (see ``docs``/README), zstd-compressed when its body is longer
+    than ``compress_threshold``; :func:`decode_batch` gives the messages back
+    exactly. Framing and compression run in Rust with the GIL released.
+
+    Every message put reaches the sink exactly once, in order per producing
+    thread (one dispatcher thread, FIFO). A failing sink is retried
+    ``max_retries`` times with exponential backoff (from ``retry_backoff_ms``);
+    then the frame goes to ``on_error(frame, exc)`` (or, without one, is
+    logged at ERROR level and counted in ``stats()["given_up"]``).
+    """
+
+    def __init__(
+        self,
+        sink: Callable[[bytes], Any],
+        *,
+        max_batch_size: int = 50,
+        max_wait_ms: float = 10.0,
+        max_queue: int = 100_000,
+        on_full: OnFull = "block",
+        compress_threshold: int = 1024,
+        level: int = 3,
+        max_batch_bytes: int | None = None,
+        max_retries: int = 3,
+        retry_backoff_ms: float = 10.0,
+        on_error: Callable[[bytes, BaseException], Any] | None = None,
+        block_timeout: float | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not callable(sink):
+            raise InputTypeError(f"sink must be callable, not {type(sink).__name__}")
+        if on_error is not None and not callable(on_error):
+            raise InputTypeError(f"on_error must be callable or None, not {type(on_error)}")
+        if type(max_retries) is not int or max_retries < 0:
+            raise ConfigurationError(f"invalid max_retries={max_retries!r}: must be an int >= 0")
+        if not retry_backoff_ms >= 0:
+            raise ConfigurationError(
+                f"invalid retry_backoff_ms={retry_backoff_ms!r}: must be >= 0"
+            )
+        if block_timeout is not None and not block_timeout >= 0:
+            raise ConfigurationError(f"invalid block_timeout={block_timeout!r}: must be >= 0")
+        self._q = MessageQueue(
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
+            max_queue=max_queue,
+            on_full=on_full,
+            compress_threshold=compress_threshold,
+            level=level,
+            max_batch_bytes=max_batch_bytes,
+        )
+        self._sink = sink
+        self._on_error = on_error
+        self._max_retries = max_retries
+        self._backoff = retry_backoff_ms / 1000.0
+        self._block_timeout = block_timeout
+        self._level = level
+        self._retries = 0
+        self._given_up = 0
+        self._frames = 0
+        self._bytes_out = 0
+        self.name = name or f"message-batcher-{next(_ids)}"
+        self._thread = threading.Thread(
+            target=self._dispatch, name=f"overdrive-{self.name}", daemon=True
+        )
+        self._thread.start()
+        _live.add(self)
+
+    def put(self, message: bytes) -> None:
+        """Queue a copy of ``message`` (any bytes-like object). Fire-and-forget.
+
+        Raises :class:`BatcherClosed` after ``close()`` and :class:`QueueFull`
+        when full (``on_full="reject"``, or ``"block"`` past ``block_timeout``).
+        With ``"drop_oldest"`` the evicted message goes to ``on_error``.
+        """
+        dropped = self._q.put(message, self._block_timeout)
+        if dropped is not None:
+            self._give_up(
+                encode_batch([dropped], 1 << 62, self._level),
+                QueueFull("dropped: the queue was full (on_full='drop_oldest')"),
+            )
+
+    def flush(self) -> None:
+        """Send everything queued so far as soon as the sink is free."""
+        self._q.flush()
+
+    def _give_up(self, frame: bytes, exc: BaseException) -> None:
+        self._given_up += 1
+        if self._on_error is None:
+            log.error("%s: giving up on a frame of %d bytes: %r", self.name, len(frame), exc)
+            return
+        try:
+            self._on_error(frame, exc)
+        except Exception:
+            log.exception("%s: on_error raised", self.name)
+
+    def _dispatch(self) -> None:
+        q = self._q
+        while True:
+            got = q.next_frame()
+            if got is None:
+                return
+            frame, n, _reason = got
+            if frame is None:
+                continue
+            start = time.perf_counter()
+            ok = self._deliver(frame)
+            q.done(n, time.perf_counter() - start, ok)
+
+    def _deliver(self, frame: bytes) -> bool:
+        pause = self._backoff
+        for attempt in range(self._max_retries + 1):
+            try:
+                self._sink(frame)
+            except Exception as e:
+                if attempt == self._max_retries:
+                    self._give_up(frame, e)
+                    return False
+                self._retries += 1
+                time.sleep(pause)
+                pause *= 2
+            else:
+                self._frames += 1
+                self._bytes_out += len(frame)
+                return True
+        return False  # pragma: no cover - the loop always returns
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return bool(self._q.closed)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop accepting, deliver everything queued, join the dispatcher."""
+        self._q.close()
+        _live.discard(self)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> MessageBatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Messages (submitted/completed/failed/dropped), frames, bytes out,
+        retries, frames given up, batch sizes, flush reasons, queue depth."""
+        s = dict(self._q.stats())
+        s["frames"] = self._frames
+        s["bytes_out"] = self._bytes_out
+        s["retries"] = self._retries
+        s["given_up"] = self._given_up
+        s["name"] = self.name
+        s["closed"] = self.closed
+        return s
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def __repr__(self) -> str:
+        return f"<MessageBatcher {self.name} queued={len(self._q)} closed={self.closed}>"
