@@ -74,7 +74,7 @@ class Compressor:
 
 # --- batcher ---------------------------------------------------------------
 
-_Batch = tuple[list[Any], list[Any], list[Any], str, float | None]
+_Next = tuple[list[Any], Batch | None, str, float | None]
 
 @final
 class BatchQueue:
@@ -97,34 +97,29 @@ class BatchQueue:
         aging_ms: float = 100.0,
         admission: bool = False,
     ) -> BatchQueue: ...
-    def put(self, item: Any, fut: Any, block: bool = True) -> Any | None:
-        """Queue with default metadata; returns a future evicted by drop_oldest, or None."""
+    def put(self, item: Any, fut: Any, event_loop: Any | None = None, block: bool = True) -> None:
+        """Queue with default metadata (``event_loop``: the loop of an asyncio ``fut``)."""
     def push(
         self,
         item: Any,
         fut: Any,
+        event_loop: Any | None = None,
         priority: int = 0,
         deadline_ms: float | None = None,
         key: int = 0,
         weight: int = 1,
         timeout: float | None = None,
         block: bool = True,
-    ) -> Any | None:
-        """Queue with metadata; returns a future evicted by drop_oldest, or None."""
-    def next(self, timeout: float | None = None) -> _Batch | None:
-        """Block (GIL released) for (items, futures, expired futures, reason, None)."""
-    def poll(self) -> _Batch | None:
+    ) -> None:
+        """Queue with metadata; evicted (drop_oldest) and expired items fail in Rust."""
+    def next(self, timeout: float | None = None) -> _Next | None:
+        """Block (GIL released) for (items, Batch, reason, None); None once closed and drained."""
+    def poll(self) -> _Next | None:
         """Non-blocking; with nothing due the last field is seconds to wait (-1: until woken)."""
-    def done(self, n: int, elapsed: float, ok: bool, completed: int, failed: int) -> None:
-        """A batch of ``n`` items finished after ``elapsed`` seconds."""
-    def note_cancelled(self, n: int) -> None:
-        """Count items cancelled before they ran."""
     def flush(self) -> None:
         """Force out everything queued so far."""
     def close(self) -> None:
         """Stop accepting; queued items still drain."""
-    def drain(self) -> list[Any]:
-        """Remove every queued item; returns their futures."""
     @property
     def closed(self) -> bool:
         """True once close() was called."""
@@ -174,3 +169,18 @@ def encode_batch(messages: Iterable[Buffer], compress_threshold: int = 1024, lev
 
 def decode_batch(frame: Buffer, max_output_size: int = 268435456) -> list[bytes]:
     """The messages of a frame, exactly. Raises FrameError for a malformed frame."""
+
+@final
+class Batch:
+    """The futures of one running batch; resolve them with finish() or fail()."""
+
+    def finish(
+        self, outcomes: list[Any], elapsed: float, ok: bool = True, here: Any | None = None
+    ) -> int:
+        """Give each item its outcome (an Exception instance fails that item); returns failures."""
+    def fail(self, exc: BaseException, elapsed: float, here: Any | None = None) -> None:
+        """Fail every item with ``exc``."""
+    def __len__(self) -> int: ...
+
+def _settle(futs: list[Any], outcomes: list[Any]) -> None:
+    """Resolve asyncio futures on their loop (scheduled once per batch)."""

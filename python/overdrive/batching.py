@@ -41,12 +41,10 @@ import weakref
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, Generic, Literal, TypeVar, cast, overload
 
-from ._core import BatchQueue, MessageQueue, decode_batch, encode_batch
+from ._core import Batch, BatchQueue, MessageQueue, decode_batch, encode_batch
 from .exceptions import (
     BatchResultError,
-    BatcherClosed,
     ConfigurationError,
-    DeadlineExceeded,
     InputTypeError,
     QueueFull,
 )
@@ -65,7 +63,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 OnFull = Literal["block", "reject", "drop_oldest"]
 
-_CFuture = cf.Future
+_get_running_loop = asyncio._get_running_loop
 _live: weakref.WeakSet[Batcher[Any, Any] | MessageBatcher] = weakref.WeakSet()
 _ids = itertools.count(1)
 
@@ -87,79 +85,6 @@ def _is_async_callable(fn: Callable[..., Any]) -> bool:
         return True
     call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
     return call is not None and inspect.iscoroutinefunction(call)
-
-
-def _set_cf(f: cf.Future[Any], o: Any) -> None:
-    """Set a concurrent future unless its caller cancelled it meanwhile."""
-    try:
-        if isinstance(o, BaseException):
-            f.set_exception(o)
-        else:
-            f.set_result(o)
-    except cf.InvalidStateError:
-        pass
-
-
-def _settle(futs: list[Any], outcomes: list[Any]) -> None:
-    """Resolve asyncio futures on their own loop (one callback per batch)."""
-    for f, o in zip(futs, outcomes, strict=True):
-        if f.done():
-            continue
-        if isinstance(o, BaseException):
-            f.set_exception(o)
-        else:
-            f.set_result(o)
-
-
-def _resolve(futs: list[Any], outcomes: list[Any], here: asyncio.AbstractEventLoop | None) -> None:
-    """Hand each future its outcome. ``here`` is the running loop, if any.
-
-    ``concurrent.futures`` futures are set directly; asyncio futures of the
-    running loop too; those of other loops are grouped per loop and settled
-    with one ``call_soon_threadsafe`` each.
-    """
-    foreign: dict[asyncio.AbstractEventLoop, tuple[list[Any], list[Any]]] | None = None
-    for f, o in zip(futs, outcomes, strict=True):
-        if type(f) is _CFuture:
-            _set_cf(f, o)
-            continue
-        loop = f.get_loop()
-        if loop is here:
-            if not f.done():
-                if isinstance(o, BaseException):
-                    f.set_exception(o)
-                else:
-                    f.set_result(o)
-            continue
-        if foreign is None:
-            foreign = {}
-        group = foreign.get(loop)
-        if group is None:
-            group = foreign[loop] = ([], [])
-        group[0].append(f)
-        group[1].append(o)
-    if foreign:
-        for loop, (fs, os_) in foreign.items():
-            try:
-                loop.call_soon_threadsafe(_settle, fs, os_)
-            except RuntimeError:  # the loop is closed: nobody can await these
-                _settle(fs, os_)
-
-
-def _live_only(items: list[Any], futs: list[Any]) -> tuple[list[Any], list[Any], int]:
-    """Drop items whose callers cancelled; claim the rest (no later cancel)."""
-    keep_i: list[Any] | None = None
-    keep_f: list[Any] | None = None
-    for i, f in enumerate(futs):
-        alive = f.set_running_or_notify_cancel() if type(f) is _CFuture else not f.cancelled()
-        if not alive and keep_i is None:
-            keep_i, keep_f = items[:i], futs[:i]
-        elif alive and keep_i is not None and keep_f is not None:
-            keep_i.append(items[i])
-            keep_f.append(f)
-    if keep_i is None or keep_f is None:
-        return items, futs, 0
-    return keep_i, keep_f, len(items) - len(keep_i)
 
 
 class Batcher(Generic[T, R]):
@@ -229,6 +154,8 @@ class Batcher(Generic[T, R]):
         self._on_full = on_full
         self._block_timeout = block_timeout
         self._retry = retry_individually
+        self._plain = weigher is None
+        self._put = self._q.put
         self._max_concurrency = max_concurrency
         self.name = name or f"batcher-{next(_ids)}"
         self._keys: dict[Hashable, int] = {}
@@ -263,43 +190,30 @@ class Batcher(Generic[T, R]):
         self,
         item: T,
         fut: Any,
+        event_loop: asyncio.AbstractEventLoop | None,
         priority: int,
         deadline_ms: float | None,
         key: Hashable | None,
         block: bool,
     ) -> None:
-        q = self._q
-        if priority == 0 and deadline_ms is None and key is None and self._weigher is None:
-            dropped = q.put(item, fut, block)
-        else:
-            weight = 1
-            if self._weigher is not None:
-                weight = self._weigher(item)
-                if type(weight) is not int:
-                    raise InputTypeError(
-                        f"weigher must return an int, returned {type(weight).__name__}"
-                    )
-            dropped = q.push(
-                item,
-                fut,
-                priority,
-                deadline_ms,
-                0 if key is None else self._key_id(key),
-                weight,
-                self._block_timeout,
-                block,
-            )
-        if dropped is not None:
-            _resolve(
-                [dropped],
-                [
-                    QueueFull(
-                        "dropped: the queue was full (on_full='drop_oldest') and a newer "
-                        "item took this one's place"
-                    )
-                ],
-                _running_loop(),
-            )
+        weight = 1
+        if self._weigher is not None:
+            weight = self._weigher(item)
+            if type(weight) is not int:
+                raise InputTypeError(
+                    f"weigher must return an int, returned {type(weight).__name__}"
+                )
+        self._q.push(
+            item,
+            fut,
+            event_loop,
+            priority,
+            deadline_ms,
+            0 if key is None else self._key_id(key),
+            weight,
+            self._block_timeout,
+            block,
+        )
 
     def submit(
         self,
@@ -315,7 +229,10 @@ class Batcher(Generic[T, R]):
         admission control predicts the deadline cannot be met.
         """
         fut: cf.Future[R] = cf.Future()
-        self._push(item, fut, priority, deadline_ms, key, True)
+        if self._plain and priority == 0 and deadline_ms is None and key is None:
+            self._put(item, fut, None, True)
+        else:
+            self._push(item, fut, None, priority, deadline_ms, key, True)
         if self._is_async:
             self._kick_from_anywhere(self._bind_loop(None))
         return fut
@@ -332,10 +249,15 @@ class Batcher(Generic[T, R]):
         Never blocks the event loop: with ``on_full="block"`` and a full queue
         the returned future waits (asynchronously) for room.
         """
-        loop = asyncio.get_running_loop()
+        loop = _get_running_loop()
+        if loop is None:
+            raise RuntimeError("submit_async() must be called from a running event loop")
         fut: asyncio.Future[R] = loop.create_future()
         try:
-            self._push(item, fut, priority, deadline_ms, key, False)
+            if self._plain and priority == 0 and deadline_ms is None and key is None:
+                self._put(item, fut, loop, False)
+            else:
+                self._push(item, fut, loop, priority, deadline_ms, key, False)
         except QueueFull:
             if self._on_full != "block":
                 raise
@@ -344,14 +266,14 @@ class Batcher(Generic[T, R]):
                 loop.create_task(self._submit_waiting(item, priority, deadline_ms, key)),
             )
         if self._is_async:
-            if self._loop is not loop:
-                self._kick_from_anywhere(self._bind_loop(loop))
-            else:
+            if self._loop is loop:
                 w = self._wake
                 if w is not None:
                     self._wake = None
                     if not w.done():
                         w.set_result(None)
+            else:
+                self._kick_from_anywhere(self._bind_loop(loop))
         return fut
 
     async def _submit_waiting(
@@ -378,20 +300,14 @@ class Batcher(Generic[T, R]):
     # --- the sync (thread) dispatcher ----------------------------------------
 
     def _thread_dispatch(self) -> None:
-        q = self._q
+        next_batch = self._q.next
         while True:
-            got = q.next()
+            got = next_batch()
             if got is None:
                 return
-            items, futs, expired, _reason, _wait = got
-            if expired:
-                self._expire(expired)
-            if futs:
-                self._run_sync(items, futs)
-
-    def _expire(self, futs: list[Any]) -> None:
-        err = DeadlineExceeded("deadline_ms passed before the item reached the handler")
-        _resolve(futs, [err] * len(futs), _running_loop())
+            items, batch, _reason, _wait = got
+            if batch is not None:
+                self._run_sync(items, batch)
 
     def _check(self, results: Any, n: int) -> list[Any]:
         if type(results) is not list:
@@ -414,40 +330,18 @@ class Batcher(Generic[T, R]):
         except Exception as e:
             return e
 
-    def _run_sync(self, items: list[Any], futs: list[Any]) -> None:
-        items, futs, cancelled = _live_only(items, futs)
-        if cancelled:
-            self._q.note_cancelled(cancelled)
+    def _run_sync(self, items: list[Any], batch: Batch) -> None:
         start = time.perf_counter()
-        ok = True
-        outcomes: list[Any]
         try:
-            outcomes = self._check(self._handler(items), len(items)) if items else []
+            outcomes = self._check(self._handler(items), len(items))
         except Exception as e:
-            ok = False
             if self._retry and len(items) > 1:
                 outcomes = [self._call_one_sync(x) for x in items]
+                batch.finish(outcomes, time.perf_counter() - start, False)
             else:
-                outcomes = [e] * len(items)
-        self._finish(futs, outcomes, start, ok, _running_loop())
-
-    def _finish(
-        self,
-        futs: list[Any],
-        outcomes: list[Any],
-        start: float,
-        ok: bool,
-        here: asyncio.AbstractEventLoop | None,
-    ) -> None:
-        elapsed = time.perf_counter() - start
-        failed = 0
-        for o in outcomes:
-            if isinstance(o, BaseException):
-                failed += 1
-        try:
-            _resolve(futs, outcomes, here)
-        finally:
-            self._q.done(len(outcomes), elapsed, ok, len(outcomes) - failed, failed)
+                batch.fail(e, time.perf_counter() - start)
+            return
+        batch.finish(outcomes, time.perf_counter() - start)
 
     # --- the asyncio dispatcher -----------------------------------------------
 
@@ -471,7 +365,7 @@ class Batcher(Generic[T, R]):
         def start() -> None:
             self._task = bound.create_task(self._loop_dispatch())
 
-        if _running_loop() is bound:
+        if _get_running_loop() is bound:
             start()
         else:
             bound.call_soon_threadsafe(start)
@@ -485,7 +379,7 @@ class Batcher(Generic[T, R]):
                 w.set_result(None)
 
     def _kick_from_anywhere(self, loop: asyncio.AbstractEventLoop) -> None:
-        if _running_loop() is loop:
+        if _get_running_loop() is loop:
             self._kick()
         else:
             try:
@@ -494,28 +388,26 @@ class Batcher(Generic[T, R]):
                 pass
 
     async def _loop_dispatch(self) -> None:
-        q = self._q
+        poll = self._q.poll
         loop = asyncio.get_running_loop()
         while True:
-            got = q.poll()
+            got = poll()
             if got is None:
                 break
-            items, futs, expired, _reason, wait = got
-            if expired:
-                self._expire(expired)
-            if futs:
+            items, batch, _reason, wait = got
+            if batch is not None:
                 if self._max_concurrency == 1:
-                    await self._run_async(items, futs, loop)
+                    await self._run_async(items, batch, loop)
                 else:
-                    t = loop.create_task(self._run_async(items, futs, loop))
+                    t = loop.create_task(self._run_async(items, batch, loop))
                     self._running_tasks.add(t)
                     t.add_done_callback(self._task_done)
                 continue
-            if expired:
+            if wait is None or wait == 0.0:
                 continue
             w: asyncio.Future[None] = loop.create_future()
             self._wake = w
-            timer = loop.call_later(wait, self._kick) if wait is not None and wait >= 0 else None
+            timer = loop.call_later(wait, self._kick) if wait > 0 else None
             try:
                 await w
             finally:
@@ -538,29 +430,22 @@ class Batcher(Generic[T, R]):
             return e
 
     async def _run_async(
-        self, items: list[Any], futs: list[Any], loop: asyncio.AbstractEventLoop
+        self, items: list[Any], batch: Batch, loop: asyncio.AbstractEventLoop
     ) -> None:
-        items, futs, cancelled = _live_only(items, futs)
-        if cancelled:
-            self._q.note_cancelled(cancelled)
         start = time.perf_counter()
-        ok = True
-        outcomes: list[Any]
         try:
-            if items:
-                res = self._handler(items)
-                if inspect.isawaitable(res):
-                    res = await res
-                outcomes = self._check(res, len(items))
-            else:
-                outcomes = []
+            res = self._handler(items)
+            if inspect.isawaitable(res):
+                res = await res
+            outcomes = self._check(res, len(items))
         except Exception as e:
-            ok = False
             if self._retry and len(items) > 1:
                 outcomes = [await self._call_one_async(x) for x in items]
+                batch.finish(outcomes, time.perf_counter() - start, False, loop)
             else:
-                outcomes = [e] * len(items)
-        self._finish(futs, outcomes, start, ok, loop)
+                batch.fail(e, time.perf_counter() - start, loop)
+            return
+        batch.finish(outcomes, time.perf_counter() - start, True, loop)
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -591,7 +476,7 @@ class Batcher(Generic[T, R]):
                 self._loop = None
                 asyncio.run(self._drain_here())
             return
-        if _running_loop() is loop:
+        if _get_running_loop() is loop:
             self._kick()
             return
         done = threading.Event()
@@ -664,13 +549,6 @@ class Batcher(Generic[T, R]):
 
     def __repr__(self) -> str:
         return f"<Batcher {self.name} queued={len(self._q)} closed={self.closed}>"
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 # --- @batched -------------------------------------------------------------------

@@ -1,182 +1,123 @@
-//! Binding for the request batcher's queue: `BatchQueue`.
+//! Binding for the request batcher: `BatchQueue` and the `Batch` handle.
 //!
 //! Items and their futures are Python objects held as owned references
 //! (`Py<PyAny>`); the core only moves them around. While the GIL is released
 //! (a blocking push, a dispatcher waiting for a batch) nothing touches them.
-//! The Python facade (`overdrive/batching.py`) calls the handler and
-//! resolves the futures.
+//!
+//! The Python facade (`overdrive/batching.py`) calls the handler; this file
+//! does the per-item work around it in Rust: dropping cancelled items,
+//! failing expired and evicted ones, and resolving every future. asyncio
+//! futures of another loop are settled with one `call_soon_threadsafe` per
+//! loop per batch.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use overdrive_core::batcher::{millis, Batch, Config, Meta, Next, OnFull, PushError, Queue, Reason};
-use overdrive_core::Error;
+use overdrive_core::batcher::{millis, Batch, Meta, Next, Queue};
+use parking_lot::Mutex;
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyTuple, PyType};
+use pyo3::intern;
 
-use crate::errors::{bad_value, to_py, IntoPy};
+use crate::batch_common::{block_timeout, make_config, push_or_block, stats_dict};
+use crate::errors::{bad_value, batcher_closed, to_py, IntoPy};
 
-/// An item and the future its caller waits on.
+/// An item, the future its caller waits on, and that future's event loop
+/// (None for a `concurrent.futures.Future`).
 pub(crate) struct Slot {
     item: Py<PyAny>,
     fut: Py<PyAny>,
+    event_loop: Option<Py<PyAny>>,
 }
 
-/// Parse the settings shared by `BatchQueue` and `MessageQueue`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn make_config(
-    py: Python<'_>,
-    max_batch_size: i64,
-    max_wait_ms: f64,
-    max_queue: i64,
-    on_full: &str,
-    max_batch_weight: Option<i64>,
-    max_concurrency: i64,
-) -> PyResult<Config> {
-    let positive = |name: &'static str, v: i64| {
-        usize::try_from(v)
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| bad_value(py, name, v, "must be an integer >= 1"))
+fn cf_future_type(py: Python<'_>) -> Option<Bound<'_, PyType>> {
+    static CELL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    CELL.import(py, "concurrent.futures", "Future")
+        .ok()
+        .map(|t| t.clone())
+}
+
+fn running_loop(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
+    static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let get = CELL.import(py, "asyncio", "_get_running_loop").ok()?;
+    get.call0().ok().filter(|l| !l.is_none())
+}
+
+/// Set one future's outcome; a future already done (cancelled by its
+/// caller) is left alone.
+fn settle_one(fut: &Bound<'_, PyAny>, outcome: &Bound<'_, PyAny>) {
+    let py = fut.py();
+    let r = if outcome.is_instance_of::<pyo3::exceptions::PyBaseException>() {
+        fut.call_method1(intern!(py, "set_exception"), (outcome,))
+    } else {
+        fut.call_method1(intern!(py, "set_result"), (outcome,))
     };
-    let max_batch_weight = match max_batch_weight {
-        None => None,
-        Some(w) => Some(
-            u64::try_from(w)
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| bad_value(py, "max_batch_weight", w, "must be >= 1 or None"))?,
-        ),
-    };
-    Ok(Config {
-        max_batch_size: positive("max_batch_size", max_batch_size)?,
-        max_wait: millis("max_wait_ms", max_wait_ms, true).py(py)?,
-        max_queue: positive("max_queue", max_queue)?,
-        on_full: OnFull::parse(on_full).py(py)?,
-        max_batch_weight,
-        max_concurrency: positive("max_concurrency", max_concurrency)?,
-        ..Config::default()
-    })
+    // InvalidStateError: the caller cancelled it meanwhile. Nothing to do.
+    drop(r);
 }
 
-/// Optional block timeout in seconds -> Duration.
-pub(crate) fn block_timeout(py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Duration>> {
-    timeout
-        .map(|t| millis("timeout", t * 1000.0, true).py(py))
-        .transpose()
-}
-
-/// Push with the GIL held; when the policy is `block` and the queue is full,
-/// release the GIL and wait for room.
-pub(crate) fn push_or_block<T: Send>(
-    py: Python<'_>,
-    q: &Queue<T>,
-    value: T,
-    meta: Meta,
-    timeout: Option<Duration>,
-    block: bool,
-) -> Result<Option<T>, (T, Error)> {
-    let r = match q.push(value, meta, false, timeout) {
-        Err(PushError::WouldBlock(v)) if block => py.detach(|| q.push(v, meta, true, timeout)),
-        other => other,
-    };
-    match r {
-        Ok(ok) => Ok(ok.dropped),
-        Err(PushError::Failed(v, e)) => Err((v, e)),
-        Err(PushError::WouldBlock(v)) => Err((
-            v,
-            Error::QueueFull(format!(
-                "queue full: max_queue={} items are waiting (on_full=\"block\", not blocking here)",
-                q.config().max_queue
-            )),
-        )),
+/// _settle(futures, outcomes): resolve asyncio futures on their own loop
+/// (the callback `call_soon_threadsafe` schedules, once per batch).
+#[pyfunction]
+#[pyo3(name = "_settle")]
+pub(crate) fn settle(futs: &Bound<'_, PyList>, outcomes: &Bound<'_, PyList>) {
+    for (f, o) in futs.iter().zip(outcomes.iter()) {
+        settle_one(&f, &o);
     }
 }
 
-/// The stats dict shared by both queue classes.
-pub(crate) fn stats_dict<'py, T>(py: Python<'py>, q: &Queue<T>) -> PyResult<Bound<'py, PyDict>> {
-    let snap = q.snapshot();
-    let s = &snap.stats;
-    let d = PyDict::new(py);
-    d.set_item("submitted", s.submitted)?;
-    d.set_item("completed", s.completed)?;
-    d.set_item("failed", s.failed)?;
-    d.set_item("expired", s.expired)?;
-    d.set_item("rejected", s.rejected)?;
-    d.set_item("dropped", s.dropped)?;
-    d.set_item("cancelled", s.cancelled)?;
-    d.set_item("batches", s.batches)?;
-    d.set_item(
-        "mean_batch_size",
-        if s.batches == 0 {
-            0.0
-        } else {
-            s.batched_items as f64 / s.batches as f64
-        },
-    )?;
-    let sizes = PyDict::new(py);
-    for (label, c) in s.size_buckets() {
-        sizes.set_item(label, c)?;
-    }
-    d.set_item("batch_sizes", sizes)?;
-    let reasons = PyDict::new(py);
-    for r in Reason::ALL {
-        reasons.set_item(r.as_str(), s.reasons[r as usize])?;
-    }
-    d.set_item("flush_reasons", reasons)?;
-    for (name, h) in [("queue_wait", &s.queue_wait), ("handler_time", &s.handler_time)] {
-        let p = PyDict::new(py);
-        for q in [50.0, 90.0, 99.0] {
-            p.set_item(format!("p{q:.0}"), h.percentile(q))?;
-        }
-        p.set_item("count", h.count())?;
-        d.set_item(format!("{name}_s"), p)?;
-    }
-    d.set_item("queue_depth", snap.queue_depth)?;
-    d.set_item("in_flight", snap.in_flight)?;
-    let (a, b, size, cap) = snap.model;
-    let m = PyDict::new(py);
-    m.set_item("a_s", a)?;
-    m.set_item("b_s_per_item", b)?;
-    m.set_item("batch_size", size)?;
-    m.set_item("aimd_cap", cap)?;
-    d.set_item("model", m)?;
-    Ok(d)
+fn settle_fn(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    CELL.import(py, "overdrive._core", "_settle")
+        .map(|f| f.clone())
 }
 
-/// The Python value of a batch: (items, futures, expired futures, reason).
-fn batch_tuple<'py>(
+/// Resolve `slots` with `outcome(i)`: directly for concurrent futures and
+/// futures of `here` (the running loop), else one threadsafe callback per loop.
+fn resolve<'py>(
     py: Python<'py>,
-    batch: Option<Batch<Slot>>,
-    expired: Vec<Slot>,
-    wait: Option<f64>,
-) -> PyResult<Bound<'py, PyTuple>> {
-    let (items, futs, reason) = match batch {
-        Some(b) => {
-            let mut items = Vec::with_capacity(b.items.len());
-            let mut futs = Vec::with_capacity(b.items.len());
-            for s in b.items {
-                items.push(s.item);
-                futs.push(s.fut);
+    slots: Vec<Slot>,
+    here: Option<&Bound<'py, PyAny>>,
+    outcome: &dyn Fn(usize) -> Bound<'py, PyAny>,
+) -> PyResult<()> {
+    let mut foreign: Vec<(Py<PyAny>, Vec<Py<PyAny>>, Vec<Bound<'py, PyAny>>)> = Vec::new();
+    for (i, s) in slots.into_iter().enumerate() {
+        let o = outcome(i);
+        match s.event_loop {
+            None => settle_one(s.fut.bind(py), &o),
+            Some(l) if here.is_some_and(|h| h.as_ptr() == l.as_ptr()) => {
+                settle_one(s.fut.bind(py), &o);
             }
-            (items, futs, b.reason.as_str())
+            Some(l) => match foreign.iter_mut().find(|g| g.0.as_ptr() == l.as_ptr()) {
+                Some(g) => {
+                    g.1.push(s.fut);
+                    g.2.push(o);
+                }
+                None => foreign.push((l, vec![s.fut], vec![o])),
+            },
         }
-        None => (Vec::new(), Vec::new(), ""),
-    };
-    let expired: Vec<Py<PyAny>> = expired.into_iter().map(|s| s.fut).collect();
-    (
-        PyList::new(py, items)?,
-        PyList::new(py, futs)?,
-        PyList::new(py, expired)?,
-        reason,
-        wait,
-    )
-        .into_pyobject(py)
+    }
+    for (l, futs, outs) in foreign {
+        let futs = PyList::new(py, futs)?;
+        let outs = PyList::new(py, outs)?;
+        let scheduled = l.bind(py).call_method1(
+            intern!(py, "call_soon_threadsafe"),
+            (settle_fn(py)?, &futs, &outs),
+        );
+        if scheduled.is_err() {
+            // The loop is closed: nobody can await these any more.
+            settle(&futs, &outs);
+        }
+    }
+    Ok(())
 }
 
 /// The queue, timing and batch formation of a `Batcher` (see overdrive.batching).
 #[pyclass(frozen, module = "overdrive._core", name = "BatchQueue")]
 pub(crate) struct PyBatchQueue {
-    q: Queue<Slot>,
+    q: Arc<Queue<Slot>>,
 }
 
 #[pymethods]
@@ -213,45 +154,53 @@ impl PyBatchQueue {
         cfg.aging = millis("aging_ms", aging_ms, false).py(py)?;
         cfg.admission = admission;
         Ok(PyBatchQueue {
-            q: Queue::new(cfg).py(py)?,
+            q: Arc::new(Queue::new(cfg).py(py)?),
         })
     }
 
-    /// Queue `item` with default metadata; returns an evicted future or None.
-    /// With `block=False` a full queue under `on_full="block"` raises
-    /// QueueFull instead of waiting (the asyncio path retries without blocking).
-    #[pyo3(signature = (item, fut, block = true))]
+    /// Queue `item` with default metadata. `event_loop` is the loop of an
+    /// asyncio `fut` (None for a concurrent future). With `block=False` a
+    /// full queue under `on_full="block"` raises QueueFull instead of waiting.
+    #[pyo3(signature = (item, fut, event_loop = None, block = true))]
     fn put(
         &self,
         py: Python<'_>,
         item: Py<PyAny>,
         fut: Py<PyAny>,
+        event_loop: Option<Py<PyAny>>,
         block: bool,
-    ) -> PyResult<Option<Py<PyAny>>> {
-        self.push_slot(py, Slot { item, fut }, Meta::default(), None, block)
+    ) -> PyResult<()> {
+        let slot = Slot {
+            item,
+            fut,
+            event_loop,
+        };
+        self.push_slot(py, slot, Meta::default(), None, block)
     }
 
-    /// Queue `item` with metadata; returns an evicted future (drop_oldest) or None.
-    #[pyo3(signature = (item, fut, priority = 0, deadline_ms = None, key = 0, weight = 1, timeout = None, block = true))]
+    /// Queue `item` with metadata (see `put`).
+    #[pyo3(signature = (item, fut, event_loop = None, priority = 0, deadline_ms = None, key = 0, weight = 1, timeout = None, block = true))]
     #[allow(clippy::too_many_arguments)]
     fn push(
         &self,
         py: Python<'_>,
         item: Py<PyAny>,
         fut: Py<PyAny>,
+        event_loop: Option<Py<PyAny>>,
         priority: i32,
         deadline_ms: Option<f64>,
         key: u64,
         weight: i64,
         timeout: Option<f64>,
         block: bool,
-    ) -> PyResult<Option<Py<PyAny>>> {
+    ) -> PyResult<()> {
         let deadline = deadline_ms
             .map(|ms| millis("deadline_ms", ms, false).py(py))
             .transpose()?
             .map(|d| Instant::now() + d);
-        let weight = u64::try_from(weight)
-            .map_err(|_| bad_value(py, "weight", weight, "the weigher must return an int >= 0"))?;
+        let weight = u64::try_from(weight).map_err(|_| {
+            bad_value(py, "weight", weight, "the weigher must return an int >= 0")
+        })?;
         let meta = Meta {
             priority,
             deadline,
@@ -259,12 +208,17 @@ impl PyBatchQueue {
             weight,
         };
         let timeout = block_timeout(py, timeout)?;
-        self.push_slot(py, Slot { item, fut }, meta, timeout, block)
+        let slot = Slot {
+            item,
+            fut,
+            event_loop,
+        };
+        self.push_slot(py, slot, meta, timeout, block)
     }
 
-    /// Block (GIL released) until a batch is due: (items, futures, expired
-    /// futures, reason, None); reason is "" when only expired items or the
-    /// timeout came back. None once closed and drained.
+    /// Block (GIL released) until a batch is due: (items, Batch, reason,
+    /// None), or ([], None, "", None) when only expired items (failed here)
+    /// or the timeout came back. None once closed and drained.
     #[pyo3(signature = (timeout = None))]
     fn next<'py>(
         &self,
@@ -276,22 +230,11 @@ impl PyBatchQueue {
         self.convert(py, next)
     }
 
-    /// Non-blocking: like `next`, but with nothing due returns ([], [], [],
-    /// "", wait) where wait is the seconds until it may be (None: until woken).
+    /// Non-blocking `next`: with nothing due, ([], None, "", wait) where wait
+    /// is the seconds until something may be (-1.0: until woken).
     fn poll<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let next = self.q.poll();
         self.convert(py, next)
-    }
-
-    /// A batch of `n` items finished in `elapsed` seconds.
-    fn done(&self, n: usize, elapsed: f64, ok: bool, completed: u64, failed: u64) {
-        let elapsed = Duration::try_from_secs_f64(elapsed.max(0.0)).unwrap_or_default();
-        self.q.done(n, elapsed, ok, completed, failed);
-    }
-
-    /// Count items their callers cancelled before they ran.
-    fn note_cancelled(&self, n: u64) {
-        self.q.note_cancelled(n);
     }
 
     /// Force out everything queued so far.
@@ -302,13 +245,6 @@ impl PyBatchQueue {
     /// Stop accepting; what is queued still drains through `next`/`poll`.
     fn close(&self) {
         self.q.close();
-    }
-
-    /// Remove every queued item; returns their futures (to fail them).
-    fn drain(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
-        let all = self.q.drain_all();
-        let _ = py;
-        all.into_iter().map(|s| s.fut).collect()
     }
 
     /// True once `close` was called.
@@ -332,6 +268,7 @@ impl PyBatchQueue {
         stats_dict(py, &self.q)
     }
 }
+
 impl PyBatchQueue {
     fn push_slot(
         &self,
@@ -340,11 +277,25 @@ impl PyBatchQueue {
         meta: Meta,
         timeout: Option<Duration>,
         block: bool,
-    ) -> PyResult<Option<Py<PyAny>>> {
+    ) -> PyResult<()> {
         match push_or_block(py, &self.q, slot, meta, timeout, block) {
-            Ok(dropped) => Ok(dropped.map(|s| s.fut)),
+            Ok(None) => Ok(()),
+            Ok(Some(dropped)) => {
+                let err = to_py(py, self.q.dropped_error()).into_value(py).into_any();
+                let here = running_loop(py);
+                resolve(py, vec![dropped], here.as_ref(), &|_| err.bind(py).clone())
+            }
             Err((_slot, e)) => Err(to_py(py, e)),
         }
+    }
+
+    fn fail_expired(&self, py: Python<'_>, expired: Vec<Slot>) -> PyResult<()> {
+        if expired.is_empty() {
+            return Ok(());
+        }
+        let err = to_py(py, self.q.expired_error()).into_value(py).into_any();
+        let here = running_loop(py);
+        resolve(py, expired, here.as_ref(), &|_| err.bind(py).clone())
     }
 
     fn convert<'py>(
@@ -352,15 +303,176 @@ impl PyBatchQueue {
         py: Python<'py>,
         next: Next<Slot>,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let nothing = |wait: Option<f64>| -> PyResult<Option<Bound<'py, PyTuple>>> {
+            let t = (PyList::empty(py), py.None(), "", wait).into_pyobject(py)?;
+            Ok(Some(t))
+        };
         match next {
-            Next::Batch(b, expired) => batch_tuple(py, Some(b), expired, None).map(Some),
-            Next::Expired(expired) => batch_tuple(py, None, expired, None).map(Some),
-            Next::Wait(when) => {
-                let wait = when.map(|w| w.saturating_duration_since(Instant::now()).as_secs_f64());
-                batch_tuple(py, None, Vec::new(), wait.or(Some(-1.0))).map(Some)
+            Next::Batch(b, expired) => {
+                self.fail_expired(py, expired)?;
+                self.start_batch(py, b)
             }
-            Next::Timeout => batch_tuple(py, None, Vec::new(), None).map(Some),
+            Next::Expired(expired) => {
+                self.fail_expired(py, expired)?;
+                nothing(None)
+            }
+            Next::Wait(when) => nothing(Some(when.map_or(-1.0, |w| {
+                w.saturating_duration_since(Instant::now()).as_secs_f64()
+            }))),
+            Next::Timeout => nothing(None),
             Next::Closed => Ok(None),
         }
     }
+
+    /// Drop cancelled items (claiming concurrent futures so they can no
+    /// longer be cancelled) and hand the rest out as (items, Batch, reason).
+    fn start_batch<'py>(
+        &self,
+        py: Python<'py>,
+        b: Batch<Slot>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let cf = cf_future_type(py);
+        let mut items = Vec::with_capacity(b.items.len());
+        let mut slots = Vec::with_capacity(b.items.len());
+        let mut cancelled = 0u64;
+        for s in b.items {
+            let fut = s.fut.bind(py);
+            let alive = match (&s.event_loop, &cf) {
+                (None, Some(cf)) if fut.is_exact_instance(cf) => fut
+                    .call_method0(intern!(py, "set_running_or_notify_cancel"))
+                    .and_then(|r| r.is_truthy())
+                    .unwrap_or(false),
+                _ => !fut
+                    .call_method0(intern!(py, "cancelled"))
+                    .and_then(|r| r.is_truthy())
+                    .unwrap_or(false),
+            };
+            if alive {
+                items.push(s.item.clone_ref(py));
+                slots.push(s);
+            } else {
+                cancelled += 1;
+            }
+        }
+        self.q.note_cancelled(cancelled);
+        if slots.is_empty() {
+            self.q.done(0, Duration::ZERO, true, 0, 0);
+            let t = (PyList::empty(py), py.None(), "", Some(0.0)).into_pyobject(py)?;
+            return Ok(Some(t));
+        }
+        let batch = PyBatch {
+            q: Arc::clone(&self.q),
+            slots: Mutex::new(Some(slots)),
+        };
+        let t = (
+            PyList::new(py, items)?,
+            Py::new(py, batch)?,
+            b.reason.as_str(),
+            py.None(),
+        )
+            .into_pyobject(py)?;
+        Ok(Some(t))
+    }
+}
+
+/// The futures of one running batch: resolve them with `finish` or `fail`.
+///
+/// A batch dropped without either fails its items with BatcherClosed, so
+/// nothing is lost even if the dispatcher dies.
+#[pyclass(frozen, module = "overdrive._core", name = "Batch")]
+pub(crate) struct PyBatch {
+    q: Arc<Queue<Slot>>,
+    slots: Mutex<Option<Vec<Slot>>>,
+}
+
+impl PyBatch {
+    fn take(&self) -> PyResult<Vec<Slot>> {
+        self.slots
+            .lock()
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("this batch was already finished"))
+    }
+}
+
+#[pymethods]
+impl PyBatch {
+    /// Give each item its outcome (an Exception instance fails just that
+    /// item), free the slot and record `elapsed` seconds. `ok`: the handler
+    /// call succeeded. `here`: the running event loop, if any. Returns the
+    /// number of failed items.
+    #[pyo3(signature = (outcomes, elapsed, ok = true, here = None))]
+    fn finish(
+        &self,
+        py: Python<'_>,
+        outcomes: &Bound<'_, PyList>,
+        elapsed: f64,
+        ok: bool,
+        here: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let slots = self.take()?;
+        let n = slots.len();
+        if outcomes.len() != n {
+            let msg = format!(
+                "finish() needs {n} outcomes, got {} (the batch is failed instead)",
+                outcomes.len()
+            );
+            let err = PyRuntimeError::new_err(msg.clone()).into_value(py).into_any();
+            resolve(py, slots, here, &|_| err.bind(py).clone())?;
+            self.q.done(n, secs(elapsed), false, 0, n as u64);
+            return Err(PyRuntimeError::new_err(msg));
+        }
+        let mut failed = 0usize;
+        for o in outcomes.iter() {
+            failed += usize::from(o.is_instance_of::<pyo3::exceptions::PyBaseException>());
+        }
+        let r = resolve(py, slots, here, &|i| {
+            outcomes.get_item(i).unwrap_or_else(|_| py.None().into_bound(py))
+        });
+        self.q
+            .done(n, secs(elapsed), ok, (n - failed) as u64, failed as u64);
+        r.map(|()| failed)
+    }
+
+    /// Fail every item with `exc`.
+    #[pyo3(signature = (exc, elapsed, here = None))]
+    fn fail(
+        &self,
+        py: Python<'_>,
+        exc: &Bound<'_, PyAny>,
+        elapsed: f64,
+        here: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let slots = self.take()?;
+        let n = slots.len();
+        let r = resolve(py, slots, here, &|_| exc.clone());
+        self.q.done(n, secs(elapsed), false, 0, n as u64);
+        r
+    }
+
+    fn __len__(&self) -> usize {
+        self.slots.lock().as_ref().map_or(0, Vec::len)
+    }
+}
+
+impl Drop for PyBatch {
+    fn drop(&mut self) {
+        let Some(slots) = self.slots.get_mut().take() else {
+            return;
+        };
+        let n = slots.len();
+        Python::attach(|py| {
+            let msg = "the batch was abandoned before its results were set".to_string();
+            let err = match batcher_closed(py) {
+                Some(t) => PyErr::from_type(t, msg),
+                None => PyRuntimeError::new_err(msg),
+            };
+            let err = err.into_value(py).into_any();
+            let _ = resolve(py, slots, None, &|_| err.bind(py).clone());
+        });
+        self.q.done(n, Duration::ZERO, false, 0, n as u64);
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s.max(0.0)).unwrap_or_default()
 }

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 // batcher
+mod batch_common;
 mod batcher;
 mod message_batcher;
 mod buffers;
@@ -53,6 +54,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     // batcher
     m.add_class::<batcher::PyBatchQueue>()?;
+    m.add_class::<batcher::PyBatch>()?;
+    m.add_function(wrap_pyfunction!(batcher::settle, m)?)?;
     m.add_class::<message_batcher::PyMessageQueue>()?;
     m.add_function(wrap_pyfunction!(message_batcher::encode_batch, m)?)?;
     m.add_function(wrap_pyfunction!(message_batcher::decode_batch, m)?)?;

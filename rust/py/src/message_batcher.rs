@@ -11,7 +11,7 @@ use overdrive_core::compress::{DEFAULT_LEVEL, DEFAULT_MAX_OUTPUT_SIZE};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
-use crate::batcher::{block_timeout, make_config, push_or_block, stats_dict};
+use crate::batch_common::{block_timeout, make_config, push_or_block, stats_dict};
 use crate::buffers::{extract_all, Input};
 use crate::errors::{bad_value, to_py, IntoPy};
 
