@@ -94,18 +94,38 @@ class Batcher(Generic[T, R]):
     slot may hold an ``Exception`` instance to fail just that item). It may be
     ``async def``. See the module docstring and README "Batching".
 
+    Submitting (both run in Rust):
+
+    - ``submit(item, priority=0, deadline_ms=None, key=None)`` returns a
+      ``concurrent.futures.Future``; it blocks while the queue is full under
+      ``on_full="block"`` (up to ``block_timeout`` seconds).
+    - ``submit_async(item, priority=0, deadline_ms=None, key=None)`` returns
+      an awaitable (a future of the running loop) and never blocks the loop.
+
+    Both raise :class:`~overdrive.exceptions.BatcherClosed` after ``close()``,
+    :class:`~overdrive.exceptions.QueueFull` for a full queue (per
+    ``on_full``; ``"drop_oldest"`` fails the evicted item's future with it)
+    and :class:`~overdrive.exceptions.DeadlineExceeded` when admission control
+    predicts the deadline cannot be met. An item whose ``deadline_ms`` passes
+    while queued fails with ``DeadlineExceeded`` and never reaches the handler;
+    a cancelled future's item is dropped before the handler sees it. Items
+    with different ``key`` never share a batch; higher ``priority`` goes first.
+
     Parameters: ``max_batch_size``; ``max_wait_ms`` (upper bound on the oldest
     item's wait while a slot is free); ``max_queue`` and ``on_full``
-    (``"block"`` for up to ``block_timeout`` seconds, ``"reject"``,
-    ``"drop_oldest"``: full queues raise or fail with :class:`QueueFull`);
-    ``weigher(item) -> int`` with ``max_batch_weight`` (an item heavier than
-    the limit runs alone); ``max_concurrency`` batches at once; ``adaptive``
-    (learn latency ``a + b*n``; with ``latency_target_ms``, cap the batch so
-    its predicted time meets it; halve on failure, AIMD); ``aging_ms`` (a
-    waiting item gains one priority level per ``aging_ms``); ``admission``
-    (reject at submit an item whose predicted completion is past its
-    deadline); ``retry_individually`` (re-run a failed batch item by item).
+    (``"block"``, ``"reject"``, ``"drop_oldest"``); ``weigher(item) -> int``
+    with ``max_batch_weight`` (an item heavier than the limit runs alone);
+    ``max_concurrency`` batches at once; ``adaptive`` (learn latency
+    ``a + b*n``; with ``latency_target_ms``, cap the batch so its predicted
+    time meets it; halve on failure, AIMD); ``aging_ms`` (a waiting item gains
+    one priority level per ``aging_ms``); ``admission`` (reject at submit an
+    item whose predicted completion is past its deadline);
+    ``retry_individually`` (re-run a failed batch item by item, isolating a
+    poison item).
     """
+
+    submit: Callable[..., cf.Future[R]]
+    submit_async: Callable[..., asyncio.Future[R]]
 
     def __init__(
         self,
@@ -130,12 +150,6 @@ class Batcher(Generic[T, R]):
             raise InputTypeError(f"handler must be callable, not {type(handler).__name__}")
         if weigher is not None and not callable(weigher):
             raise InputTypeError(f"weigher must be callable or None, not {type(weigher).__name__}")
-        if weigher is None and max_batch_weight is not None:
-            raise ConfigurationError(
-                f"max_batch_weight={max_batch_weight!r} needs a weigher(item) -> int"
-            )
-        if block_timeout is not None and not block_timeout >= 0:
-            raise ConfigurationError(f"invalid block_timeout={block_timeout!r}: must be >= 0")
         self._q = BatchQueue(
             max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms,
@@ -147,28 +161,32 @@ class Batcher(Generic[T, R]):
             latency_target_ms=latency_target_ms,
             aging_ms=aging_ms,
             admission=admission,
+            weigher=weigher,
+            block_timeout=block_timeout,
         )
         self._handler = handler
         self._is_async = _is_async_callable(handler)
-        self._weigher = weigher
         self._on_full = on_full
         self._block_timeout = block_timeout
         self._retry = retry_individually
-        self._plain = weigher is None
-        self._put = self._q.put
         self._max_concurrency = max_concurrency
         self.name = name or f"batcher-{next(_ids)}"
-        self._keys: dict[Hashable, int] = {}
-        self._keys_lock = threading.Lock()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         # asyncio-handler mode: the loop the dispatcher task runs on.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._own_loop_thread: threading.Thread | None = None
-        self._wake: asyncio.Future[None] | None = None
         self._running_tasks: set[asyncio.Task[None]] = set()
-        if not self._is_async:
+        self.submit = self._q.submit
+        self.submit_async = self._q.submit_async
+        if on_full == "block":
+            self._q.set_hooks(full=self._submit_waiting)
+        if self._is_async:
+            self._q.set_hooks(
+                foreign=self._foreign, full=self._submit_waiting if on_full == "block" else None
+            )
+        else:
             for i in range(max_concurrency):
                 t = threading.Thread(
                     target=self._thread_dispatch, name=f"overdrive-{self.name}-{i}", daemon=True
@@ -177,119 +195,24 @@ class Batcher(Generic[T, R]):
                 self._threads.append(t)
         _live.add(self)
 
-    # --- submitting -----------------------------------------------------------
-
-    def _key_id(self, key: Hashable) -> int:
-        kid = self._keys.get(key)
-        if kid is None:
-            with self._keys_lock:
-                kid = self._keys.setdefault(key, len(self._keys) + 1)
-        return kid
-
-    def _push(
-        self,
-        item: T,
-        fut: Any,
-        event_loop: asyncio.AbstractEventLoop | None,
-        priority: int,
-        deadline_ms: float | None,
-        key: Hashable | None,
-        block: bool,
-    ) -> None:
-        weight = 1
-        if self._weigher is not None:
-            weight = self._weigher(item)
-            if type(weight) is not int:
-                raise InputTypeError(
-                    f"weigher must return an int, returned {type(weight).__name__}"
-                )
-        self._q.push(
-            item,
-            fut,
-            event_loop,
-            priority,
-            deadline_ms,
-            0 if key is None else self._key_id(key),
-            weight,
-            self._block_timeout,
-            block,
-        )
-
-    def submit(
-        self,
-        item: T,
-        priority: int = 0,
-        deadline_ms: float | None = None,
-        key: Hashable | None = None,
-    ) -> cf.Future[R]:
-        """Queue ``item``; the future gets ``handler([... item ...])``'s result for it.
-
-        Raises :class:`BatcherClosed` after ``close()``, :class:`QueueFull` when
-        the queue is full (per ``on_full``), :class:`DeadlineExceeded` when
-        admission control predicts the deadline cannot be met.
-        """
-        fut: cf.Future[R] = cf.Future()
-        if self._plain and priority == 0 and deadline_ms is None and key is None:
-            self._put(item, fut, None, True)
-        else:
-            self._push(item, fut, None, priority, deadline_ms, key, True)
-        if self._is_async:
-            self._kick_from_anywhere(self._bind_loop(None))
-        return fut
-
-    def submit_async(
-        self,
-        item: T,
-        priority: int = 0,
-        deadline_ms: float | None = None,
-        key: Hashable | None = None,
-    ) -> asyncio.Future[R]:
-        """Queue ``item`` from a coroutine; ``await`` the returned future.
-
-        Never blocks the event loop: with ``on_full="block"`` and a full queue
-        the returned future waits (asynchronously) for room.
-        """
-        loop = _get_running_loop()
-        if loop is None:
-            raise RuntimeError("submit_async() must be called from a running event loop")
-        fut: asyncio.Future[R] = loop.create_future()
-        try:
-            if self._plain and priority == 0 and deadline_ms is None and key is None:
-                self._put(item, fut, loop, False)
-            else:
-                self._push(item, fut, loop, priority, deadline_ms, key, False)
-        except QueueFull:
-            if self._on_full != "block":
-                raise
-            return cast(
-                "asyncio.Future[R]",
-                loop.create_task(self._submit_waiting(item, priority, deadline_ms, key)),
-            )
-        if self._is_async:
-            if self._loop is loop:
-                w = self._wake
-                if w is not None:
-                    self._wake = None
-                    if not w.done():
-                        w.set_result(None)
-            else:
-                self._kick_from_anywhere(self._bind_loop(loop))
-        return fut
-
     async def _submit_waiting(
         self, item: T, priority: int, deadline_ms: float | None, key: Hashable | None
     ) -> R:
+        """An async submit into a full ``block`` queue: wait for room without
+        blocking the loop (up to ``block_timeout``)."""
         start = time.monotonic()
         pause = 0.0005
         while True:
             await asyncio.sleep(pause)
             try:
-                return await self.submit_async(item, priority, deadline_ms, key)
+                fut = self._q.submit_async(item, priority, deadline_ms, key)
             except QueueFull:
                 waited = time.monotonic() - start
                 if self._block_timeout is not None and waited >= self._block_timeout:
                     raise
                 pause = min(pause * 2, 0.02)
+                continue
+            return cast("R", await fut)
 
     def flush(self) -> None:
         """Dispatch everything queued so far as soon as a slot is free."""
@@ -345,6 +268,10 @@ class Batcher(Generic[T, R]):
 
     # --- the asyncio dispatcher -----------------------------------------------
 
+    def _foreign(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """A push from outside the dispatch loop (another loop, or a thread)."""
+        self._kick_from_anywhere(self._bind_loop(loop))
+
     def _bind_loop(self, loop: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:
         """The loop the async handler runs on: bind one (or start a private one)."""
         with self._lock:
@@ -359,7 +286,7 @@ class Batcher(Generic[T, R]):
                 t.start()
                 self._own_loop_thread = t
             self._loop = loop
-            self._wake = None
+            self._q.set_dispatch_loop(loop)
             bound = loop
 
         def start() -> None:
@@ -372,23 +299,20 @@ class Batcher(Generic[T, R]):
         return bound
 
     def _kick(self) -> None:
-        w = self._wake
-        if w is not None:
-            self._wake = None
-            if not w.done():
-                w.set_result(None)
+        self._q.wake()
 
     def _kick_from_anywhere(self, loop: asyncio.AbstractEventLoop) -> None:
         if _get_running_loop() is loop:
-            self._kick()
+            self._q.wake()
         else:
             try:
-                loop.call_soon_threadsafe(self._kick)
+                loop.call_soon_threadsafe(self._q.wake)
             except RuntimeError:  # closed loop: the next submit rebinds
                 pass
 
     async def _loop_dispatch(self) -> None:
-        poll = self._q.poll
+        q = self._q
+        poll = q.poll
         loop = asyncio.get_running_loop()
         while True:
             got = poll()
@@ -406,8 +330,8 @@ class Batcher(Generic[T, R]):
             if wait is None or wait == 0.0:
                 continue
             w: asyncio.Future[None] = loop.create_future()
-            self._wake = w
-            timer = loop.call_later(wait, self._kick) if wait > 0 else None
+            q.arm(w)
+            timer = loop.call_later(wait, q.wake) if wait > 0 else None
             try:
                 await w
             finally:
@@ -418,7 +342,7 @@ class Batcher(Generic[T, R]):
 
     def _task_done(self, t: asyncio.Task[None]) -> None:
         self._running_tasks.discard(t)
-        self._kick()
+        self._q.wake()
 
     async def _call_one_async(self, item: Any) -> Any:
         try:
@@ -455,7 +379,7 @@ class Batcher(Generic[T, R]):
         return bool(self._q.closed)
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop accepting (``submit`` raises :class:`BatcherClosed`), run
+        """Stop accepting (submit raises :class:`BatcherClosed`), run
         everything pending through the handler, and join the dispatchers.
 
         From inside the async handler's own event loop this cannot wait: use
@@ -477,12 +401,12 @@ class Batcher(Generic[T, R]):
                 asyncio.run(self._drain_here())
             return
         if _get_running_loop() is loop:
-            self._kick()
+            self._q.wake()
             return
         done = threading.Event()
 
         def watch() -> None:
-            self._kick()
+            self._q.wake()
             task = self._task
             if task is None or task.done():
                 done.set()
@@ -507,15 +431,15 @@ class Batcher(Generic[T, R]):
         """Like :meth:`close`, awaitable from a coroutine."""
         self._q.close()
         _live.discard(self)
-        if not self._is_async:
-            await asyncio.get_running_loop().run_in_executor(None, self.close)
-            return
         loop = asyncio.get_running_loop()
+        if not self._is_async:
+            await loop.run_in_executor(None, self.close)
+            return
         if self._loop is None or self._loop.is_closed() or not self._loop.is_running():
-            if len(self._q):
+            if len(self._q) or self._q.in_flight:
                 self._bind_loop(loop)
         if self._loop is loop:
-            self._kick()
+            self._q.wake()
             if self._task is not None:
                 await self._task
         elif self._loop is not None:

@@ -53,8 +53,16 @@ pub(crate) fn block_timeout(py: Python<'_>, timeout: Option<f64>) -> PyResult<Op
         .transpose()
 }
 
+/// Why `push_or_block` did not queue the value.
+pub(crate) enum PushFail {
+    /// Full under `on_full="block"` and the caller may not block.
+    WouldBlock,
+    /// Refused: closed, full, deadline.
+    Error(Error),
+}
+
 /// Push with the GIL held; when the policy is `block` and the queue is full,
-/// release the GIL and wait for room.
+/// release the GIL and wait for room (if `block`).
 pub(crate) fn push_or_block<T: Send>(
     py: Python<'_>,
     q: &Queue<T>,
@@ -62,21 +70,15 @@ pub(crate) fn push_or_block<T: Send>(
     meta: Meta,
     timeout: Option<Duration>,
     block: bool,
-) -> Result<Option<T>, (T, Error)> {
+) -> Result<Option<T>, (T, PushFail)> {
     let r = match q.push(value, meta, false, timeout) {
         Err(PushError::WouldBlock(v)) if block => py.detach(|| q.push(v, meta, true, timeout)),
         other => other,
     };
     match r {
         Ok(ok) => Ok(ok.dropped),
-        Err(PushError::Failed(v, e)) => Err((v, e)),
-        Err(PushError::WouldBlock(v)) => Err((
-            v,
-            Error::QueueFull(format!(
-                "queue full: max_queue={} items are waiting (on_full=\"block\", not blocking here)",
-                q.config().max_queue
-            )),
-        )),
+        Err(PushError::Failed(v, e)) => Err((v, PushFail::Error(e))),
+        Err(PushError::WouldBlock(v)) => Err((v, PushFail::WouldBlock)),
     }
 }
 

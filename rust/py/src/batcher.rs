@@ -21,7 +21,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple, PyType};
 use pyo3::intern;
 
-use crate::batch_common::{block_timeout, make_config, push_or_block, stats_dict};
+use crate::batch_common::{block_timeout, make_config, push_or_block, stats_dict, PushFail};
 use crate::errors::{bad_value, batcher_closed, to_py, IntoPy};
 
 /// An item, the future its caller waits on, and that future's event loop
@@ -118,12 +118,27 @@ fn resolve<'py>(
 #[pyclass(frozen, module = "overdrive._core", name = "BatchQueue")]
 pub(crate) struct PyBatchQueue {
     q: Arc<Queue<Slot>>,
+    /// Key object -> lane id (keys compare by Python equality).
+    keys: Py<PyDict>,
+    weigher: Option<Py<PyAny>>,
+    block_timeout: Option<Duration>,
+    hooks: Mutex<AsyncHooks>,
+}
+
+/// The asyncio-handler mode's wiring (see `set_hooks`). Held only briefly,
+/// never while calling Python.
+#[derive(Default)]
+struct AsyncHooks {
+    dispatch_loop: Option<Py<PyAny>>,
+    wake: Option<Py<PyAny>>,
+    foreign: Option<Py<PyAny>>,
+    full: Option<Py<PyAny>>,
 }
 
 #[pymethods]
 impl PyBatchQueue {
     #[new]
-    #[pyo3(signature = (max_batch_size = 64, max_wait_ms = 5.0, max_queue = 10_000, on_full = "block", max_batch_weight = None, max_concurrency = 1, adaptive = false, latency_target_ms = None, aging_ms = 100.0, admission = false))]
+    #[pyo3(signature = (max_batch_size = 64, max_wait_ms = 5.0, max_queue = 10_000, on_full = "block", max_batch_weight = None, max_concurrency = 1, adaptive = false, latency_target_ms = None, aging_ms = 100.0, admission = false, weigher = None, block_timeout = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -137,6 +152,8 @@ impl PyBatchQueue {
         latency_target_ms: Option<f64>,
         aging_ms: f64,
         admission: bool,
+        weigher: Option<Py<PyAny>>,
+        block_timeout: Option<f64>,
     ) -> PyResult<Self> {
         let mut cfg = make_config(
             py,
@@ -153,67 +170,120 @@ impl PyBatchQueue {
             .transpose()?;
         cfg.aging = millis("aging_ms", aging_ms, false).py(py)?;
         cfg.admission = admission;
+        if weigher.is_none() && cfg.max_batch_weight.is_some() {
+            return Err(bad_value(
+                py,
+                "max_batch_weight",
+                max_batch_weight.unwrap_or_default(),
+                "needs a weigher(item) -> int",
+            ));
+        }
         Ok(PyBatchQueue {
             q: Arc::new(Queue::new(cfg).py(py)?),
+            keys: PyDict::new(py).unbind(),
+            weigher,
+            block_timeout: crate::batch_common::block_timeout(py, block_timeout)?,
+            hooks: Mutex::new(AsyncHooks::default()),
         })
     }
 
-    /// Queue `item` with default metadata. `event_loop` is the loop of an
-    /// asyncio `fut` (None for a concurrent future). With `block=False` a
-    /// full queue under `on_full="block"` raises QueueFull instead of waiting.
-    #[pyo3(signature = (item, fut, event_loop = None, block = true))]
-    fn put(
+    /// submit(item, priority=0, deadline_ms=None, key=None) -> concurrent.futures.Future
+    ///
+    /// Queue `item`; blocks (GIL released) while the queue is full under
+    /// `on_full="block"`.
+    #[pyo3(signature = (item, priority = 0, deadline_ms = None, key = None))]
+    fn submit<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         item: Py<PyAny>,
-        fut: Py<PyAny>,
-        event_loop: Option<Py<PyAny>>,
-        block: bool,
-    ) -> PyResult<()> {
-        let slot = Slot {
-            item,
-            fut,
-            event_loop,
-        };
-        self.push_slot(py, slot, Meta::default(), None, block)
-    }
-
-    /// Queue `item` with metadata (see `put`).
-    #[pyo3(signature = (item, fut, event_loop = None, priority = 0, deadline_ms = None, key = 0, weight = 1, timeout = None, block = true))]
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &self,
-        py: Python<'_>,
-        item: Py<PyAny>,
-        fut: Py<PyAny>,
-        event_loop: Option<Py<PyAny>>,
         priority: i32,
         deadline_ms: Option<f64>,
-        key: u64,
-        weight: i64,
-        timeout: Option<f64>,
-        block: bool,
-    ) -> PyResult<()> {
-        let deadline = deadline_ms
-            .map(|ms| millis("deadline_ms", ms, false).py(py))
-            .transpose()?
-            .map(|d| Instant::now() + d);
-        let weight = u64::try_from(weight).map_err(|_| {
-            bad_value(py, "weight", weight, "the weigher must return an int >= 0")
-        })?;
-        let meta = Meta {
-            priority,
-            deadline,
-            key,
-            weight,
-        };
-        let timeout = block_timeout(py, timeout)?;
+        key: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let cf = cf_future_type(py)
+            .ok_or_else(|| PyRuntimeError::new_err("concurrent.futures is unavailable"))?;
+        let fut = cf.call0()?;
+        let meta = self.meta(py, item.bind(py), priority, deadline_ms, key)?;
         let slot = Slot {
             item,
-            fut,
-            event_loop,
+            fut: fut.clone().unbind(),
+            event_loop: None,
         };
-        self.push_slot(py, slot, meta, timeout, block)
+        self.push_slot(py, slot, meta, self.block_timeout, true)?;
+        self.after_push(py, None)?;
+        Ok(fut)
+    }
+
+    /// submit_async(item, priority=0, deadline_ms=None, key=None) -> asyncio.Future
+    ///
+    /// Queue `item` from a coroutine and return a future of the running loop.
+    /// Never blocks the loop: when the queue is full under `on_full="block"`
+    /// the awaitable comes from the facade's waiting hook.
+    #[pyo3(signature = (item, priority = 0, deadline_ms = None, key = None))]
+    fn submit_async<'py>(
+        &self,
+        py: Python<'py>,
+        item: Py<PyAny>,
+        priority: i32,
+        deadline_ms: Option<f64>,
+        key: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let lp = running_loop(py).ok_or_else(|| {
+            PyRuntimeError::new_err("submit_async() must be called from a running event loop")
+        })?;
+        let fut = lp.call_method0(intern!(py, "create_future"))?;
+        let meta = self.meta(py, item.bind(py), priority, deadline_ms, key)?;
+        let slot = Slot {
+            item,
+            fut: fut.clone().unbind(),
+            event_loop: Some(lp.clone().unbind()),
+        };
+        match push_or_block(py, &self.q, slot, meta, None, false) {
+            Ok(dropped) => self.fail_dropped(py, dropped)?,
+            Err((slot, PushFail::WouldBlock)) => {
+                let full = self.hooks.lock().full.as_ref().map(|f| f.clone_ref(py));
+                if let Some(full) = full {
+                    let key = key.map_or_else(|| py.None().into_bound(py), Bound::clone);
+                    return full.bind(py).call1((slot.item, priority, deadline_ms, key));
+                }
+                return Err(to_py(py, self.q.full_error()));
+            }
+            Err((_slot, PushFail::Error(e))) => return Err(to_py(py, e)),
+        }
+        self.after_push(py, Some(&lp))?;
+        Ok(fut)
+    }
+
+    /// Hooks of the asyncio-handler mode (all None in thread mode):
+    /// `foreign(loop_or_None)` runs after a push from outside the dispatch
+    /// loop; `full(item, priority, deadline_ms, key)` returns an awaitable
+    /// for an async submit into a full queue under `on_full="block"`.
+    #[pyo3(signature = (foreign = None, full = None))]
+    fn set_hooks(&self, foreign: Option<Py<PyAny>>, full: Option<Py<PyAny>>) {
+        let mut h = self.hooks.lock();
+        h.foreign = foreign;
+        h.full = full;
+    }
+
+    /// The event loop the async dispatcher runs on (None: unbound).
+    fn set_dispatch_loop(&self, event_loop: Option<Py<PyAny>>) {
+        let mut h = self.hooks.lock();
+        h.dispatch_loop = event_loop;
+        h.wake = None;
+    }
+
+    /// The async dispatcher is about to sleep on `waiter` (an asyncio
+    /// future): the next push from its loop sets it.
+    fn arm(&self, waiter: Py<PyAny>) {
+        self.hooks.lock().wake = Some(waiter);
+    }
+
+    /// Set the armed waiter now, if any.
+    fn wake(&self, py: Python<'_>) {
+        let w = self.hooks.lock().wake.take();
+        if let Some(w) = w {
+            let _ = w.bind(py).call_method1(intern!(py, "set_result"), (py.None(),));
+        }
     }
 
     /// Block (GIL released) until a batch is due: (items, Batch, reason,
@@ -270,6 +340,79 @@ impl PyBatchQueue {
 }
 
 impl PyBatchQueue {
+    fn meta(
+        &self,
+        py: Python<'_>,
+        item: &Bound<'_, PyAny>,
+        priority: i32,
+        deadline_ms: Option<f64>,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Meta> {
+        let mut meta = Meta {
+            priority,
+            ..Meta::default()
+        };
+        if let Some(ms) = deadline_ms {
+            meta.deadline = Some(Instant::now() + millis("deadline_ms", ms, false).py(py)?);
+        }
+        if let Some(k) = key.filter(|k| !k.is_none()) {
+            let keys = self.keys.bind(py);
+            meta.key = match keys.get_item(k)? {
+                Some(id) => id.extract()?,
+                None => {
+                    let id = keys.len() as u64 + 1;
+                    keys.set_item(k, id)?;
+                    id
+                }
+            };
+        }
+        if let Some(w) = &self.weigher {
+            let v = w.bind(py).call1((item,))?;
+            meta.weight = v.extract::<u64>().map_err(|_| {
+                bad_value(
+                    py,
+                    "weigher",
+                    v.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+                    "weigher(item) must return an int >= 0",
+                )
+            })?;
+        }
+        Ok(meta)
+    }
+
+    /// After a push in asyncio-handler mode: wake the dispatcher if it sleeps
+    /// on this loop, else let the facade bind or kick it across threads.
+    fn after_push(&self, py: Python<'_>, here: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let (wake, foreign) = {
+            let mut h = self.hooks.lock();
+            let Some(foreign) = &h.foreign else {
+                return Ok(());
+            };
+            let same = matches!((&h.dispatch_loop, here), (Some(d), Some(l)) if d.as_ptr() == l.as_ptr());
+            if same {
+                (h.wake.take(), None)
+            } else {
+                (None, Some(foreign.clone_ref(py)))
+            }
+        };
+        if let Some(w) = wake {
+            let _ = w.bind(py).call_method1(intern!(py, "set_result"), (py.None(),));
+        }
+        if let Some(f) = foreign {
+            f.bind(py).call1((here,))?;
+        }
+        Ok(())
+    }
+
+    fn fail_dropped(&self, py: Python<'_>, dropped: Option<Slot>) -> PyResult<()> {
+        let Some(dropped) = dropped else {
+            return Ok(());
+        };
+        let err = to_py(py, self.q.dropped_error()).into_value(py).into_any();
+        let here = running_loop(py);
+        resolve(py, vec![dropped], here.as_ref(), &|_| err.bind(py).clone())
+    }
+
     fn push_slot(
         &self,
         py: Python<'_>,
@@ -279,13 +422,9 @@ impl PyBatchQueue {
         block: bool,
     ) -> PyResult<()> {
         match push_or_block(py, &self.q, slot, meta, timeout, block) {
-            Ok(None) => Ok(()),
-            Ok(Some(dropped)) => {
-                let err = to_py(py, self.q.dropped_error()).into_value(py).into_any();
-                let here = running_loop(py);
-                resolve(py, vec![dropped], here.as_ref(), &|_| err.bind(py).clone())
-            }
-            Err((_slot, e)) => Err(to_py(py, e)),
+            Ok(dropped) => self.fail_dropped(py, dropped),
+            Err((_slot, PushFail::WouldBlock)) => Err(to_py(py, self.q.full_error())),
+            Err((_slot, PushFail::Error(e))) => Err(to_py(py, e)),
         }
     }
 

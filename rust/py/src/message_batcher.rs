@@ -11,7 +11,7 @@ use overdrive_core::compress::{DEFAULT_LEVEL, DEFAULT_MAX_OUTPUT_SIZE};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
-use crate::batch_common::{block_timeout, make_config, push_or_block, stats_dict};
+use crate::batch_common::{block_timeout, make_config, push_or_block, stats_dict, PushFail};
 use crate::buffers::{extract_all, Input};
 use crate::errors::{bad_value, to_py, IntoPy};
 
@@ -91,7 +91,8 @@ impl PyMessageQueue {
         };
         match push_or_block(py, &self.q, bytes, meta, timeout, true) {
             Ok(dropped) => Ok(dropped.map(|m| PyBytes::new(py, &m))),
-            Err((_m, e)) => Err(to_py(py, e)),
+            Err((_m, PushFail::Error(e))) => Err(to_py(py, e)),
+            Err((_m, PushFail::WouldBlock)) => Err(to_py(py, self.q.full_error())),
         }
     }
 

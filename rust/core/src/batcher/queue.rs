@@ -112,7 +112,7 @@ impl<T> Queue<T> {
             match self.cfg.on_full {
                 OnFull::Reject => {
                     g.stats.rejected += 1;
-                    return Err(PushError::Failed(value, self.full_error("reject")));
+                    return Err(PushError::Failed(value, self.full_error_for("reject")));
                 }
                 OnFull::DropOldest => {
                     dropped = g.state.pop_oldest();
@@ -161,7 +161,12 @@ impl<T> Queue<T> {
         Ok(PushOk { dropped, was_empty })
     }
 
-    fn full_error(&self, policy: &str) -> Error {
+    /// The error a non-blocking push into a full `block` queue reports.
+    pub fn full_error(&self) -> Error {
+        self.full_error_for(self.cfg.on_full.as_str())
+    }
+
+    fn full_error_for(&self, policy: &str) -> Error {
         Error::QueueFull(format!(
             "queue full: max_queue={} items are waiting (on_full={policy:?})",
             self.cfg.max_queue
