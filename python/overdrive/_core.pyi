@@ -141,13 +141,15 @@ class MessageQueue:
         max_queue: int = 100000,
         on_full: str = "block",
         compress_threshold: int = 1024,
-        level: int = 3,
+        level: int = 1,
         max_batch_bytes: int | None = None,
     ) -> MessageQueue: ...
     def put(self, message: Buffer, timeout: float | None = None) -> bytes | None:
         """Queue a copy; returns a message evicted by drop_oldest, or None."""
-    def next_frame(self, timeout: float | None = None) -> tuple[bytes | None, int, str] | None:
-        """Block (GIL released) for (frame, count, reason); None once closed and drained."""
+    def next_frames(
+        self, timeout: float | None = None, max_frames: int = 64
+    ) -> list[tuple[bytes, int, str]] | None:
+        """Block (GIL released) for frames [(frame, count, reason)]; None once closed and drained."""
     def done(self, n: int, elapsed: float, ok: bool) -> None:
         """A frame of ``n`` messages was delivered (ok) or given up on."""
     def flush(self) -> None:

@@ -548,7 +548,7 @@ class MessageBatcher:
         max_queue: int = 100_000,
         on_full: OnFull = "block",
         compress_threshold: int = 1024,
-        level: int = 3,
+        level: int = 1,
         max_batch_bytes: int | None = None,
         max_retries: int = 3,
         retry_backoff_ms: float = 10.0,
@@ -625,15 +625,13 @@ class MessageBatcher:
     def _dispatch(self) -> None:
         q = self._q
         while True:
-            got = q.next_frame()
-            if got is None:
+            frames = q.next_frames()
+            if frames is None:
                 return
-            frame, n, _reason = got
-            if frame is None:
-                continue
-            start = time.perf_counter()
-            ok = self._deliver(frame)
-            q.done(n, time.perf_counter() - start, ok)
+            for frame, n, _reason in frames:
+                start = time.perf_counter()
+                ok = self._deliver(frame)
+                q.done(n, time.perf_counter() - start, ok)
 
     def _deliver(self, frame: bytes) -> bool:
         pause = self._backoff

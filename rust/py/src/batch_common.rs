@@ -70,13 +70,13 @@ pub(crate) fn push_or_block<T: Send>(
     meta: Meta,
     timeout: Option<Duration>,
     block: bool,
-) -> Result<Option<T>, (T, PushFail)> {
+) -> Result<(Option<T>, usize), (T, PushFail)> {
     let r = match q.push(value, meta, false, timeout) {
         Err(PushError::WouldBlock(v)) if block => py.detach(|| q.push(v, meta, true, timeout)),
         other => other,
     };
     match r {
-        Ok(ok) => Ok(ok.dropped),
+        Ok(ok) => Ok((ok.dropped, ok.len)),
         Err(PushError::Failed(v, e)) => Err((v, PushFail::Error(e))),
         Err(PushError::WouldBlock(v)) => Err((v, PushFail::WouldBlock)),
     }

@@ -239,7 +239,7 @@ impl PyBatchQueue {
             event_loop: Some(lp.clone().unbind()),
         };
         match push_or_block(py, &self.q, slot, meta, None, false) {
-            Ok(dropped) => self.fail_dropped(py, dropped)?,
+            Ok((dropped, _)) => self.fail_dropped(py, dropped)?,
             Err((slot, PushFail::WouldBlock)) => {
                 let full = self.hooks.lock().full.as_ref().map(|f| f.clone_ref(py));
                 if let Some(full) = full {
@@ -422,7 +422,7 @@ impl PyBatchQueue {
         block: bool,
     ) -> PyResult<()> {
         match push_or_block(py, &self.q, slot, meta, timeout, block) {
-            Ok(dropped) => self.fail_dropped(py, dropped),
+            Ok((dropped, _)) => self.fail_dropped(py, dropped),
             Err((_slot, PushFail::WouldBlock)) => Err(to_py(py, self.q.full_error())),
             Err((_slot, PushFail::Error(e))) => Err(to_py(py, e)),
         }

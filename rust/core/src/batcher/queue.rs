@@ -26,6 +26,8 @@ pub struct PushOk<T> {
     pub dropped: Option<T>,
     /// The queue was empty before this push.
     pub was_empty: bool,
+    /// Items queued after this push.
+    pub len: usize,
 }
 
 /// A refused push; the value comes back so the caller can dispose of it.
@@ -158,7 +160,12 @@ impl<T> Queue<T> {
         if g.dispatchers_waiting > 0 {
             self.work.notify_one();
         }
-        Ok(PushOk { dropped, was_empty })
+        let len = g.state.len();
+        Ok(PushOk {
+            dropped,
+            was_empty,
+            len,
+        })
     }
 
     /// The error a non-blocking push into a full `block` queue reports.
@@ -284,6 +291,40 @@ impl<T> Queue<T> {
             }
             g.dispatchers_waiting -= 1;
         }
+    }
+
+    /// Up to `max` more batches that are already due regardless of slots
+    /// (full by size or weight, or forced by flush/close), each counted in
+    /// flight. Lets one dispatcher wake-up prepare several frames while a
+    /// busy producer holds the interpreter.
+    pub fn take_due(&self, max: usize) -> Vec<Batch<T>> {
+        let mut out = Vec::new();
+        if max == 0 {
+            return out;
+        }
+        let mut g = self.inner.lock();
+        let mut cfg = self.cfg.clone();
+        cfg.max_concurrency = usize::MAX;
+        let never = Duration::from_secs(86_400 * 365);
+        while out.len() < max {
+            let now = Instant::now();
+            let cap = self.cap(&g);
+            match g.state.form(now, &cfg, cap, never, 1) {
+                Formation::Batch(b) => {
+                    g.in_flight += 1;
+                    g.stats.batch(b.items.len(), b.reason);
+                    for &a in &b.arrivals {
+                        g.stats.queue_wait.record(now.saturating_duration_since(a));
+                    }
+                    out.push(b);
+                }
+                Formation::Wait(_) => break,
+            }
+        }
+        if !out.is_empty() && g.producers_waiting > 0 {
+            self.room.notify_all();
+        }
+        out
     }
 
     /// A batch of `n` items finished after `elapsed`: free its slot and
