@@ -51,7 +51,9 @@ class Recorder:
         return [x for b in self.batches for x in b]
 
 
-def held_batcher(**kw: Any) -> tuple[od.Batcher[Any, Any], Recorder, threading.Event, cf.Future[Any]]:
+def held_batcher(
+    **kw: Any,
+) -> tuple[od.Batcher[Any, Any], Recorder, threading.Event, cf.Future[Any]]:
     """A batcher whose handler is stuck in a first batch (item -1) until the gate opens."""
     gate = threading.Event()
     rec = Recorder(gate)
@@ -176,7 +178,7 @@ def test_nothing_lost_across_close() -> None:
 
 
 def test_batches_grow_while_the_handler_is_busy() -> None:
-    b, rec, gate, first = held_batcher(max_batch_size=64)
+    b, rec, gate, _first = held_batcher(max_batch_size=64)
     futs = [b.submit(i) for i in range(50)]
     gate.set()
     assert [fu.result(WAIT) for fu in futs] == [f(i) for i in range(50)]
@@ -232,7 +234,8 @@ def test_adaptive_model_is_exposed() -> None:
         assert [fu.result(WAIT) for fu in futs] == list(range(40))
     model = b.stats()["model"]
     b.close()
-    assert model["a_s"] >= 0 and model["b_s_per_item"] >= 0
+    assert model["a_s"] >= 0
+    assert model["b_s_per_item"] >= 0
     assert 1 <= model["batch_size"] <= 32
 
 
@@ -274,9 +277,9 @@ def test_admission_rejects_a_deadline_that_cannot_be_met() -> None:
     for _ in range(3):
         futs = [b.submit(i) for i in range(4)]
         [fu.result(WAIT) for fu in futs]
+    # The model has learnt ~20 ms per batch: a 5 ms deadline cannot be met.
     with pytest.raises(DeadlineExceeded, match="admission"):
-        for i in range(10):
-            b.submit(i, deadline_ms=5.0)
+        b.submit(0, deadline_ms=5.0)
     b.close()
     assert b.stats()["rejected"] >= 1
 
@@ -612,4 +615,3 @@ def test_stress_threads_and_asyncio_producers() -> None:
     assert total_calls[0] == expected
     s = b.stats()
     assert (s["submitted"], s["completed"], s["failed"]) == (expected, expected, 0)
-

@@ -75,7 +75,13 @@ def test_frames_over_the_threshold_are_compressed() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [b"", b"ODMB", b"XXXX" + bytes(12), b"ODMB\x02" + bytes(11), b"ODMB\x01\x00\x00\x00" + bytes(8)[:-1]],
+    [
+        b"",
+        b"ODMB",
+        b"XXXX" + bytes(12),
+        b"ODMB\x02" + bytes(11),
+        b"ODMB\x01\x00\x00\x00" + bytes(8)[:-1],
+    ],
 )
 def test_malformed_frames_raise_frame_error(bad: bytes) -> None:
     with pytest.raises(FrameError):
@@ -124,7 +130,8 @@ def test_every_message_arrives_once_in_order_per_thread(
     for fr in sink.frames:
         assert len(od.decode_batch(fr)) <= max_batch_size
     s = mb.stats()
-    assert s["completed"] == len(got) and s["frames"] == len(sink.frames)
+    assert s["completed"] == len(got)
+    assert s["frames"] == len(sink.frames)
 
 
 def test_sink_errors_are_retried() -> None:
@@ -149,7 +156,8 @@ def test_exhausted_retries_go_to_on_error_never_dropped() -> None:
     assert [m for fr, _ in failed for m in od.decode_batch(fr)] == [b"m%d" % i for i in range(30)]
     assert all(isinstance(e, ConnectionError) for _, e in failed)
     s = mb.stats()
-    assert s["failed"] == 30 and s["given_up"] == len(failed)
+    assert s["failed"] == 30
+    assert s["given_up"] == len(failed)
 
 
 def test_drop_oldest_hands_the_dropped_message_to_on_error() -> None:

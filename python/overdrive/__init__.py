@@ -12,6 +12,7 @@ from typing import Any
 from . import exceptions
 from ._core import __version__
 from ._core import build_info as _build_info
+
 # batcher
 from .batching import Batcher, MessageBatcher, batched, decode_batch, encode_batch
 from .compression import (
@@ -24,16 +25,16 @@ from .compression import (
 from .exceptions import (
     BatcherClosed,
     BatchResultError,
-    DeadlineExceeded,
-    FrameError,
-    QueueFull,
     CompressionError,
     ConfigurationError,
+    DeadlineExceeded,
     DecompressionError,
     DictionaryError,
+    FrameError,
     InputTypeError,
     OutputLimitExceeded,
     OverdriveError,
+    QueueFull,
 )
 
 

@@ -96,22 +96,25 @@ class BatchQueue:
         latency_target_ms: float | None = None,
         aging_ms: float = 100.0,
         admission: bool = False,
+        weigher: Any | None = None,
+        block_timeout: float | None = None,
     ) -> BatchQueue: ...
-    def put(self, item: Any, fut: Any, event_loop: Any | None = None, block: bool = True) -> None:
-        """Queue with default metadata (``event_loop``: the loop of an asyncio ``fut``)."""
-    def push(
-        self,
-        item: Any,
-        fut: Any,
-        event_loop: Any | None = None,
-        priority: int = 0,
-        deadline_ms: float | None = None,
-        key: int = 0,
-        weight: int = 1,
-        timeout: float | None = None,
-        block: bool = True,
-    ) -> None:
-        """Queue with metadata; evicted (drop_oldest) and expired items fail in Rust."""
+    def submit(
+        self, item: Any, priority: int = 0, deadline_ms: float | None = None, key: Any = None
+    ) -> Any:
+        """Queue ``item``; a concurrent.futures.Future (blocks, GIL released, when full)."""
+    def submit_async(
+        self, item: Any, priority: int = 0, deadline_ms: float | None = None, key: Any = None
+    ) -> Any:
+        """Queue ``item`` from a coroutine; a future of the running loop."""
+    def set_hooks(self, foreign: Any | None = None, full: Any | None = None) -> None:
+        """Wiring of the asyncio-handler mode (see overdrive.batching)."""
+    def set_dispatch_loop(self, event_loop: Any | None) -> None:
+        """The event loop the async dispatcher runs on."""
+    def arm(self, waiter: Any) -> None:
+        """The async dispatcher sleeps on ``waiter``; the next push sets it."""
+    def wake(self) -> None:
+        """Set the armed waiter now, if any."""
     def next(self, timeout: float | None = None) -> _Next | None:
         """Block (GIL released) for (items, Batch, reason, None); None once closed and drained."""
     def poll(self) -> _Next | None:
@@ -149,7 +152,7 @@ class MessageQueue:
     def next_frames(
         self, timeout: float | None = None, max_frames: int = 64
     ) -> list[tuple[bytes, int, str]] | None:
-        """Block (GIL released) for frames [(frame, count, reason)]; None once closed and drained."""
+        """Block (GIL released) for [(frame, count, reason)]; None once closed and drained."""
     def done(self, n: int, elapsed: float, ok: bool) -> None:
         """A frame of ``n`` messages was delivered (ok) or given up on."""
     def flush(self) -> None:
@@ -166,7 +169,9 @@ class MessageQueue:
     def stats(self) -> dict[str, Any]:
         """Counters, percentiles, flush reasons, queue depth."""
 
-def encode_batch(messages: Iterable[Buffer], compress_threshold: int = 1024, level: int = 3) -> bytes:
+def encode_batch(
+    messages: Iterable[Buffer], compress_threshold: int = 1024, level: int = 3
+) -> bytes:
     """The frame MessageBatcher hands its sink, for these messages."""
 
 def decode_batch(frame: Buffer, max_output_size: int = 268435456) -> list[bytes]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures as cf
+import contextlib
 import functools
 import inspect
 import itertools
@@ -305,10 +306,9 @@ class Batcher(Generic[T, R]):
         if _get_running_loop() is loop:
             self._q.wake()
         else:
-            try:
+            # A closed loop raises RuntimeError: the next submit rebinds.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._q.wake)
-            except RuntimeError:  # closed loop: the next submit rebinds
-                pass
 
     async def _loop_dispatch(self) -> None:
         q = self._q
@@ -435,9 +435,9 @@ class Batcher(Generic[T, R]):
         if not self._is_async:
             await loop.run_in_executor(None, self.close)
             return
-        if self._loop is None or self._loop.is_closed() or not self._loop.is_running():
-            if len(self._q) or self._q.in_flight:
-                self._bind_loop(loop)
+        dead = self._loop is None or self._loop.is_closed() or not self._loop.is_running()
+        if dead and (len(self._q) or self._q.in_flight):
+            self._bind_loop(loop)
         if self._loop is loop:
             self._q.wake()
             if self._task is not None:
@@ -479,9 +479,7 @@ class Batcher(Generic[T, R]):
 
 
 @overload
-def batched(
-    fn: Callable[[list[T]], Sequence[R]], /, **options: Any
-) -> Callable[[T], R]: ...
+def batched(fn: Callable[[list[T]], Sequence[R]], /, **options: Any) -> Callable[[T], R]: ...
 @overload
 def batched(fn: None = None, /, **options: Any) -> Callable[[Callable[..., Any]], Any]: ...
 def batched(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -563,9 +561,7 @@ class MessageBatcher:
         if type(max_retries) is not int or max_retries < 0:
             raise ConfigurationError(f"invalid max_retries={max_retries!r}: must be an int >= 0")
         if not retry_backoff_ms >= 0:
-            raise ConfigurationError(
-                f"invalid retry_backoff_ms={retry_backoff_ms!r}: must be >= 0"
-            )
+            raise ConfigurationError(f"invalid retry_backoff_ms={retry_backoff_ms!r}: must be >= 0")
         if block_timeout is not None and not block_timeout >= 0:
             raise ConfigurationError(f"invalid block_timeout={block_timeout!r}: must be >= 0")
         self._q = MessageQueue(

@@ -113,7 +113,10 @@ pub(crate) fn stats_dict<'py, T>(py: Python<'py>, q: &Queue<T>) -> PyResult<Boun
         reasons.set_item(r.as_str(), s.reasons[r as usize])?;
     }
     d.set_item("flush_reasons", reasons)?;
-    for (name, h) in [("queue_wait", &s.queue_wait), ("handler_time", &s.handler_time)] {
+    for (name, h) in [
+        ("queue_wait", &s.queue_wait),
+        ("handler_time", &s.handler_time),
+    ] {
         let p = PyDict::new(py);
         for q in [50.0, 90.0, 99.0] {
             p.set_item(format!("p{q:.0}"), h.percentile(q))?;

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use overdrive_core::batcher::{millis, Batch, Meta, Next, Queue};
 use parking_lot::Mutex;
 use pyo3::exceptions::PyRuntimeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple, PyType};
-use pyo3::intern;
 
 use crate::batch_common::{block_timeout, make_config, push_or_block, stats_dict, PushFail};
 use crate::errors::{bad_value, batcher_closed, to_py, IntoPy};
@@ -36,7 +36,7 @@ fn cf_future_type(py: Python<'_>) -> Option<Bound<'_, PyType>> {
     static CELL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
     CELL.import(py, "concurrent.futures", "Future")
         .ok()
-        .map(|t| t.clone())
+        .cloned()
 }
 
 fn running_loop(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
@@ -70,9 +70,11 @@ pub(crate) fn settle(futs: &Bound<'_, PyList>, outcomes: &Bound<'_, PyList>) {
 
 fn settle_fn(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    CELL.import(py, "overdrive._core", "_settle")
-        .map(|f| f.clone())
+    CELL.import(py, "overdrive._core", "_settle").cloned()
 }
+
+/// The futures of one foreign event loop and their outcomes.
+type LoopGroup<'py> = (Py<PyAny>, Vec<Py<PyAny>>, Vec<Bound<'py, PyAny>>);
 
 /// Resolve `slots` with `outcome(i)`: directly for concurrent futures and
 /// futures of `here` (the running loop), else one threadsafe callback per loop.
@@ -82,7 +84,7 @@ fn resolve<'py>(
     here: Option<&Bound<'py, PyAny>>,
     outcome: &dyn Fn(usize) -> Bound<'py, PyAny>,
 ) -> PyResult<()> {
-    let mut foreign: Vec<(Py<PyAny>, Vec<Py<PyAny>>, Vec<Bound<'py, PyAny>>)> = Vec::new();
+    let mut foreign: Vec<LoopGroup<'py>> = Vec::new();
     for (i, s) in slots.into_iter().enumerate() {
         let o = outcome(i);
         match s.event_loop {
@@ -282,7 +284,9 @@ impl PyBatchQueue {
     fn wake(&self, py: Python<'_>) {
         let w = self.hooks.lock().wake.take();
         if let Some(w) = w {
-            let _ = w.bind(py).call_method1(intern!(py, "set_result"), (py.None(),));
+            let _ = w
+                .bind(py)
+                .call_method1(intern!(py, "set_result"), (py.None(),));
         }
     }
 
@@ -388,7 +392,8 @@ impl PyBatchQueue {
             let Some(foreign) = &h.foreign else {
                 return Ok(());
             };
-            let same = matches!((&h.dispatch_loop, here), (Some(d), Some(l)) if d.as_ptr() == l.as_ptr());
+            let same =
+                matches!((&h.dispatch_loop, here), (Some(d), Some(l)) if d.as_ptr() == l.as_ptr());
             if same {
                 (h.wake.take(), None)
             } else {
@@ -396,7 +401,9 @@ impl PyBatchQueue {
             }
         };
         if let Some(w) = wake {
-            let _ = w.bind(py).call_method1(intern!(py, "set_result"), (py.None(),));
+            let _ = w
+                .bind(py)
+                .call_method1(intern!(py, "set_result"), (py.None(),));
         }
         if let Some(f) = foreign {
             f.bind(py).call1((here,))?;
@@ -555,7 +562,9 @@ impl PyBatch {
                 "finish() needs {n} outcomes, got {} (the batch is failed instead)",
                 outcomes.len()
             );
-            let err = PyRuntimeError::new_err(msg.clone()).into_value(py).into_any();
+            let err = PyRuntimeError::new_err(msg.clone())
+                .into_value(py)
+                .into_any();
             resolve(py, slots, here, &|_| err.bind(py).clone())?;
             self.q.done(n, secs(elapsed), false, 0, n as u64);
             return Err(PyRuntimeError::new_err(msg));
@@ -565,7 +574,9 @@ impl PyBatch {
             failed += usize::from(o.is_instance_of::<pyo3::exceptions::PyBaseException>());
         }
         let r = resolve(py, slots, here, &|i| {
-            outcomes.get_item(i).unwrap_or_else(|_| py.None().into_bound(py))
+            outcomes
+                .get_item(i)
+                .unwrap_or_else(|_| py.None().into_bound(py))
         });
         self.q
             .done(n, secs(elapsed), ok, (n - failed) as u64, failed as u64);

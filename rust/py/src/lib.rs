@@ -9,10 +9,10 @@ use pyo3::types::PyDict;
 // batcher
 mod batch_common;
 mod batcher;
-mod message_batcher;
 mod buffers;
 mod compress;
 mod errors;
+mod message_batcher;
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]

@@ -345,10 +345,14 @@ def _messages(config: BenchConfig, result: SuiteResult) -> None:
     ratio_z = raw / sum(len(zc.compress(m)) for m in msgs)
     od_med = statistics.median(s["overdrive MessageBatcher"]) / n
     z_med = statistics.median(s["python-zstandard per message"]) / n
-    result.rows.append(_row("200 B JSON msgs", "overdrive MessageBatcher", od_med, od_med,
-                            f"ratio {ratio_od:.2f}"))
-    result.rows.append(_row("200 B JSON msgs", "python-zstandard per message", z_med, od_med,
-                            f"ratio {ratio_z:.2f}"))
+    result.rows.append(
+        _row("200 B JSON msgs", "overdrive MessageBatcher", od_med, od_med, f"ratio {ratio_od:.2f}")
+    )
+    result.rows.append(
+        _row(
+            "200 B JSON msgs", "python-zstandard per message", z_med, od_med, f"ratio {ratio_z:.2f}"
+        )
+    )
     result.checks.append(
         Check(
             "MessageBatcher 200 B JSON: ns/message at ratio >= 3",

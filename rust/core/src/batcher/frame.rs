@@ -144,9 +144,12 @@ fn read_u32(b: &[u8], at: usize) -> Option<u32> {
         .map(u32::from_le_bytes)
 }
 
+/// A decoded frame: the uncompressed body and each message's (offset, length).
+pub type Decoded<'a> = (Cow<'a, [u8]>, Vec<(usize, usize)>);
+
 /// The uncompressed body of `frame` and each message's (offset, length) in
 /// it. `cap` bounds the body size (decompression bomb guard).
-pub fn decode_frame(frame: &[u8], cap: usize) -> Result<(Cow<'_, [u8]>, Vec<(usize, usize)>)> {
+pub fn decode_frame(frame: &[u8], cap: usize) -> Result<Decoded<'_>> {
     let bad = |why: String| Error::Frame(format!("not a valid message batch frame: {why}"));
     if frame.len() < HEADER {
         return Err(bad(format!(

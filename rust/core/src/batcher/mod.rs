@@ -182,7 +182,11 @@ impl Config {
             ));
         }
         if self.max_batch_weight == Some(0) {
-            return Err(Error::invalid("max_batch_weight", 0, "must be >= 1 or None"));
+            return Err(Error::invalid(
+                "max_batch_weight",
+                0,
+                "must be >= 1 or None",
+            ));
         }
         if self.aging.is_zero() {
             return Err(Error::invalid("aging_ms", 0, "must be > 0"));

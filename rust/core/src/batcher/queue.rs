@@ -229,7 +229,10 @@ impl<T> Queue<T> {
         let expired = g.state.take_expired(now);
         g.stats.expired += expired.len() as u64;
         let cap = self.cap(g);
-        match g.state.form(now, &self.cfg, cap, self.cfg.max_wait, g.in_flight) {
+        match g
+            .state
+            .form(now, &self.cfg, cap, self.cfg.max_wait, g.in_flight)
+        {
             Formation::Batch(b) => {
                 g.in_flight += 1;
                 g.stats.batch(b.items.len(), b.reason);
@@ -400,12 +403,7 @@ impl<T> Queue<T> {
             stats: g.stats.clone(),
             queue_depth: g.state.len(),
             in_flight: g.in_flight,
-            model: (
-                g.model.a(),
-                g.model.b(),
-                self.cap(&g),
-                g.model.aimd_cap(),
-            ),
+            model: (g.model.a(), g.model.b(), self.cap(&g), g.model.aimd_cap()),
         }
     }
 }

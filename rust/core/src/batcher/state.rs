@@ -189,8 +189,7 @@ impl<T> State<T> {
             .lanes
             .iter()
             .filter_map(|(k, l)| l.head().map(|h| (k, h.0)))
-            .min_by_key(|&(_, seq)| seq)
-            .map(|(k, seq)| (k, seq))?;
+            .min_by_key(|&(_, seq)| seq)?;
         let lane = self.lanes.get_mut(&key)?;
         let level = lane
             .levels

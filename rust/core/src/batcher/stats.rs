@@ -67,7 +67,9 @@ impl Histogram {
         if self.total == 0 {
             return 0.0;
         }
-        let rank = ((p.clamp(0.0, 100.0) / 100.0) * self.total as f64).ceil().max(1.0) as u64;
+        let rank = ((p.clamp(0.0, 100.0) / 100.0) * self.total as f64)
+            .ceil()
+            .max(1.0) as u64;
         let mut seen = 0;
         for (i, &c) in self.counts.iter().enumerate() {
             seen += c;

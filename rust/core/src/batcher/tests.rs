@@ -208,7 +208,9 @@ fn threads_count_exactly() {
             let q = Arc::clone(&q);
             std::thread::spawn(move || {
                 for i in 0..5000u64 {
-                    if q.push(p * 1_000_000 + i, Meta::default(), true, None).is_err() {
+                    if q.push(p * 1_000_000 + i, Meta::default(), true, None)
+                        .is_err()
+                    {
                         return false;
                     }
                 }
@@ -242,7 +244,11 @@ fn threads_count_exactly() {
     assert_eq!(seen.len(), 20_000);
     // Per producer, FIFO order is kept.
     for p in 0..4u64 {
-        let mine: Vec<u64> = seen.iter().copied().filter(|v| v / 1_000_000 == p).collect();
+        let mine: Vec<u64> = seen
+            .iter()
+            .copied()
+            .filter(|v| v / 1_000_000 == p)
+            .collect();
         assert!(mine.windows(2).all(|w| w[0] < w[1]));
     }
     seen.sort_unstable();
@@ -255,11 +261,7 @@ fn threads_count_exactly() {
 fn model_learns_a_plus_bn() {
     let mut m = Model::new(64);
     for n in [1usize, 8, 16, 32, 64, 4] {
-        m.observe(
-            n,
-            Duration::from_secs_f64(0.002 + 0.0001 * n as f64),
-            true,
-        );
+        m.observe(n, Duration::from_secs_f64(0.002 + 0.0001 * n as f64), true);
     }
     assert!((m.a() - 0.002).abs() < 1e-6, "{}", m.a());
     assert!((m.b() - 0.0001).abs() < 1e-7, "{}", m.b());
@@ -278,7 +280,10 @@ fn frame_round_trip_and_corruption() {
     let frame = ok(enc.encode(&msgs));
     assert_eq!(frame[5] & 1, 1, "compressed");
     let (body, spans) = ok(decode_frame(&frame, 1 << 20));
-    let back: Vec<Vec<u8>> = spans.iter().map(|&(s, n)| body[s..s + n].to_vec()).collect();
+    let back: Vec<Vec<u8>> = spans
+        .iter()
+        .map(|&(s, n)| body[s..s + n].to_vec())
+        .collect();
     assert_eq!(back, msgs);
     assert!(decode_frame(&frame[..frame.len() - 1], 1 << 20).is_err());
     assert!(decode_frame(b"XXXXXXXXXXXXXXXXXXXX", 1 << 20).is_err());
