@@ -426,10 +426,44 @@ def test_stats_count_calls_and_bytes() -> None:
     with pytest.raises(DecompressionError):
         c.decompress(b"junk junk")
     s = c.stats()
-    assert s["compress_calls"] == 3
+    assert s["compress_calls"] == 4  # 2 packs + 2 items of compress_many
     assert s["raw_packed"] == 1
     assert s["bytes_in"] == 5 + 1000 + 1000
     assert s["bytes_out"] > 0
     assert s["ratio"] > 1
     assert s["errors"] == 1
     assert s["decompress_calls"] == 1
+
+
+def test_no_memory_growth_over_many_calls() -> None:
+    """orjson-style leak check: RSS stays flat over a hot loop of 200k calls."""
+
+    def rss_kib() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4
+
+    c = od.Compressor(threshold=0)
+    msg = json_messages(1, 300, seed=1)[0]
+    for _ in range(20_000):  # warm-up: contexts, allocator arenas
+        c.unpack(c.pack(msg))
+        od.decompress(od.compress(msg))
+    before = rss_kib()
+    for _ in range(100_000):
+        c.unpack(c.pack(msg))
+        od.decompress(od.compress(msg))
+    grown = rss_kib() - before
+    assert grown < 1024, f"RSS grew {grown} KiB over 200k round trips"
+
+
+def test_batch_errors_name_the_item() -> None:
+    c = od.Compressor()
+    small = [c.compress(b"ok"), b"junk", c.compress(b"fine")]
+    with pytest.raises(DecompressionError, match=r"^item 1: .*magic"):
+        c.decompress_many(small)
+    big = [c.compress(m) for m in json_messages(400, 1024, seed=6)]  # parallel path
+    big[300] = big[300][:-4]
+    with pytest.raises(DecompressionError, match=r"^item 300: .*truncated"):
+        c.decompress_many(big)
+    capped = od.Compressor(max_output_size=100)
+    with pytest.raises(OutputLimitExceeded, match=r"^item 0: "):
+        capped.decompress_many([c.compress(bytes(1000))])

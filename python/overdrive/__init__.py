@@ -37,6 +37,18 @@ from .exceptions import (
     QueueFull,
 )
 
+# pools (BufferPool, ObjectPool)
+from .pools import (
+    BufferExportedError,
+    BufferPool,
+    ObjectPool,
+    PooledBuffer,
+    PooledObject,
+    PoolExhausted,
+    ReleasedError,
+    acquire_async,
+)
+
 
 def build_info() -> dict[str, Any]:
     """Facts about the native build: version, profile (release/debug), rustc,
@@ -72,4 +84,13 @@ __all__ = [
     "decompress",
     "exceptions",
     "train_dictionary",
+    # pools (BufferPool, ObjectPool)
+    "BufferExportedError",
+    "BufferPool",
+    "ObjectPool",
+    "PoolExhausted",
+    "PooledBuffer",
+    "PooledObject",
+    "ReleasedError",
+    "acquire_async",
 ]

@@ -21,6 +21,10 @@ __all__ = [
     "InputTypeError",
     "OutputLimitExceeded",
     "OverdriveError",
+    # pools (BufferPool, ObjectPool)
+    "BufferExportedError",
+    "PoolExhausted",
+    "ReleasedError",
 ]
 
 
@@ -52,6 +56,22 @@ class DictionaryError(CompressionError):
     """Dictionary training failed (too few or too uniform samples)."""
 
 
+# --- pools (BufferPool, ObjectPool) -------------------------------------------
+
+
+class PoolExhausted(OverdriveError, TimeoutError):
+    """Every one of a pool's ``max_size`` items is out and none came back within
+    ``timeout`` (or at once with ``block=False``)."""
+
+
+class BufferExportedError(OverdriveError, BufferError):
+    """``release()`` while a memoryview / numpy array of the pooled buffer is
+    alive; release those exports first (no use-after-release, ever)."""
+
+
+class ReleasedError(OverdriveError, ValueError):
+    """The pooled buffer or object was already released (double release, or
+    use after release)."""
 # --- batcher -----------------------------------------------------------------
 
 

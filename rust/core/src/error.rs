@@ -39,6 +39,40 @@ pub enum Error {
     /// Dictionary training failed (too few or too uniform samples).
     #[error("dictionary training failed: {0}")]
     Dictionary(String),
+    /// One item of a batch failed; `source` says how.
+    #[error("item {index}: {source}")]
+    Item {
+        /// Position of the item in the batch.
+        index: usize,
+        /// What went wrong with it.
+        source: Box<Error>,
+    },
+
+    // --- pools (BufferPool, ObjectPool) ---
+    /// Every one of a pool's `max_size` items is out and none came back in time.
+    #[error("{pool} exhausted: all max_size={max_size} items are in use{waited}")]
+    PoolExhausted {
+        /// "BufferPool" or "ObjectPool".
+        pool: &'static str,
+        /// The pool's cap.
+        max_size: usize,
+        /// How long the caller waited, rendered (empty for `block=False`).
+        waited: String,
+    },
+    /// `release()` while a memoryview / numpy array of the buffer is alive.
+    #[error("cannot release the buffer: {exports} export(s) (memoryview, numpy array, ...) still alive; release them first")]
+    BufferExported {
+        /// Live exports at the time of the call.
+        exports: usize,
+    },
+    /// The pooled item was already released (double release or use after release).
+    #[error("{what} was already released{hint}")]
+    Released {
+        /// What was released ("the PooledBuffer", "the PooledObject").
+        what: &'static str,
+        /// Extra advice for the message.
+        hint: &'static str,
+    },
     // --- batcher ---
     /// The batcher's queue is full (`on_full="reject"`, a block that timed
     /// out, or an item dropped by `on_full="drop_oldest"`).
@@ -75,6 +109,22 @@ impl fmt::Display for SizeHint {
 }
 
 impl Error {
+    /// Say which item of a batch this error is about.
+    pub fn at_item(self, index: usize) -> Self {
+        Error::Item {
+            index,
+            source: Box::new(self),
+        }
+    }
+
+    /// The error without batch-position wrappers (decides the exception class).
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Item { source, .. } => source.root(),
+            other => other,
+        }
+    }
+
     /// Shorthand for [`Error::InvalidParameter`].
     pub fn invalid(
         param: &'static str,

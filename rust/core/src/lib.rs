@@ -8,5 +8,7 @@
 pub mod batcher;
 pub mod compress;
 pub mod error;
+// pools (BufferPool, ObjectPool)
+pub mod pool;
 
 pub use error::{Error, Result};

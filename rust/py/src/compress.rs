@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::buffers::{extract_all, Input};
-use crate::errors::{bad_value, IntoPy};
+use crate::errors::{at_item, bad_value, IntoPy};
 
 /// Inputs at least this large are processed with the GIL released.
 const DETACH_MIN: usize = 16 * 1024;
@@ -98,7 +98,7 @@ fn check_cap(py: Python<'_>, max_output_size: i64) -> PyResult<usize> {
 ///
 /// One standard zstd frame (content size in the header, no checksum).
 #[pyfunction]
-#[pyo3(signature = (data, level = core::DEFAULT_LEVEL))]
+#[pyo3(signature = (data, level = 3))]
 pub(crate) fn compress<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
@@ -111,7 +111,7 @@ pub(crate) fn compress<'py>(
 
 /// decompress(data, max_output_size=268435456) -> bytes
 #[pyfunction]
-#[pyo3(signature = (data, max_output_size = core::DEFAULT_MAX_OUTPUT_SIZE as i64))]
+#[pyo3(signature = (data, max_output_size = 268435456))]
 pub(crate) fn decompress<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
@@ -149,7 +149,7 @@ pub(crate) struct PyCompressor {
 #[pymethods]
 impl PyCompressor {
     #[new]
-    #[pyo3(signature = (level = core::DEFAULT_LEVEL, threshold = 1024, dictionary = None, max_output_size = core::DEFAULT_MAX_OUTPUT_SIZE as i64))]
+    #[pyo3(signature = (level = 3, threshold = 1024, dictionary = None, max_output_size = 268435456))]
     fn new(
         py: Python<'_>,
         level: i32,
@@ -202,7 +202,7 @@ impl PyCompressor {
         let out = compress_one(py, self.inner.codec(), &input)?;
         self.inner
             .counters()
-            .compressed(input.len(), out.as_bytes().len());
+            .compressed(1, input.len(), out.as_bytes().len());
         Ok(out)
     }
 
@@ -221,7 +221,7 @@ impl PyCompressor {
             self.inner.max_output_size(),
         );
         match &out {
-            Ok(_) => self.inner.counters().decompressed(),
+            Ok(_) => self.inner.counters().decompressed(1),
             Err(_) => self.inner.counters().failed(),
         }
         out
@@ -282,11 +282,14 @@ impl PyCompressor {
             } else {
                 inputs
                     .iter()
-                    .map(|i| compress_one(py, codec, i))
+                    .enumerate()
+                    .map(|(n, i)| compress_one(py, codec, i).map_err(|e| at_item(py, e, n)))
                     .collect::<PyResult<_>>()?
             };
         let out_bytes: usize = frames.iter().map(|f| f.as_bytes().len()).sum();
-        self.inner.counters().compressed(total, out_bytes);
+        self.inner
+            .counters()
+            .compressed(inputs.len(), total, out_bytes);
         PyList::new(py, frames)
     }
 
@@ -311,10 +314,14 @@ impl PyCompressor {
             } else {
                 inputs
                     .iter()
-                    .map(|i| decompress_one(py, codec, i.as_slice(), &|| i.detachable(), cap))
+                    .enumerate()
+                    .map(|(n, i)| {
+                        decompress_one(py, codec, i.as_slice(), &|| i.detachable(), cap)
+                            .map_err(|e| at_item(py, e, n))
+                    })
                     .collect::<PyResult<_>>()?
             };
-        self.inner.counters().decompressed();
+        self.inner.counters().decompressed(inputs.len());
         PyList::new(py, out)
     }
 

@@ -28,6 +28,10 @@ exception_classes! {
     decompression_error => "DecompressionError",
     output_limit_exceeded => "OutputLimitExceeded",
     dictionary_error => "DictionaryError",
+    // pools (BufferPool, ObjectPool)
+    pool_exhausted => "PoolExhausted",
+    buffer_exported_error => "BufferExportedError",
+    released_error => "ReleasedError",
     // batcher
     queue_full => "QueueFull",
     batcher_closed => "BatcherClosed",
@@ -46,12 +50,17 @@ fn raise(class: Option<Bound<'_, PyType>>, msg: String) -> PyErr {
 /// Convert a core error into the matching `overdrive.exceptions` class.
 pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
     let msg = err.to_string();
-    let class = match err {
+    let class = match err.root() {
         Error::InvalidParameter { .. } => configuration_error(py),
         Error::Compression(_) => compression_error(py),
         Error::Decompression(_) => decompression_error(py),
         Error::OutputTooLarge { .. } => output_limit_exceeded(py),
         Error::Dictionary(_) => dictionary_error(py),
+        Error::Item { .. } => None, // root() never returns a wrapper
+        // pools (BufferPool, ObjectPool)
+        Error::PoolExhausted { .. } => pool_exhausted(py),
+        Error::BufferExported { .. } => buffer_exported_error(py),
+        Error::Released { .. } => released_error(py),
         // batcher
         Error::QueueFull(_) => queue_full(py),
         Error::Closed(_) => batcher_closed(py),
@@ -89,4 +98,14 @@ impl<T> IntoPy<T> for Result<T, Error> {
     fn py(self, py: Python<'_>) -> PyResult<T> {
         self.map_err(|e| to_py(py, e))
     }
+}
+
+/// The same exception class with "item {index}: " before the message, for
+/// errors raised while processing one item of a batch.
+pub(crate) fn at_item(py: Python<'_>, err: PyErr, index: usize) -> PyErr {
+    let msg = err
+        .value(py)
+        .str()
+        .map_or_else(|_| String::new(), |s| s.to_string());
+    PyErr::from_type(err.get_type(py), format!("item {index}: {msg}"))
 }

@@ -13,6 +13,8 @@ mod buffers;
 mod compress;
 mod errors;
 mod message_batcher;
+// pools (BufferPool, ObjectPool)
+mod pools;
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -52,6 +54,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "DEFAULT_MAX_OUTPUT_SIZE",
         overdrive_core::compress::DEFAULT_MAX_OUTPUT_SIZE,
     )?;
+    // pools (BufferPool, ObjectPool)
+    m.add_class::<pools::PyBufferPool>()?;
+    m.add_class::<pools::PyPooledBuffer>()?;
+    m.add_class::<pools::PyObjectPool>()?;
+    m.add_class::<pools::PyPooledObject>()?;
     // batcher
     m.add_class::<batcher::PyBatchQueue>()?;
     m.add_class::<batcher::PyBatch>()?;

@@ -17,6 +17,8 @@ __all__ = ["SUITES", "BenchConfig", "Check", "SuiteResult", "load_suite"]
 #: suite name -> module path. Add a line here to register a suite.
 SUITES: dict[str, str] = {
     "compression": "overdrive.bench.suites.compression",
+    # pools (BufferPool, ObjectPool)
+    "pools": "overdrive.bench.suites.pools",
     # batcher
     "batching": "overdrive.bench.suites.batching",
 }

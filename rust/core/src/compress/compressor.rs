@@ -91,14 +91,14 @@ impl Compressor {
                 out.reserve(kind.header_len() + frame.len());
                 kind.write_header(out);
                 out.extend_from_slice(&frame);
-                self.stats.compressed(src.len(), out.len());
+                self.stats.compressed(1, src.len(), out.len());
                 return Ok(());
             }
         }
         out.reserve(1 + src.len());
         Kind::Raw.write_header(out);
         out.extend_from_slice(src);
-        self.stats.compressed(src.len(), out.len());
+        self.stats.compressed(1, src.len(), out.len());
         self.stats.packed_raw();
         Ok(())
     }
@@ -107,7 +107,7 @@ impl Compressor {
     pub fn unpack_plan<'a>(&'a self, blob: &'a [u8]) -> Result<Unpacked<'a>> {
         let plan = self.plan(blob);
         match &plan {
-            Ok(_) => self.stats.decompressed(),
+            Ok(_) => self.stats.decompressed(1),
             Err(_) => self.stats.failed(),
         }
         plan

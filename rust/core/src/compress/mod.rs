@@ -358,29 +358,43 @@ impl Codec {
     {
         let total: usize = srcs.iter().map(|s| s.len()).sum();
         let threads = threads.clamp(1, srcs.len().max(1));
+        // Errors name the item: "item 3: truncated zstd input ...".
+        let run = |base: usize, chunk: &[&[u8]]| -> Result<Vec<Vec<u8>>> {
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(i, s)| f(self, s).map_err(|e| e.at_item(base + i)))
+                .collect()
+        };
         if threads == 1 || total < PARALLEL_MIN_BYTES {
-            return srcs.iter().map(|s| f(self, s)).collect();
+            return run(0, srcs);
         }
         let chunks = split_by_bytes(srcs, total, threads);
-        let f = &f;
+        let bases: Vec<usize> = chunks
+            .iter()
+            .scan(0, |at, c| {
+                let base = *at;
+                *at += c.len();
+                Some(base)
+            })
+            .collect();
+        let run = &run;
         let joined = crossbeam_utils::thread::scope(|scope| {
-            let mut rest = chunks.iter();
-            let first = rest.next();
-            let handles: Vec<_> = rest
-                .map(|chunk| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .zip(&bases)
+                .skip(1)
+                .map(|(chunk, &base)| {
                     scope.spawn(move |_| {
                         adopt_spare_contexts();
-                        let r = chunk.iter().map(|s| f(self, s)).collect::<Result<Vec<_>>>();
+                        let r = run(base, chunk);
                         park_contexts();
                         r
                     })
                 })
                 .collect();
             // The calling thread does a share of the work too.
-            let mine = first.map_or_else(
-                || Ok(Vec::new()),
-                |c| c.iter().map(|s| f(self, s)).collect(),
-            );
+            let mine = chunks.first().map_or_else(|| Ok(Vec::new()), |c| run(0, c));
             let mut parts = vec![mine];
             for h in handles {
                 parts.push(h.join().unwrap_or_else(|_| {

@@ -31,9 +31,9 @@ pub struct StatsSnapshot {
 }
 
 impl CompressorStats {
-    /// Count one compression of `n_in` bytes into `n_out`.
-    pub fn compressed(&self, n_in: usize, n_out: usize) {
-        self.compress_calls.fetch_add(1, Relaxed);
+    /// Count `items` inputs of `n_in` bytes in all compressed into `n_out`.
+    pub fn compressed(&self, items: usize, n_in: usize, n_out: usize) {
+        self.compress_calls.fetch_add(items as u64, Relaxed);
         self.bytes_in.fetch_add(n_in as u64, Relaxed);
         self.bytes_out.fetch_add(n_out as u64, Relaxed);
     }
@@ -43,9 +43,9 @@ impl CompressorStats {
         self.raw_packed.fetch_add(1, Relaxed);
     }
 
-    /// Count one decompression.
-    pub fn decompressed(&self) {
-        self.decompress_calls.fetch_add(1, Relaxed);
+    /// Count `items` decompressed inputs.
+    pub fn decompressed(&self, items: usize) {
+        self.decompress_calls.fetch_add(items as u64, Relaxed);
     }
 
     /// Count one failure.

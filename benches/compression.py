@@ -1,0 +1,96 @@
+"""asv benchmarks for zstd compression (overdrive vs python-zstandard, same level).
+
+Inputs are the deterministic JSON corpus of ``overdrive.bench.corpus``; sizes
+200 B, 1 KiB, 4 KiB, 64 KiB and 16 MiB.
+"""
+
+from __future__ import annotations
+
+import zstandard
+
+import overdrive as od
+from overdrive.bench.corpus import json_blob, json_messages
+
+SIZES = [200, 1024, 4096, 65536, 16 * 1024 * 1024]
+
+
+def _input(size: int) -> bytes:
+    if size >= 1 << 20:
+        return json_blob(size)
+    return json_messages(1, size, seed=size)[0]
+
+
+class Compress:
+    params = (SIZES, [1, 3])
+    param_names = ("size", "level")
+
+    def setup(self, size: int, level: int) -> None:
+        self.data = _input(size)
+        self.frame = od.compress(self.data, level)
+        self.zc = zstandard.ZstdCompressor(level=level)
+        self.zd = zstandard.ZstdDecompressor()
+        self.level = level
+
+    def time_overdrive_compress(self, size: int, level: int) -> None:
+        od.compress(self.data, self.level)
+
+    def time_zstandard_compress(self, size: int, level: int) -> None:
+        self.zc.compress(self.data)
+
+    def time_overdrive_decompress(self, size: int, level: int) -> None:
+        od.decompress(self.frame)
+
+    def time_zstandard_decompress(self, size: int, level: int) -> None:
+        self.zd.decompress(self.frame)
+
+    def track_ratio(self, size: int, level: int) -> float:
+        return len(self.data) / len(self.frame)
+
+
+class Envelope:
+    params = ([200, 1024, 4096],)
+    param_names = ("size",)
+
+    def setup(self, size: int) -> None:
+        self.msgs = json_messages(256, size, seed=size)
+        self.c = od.Compressor(level=3, threshold=512)
+        self.blobs = [self.c.pack(m) for m in self.msgs]
+
+    def time_pack(self, size: int) -> None:
+        for m in self.msgs:
+            self.c.pack(m)
+
+    def time_unpack(self, size: int) -> None:
+        for b in self.blobs:
+            self.c.unpack(b)
+
+
+class Batch:
+    def setup(self) -> None:
+        self.msgs = json_messages(2000, 1024, seed=7)
+        self.c = od.Compressor(level=3)
+        self.zc = zstandard.ZstdCompressor(level=3)
+
+    def time_compress_many_2000x1k(self) -> None:
+        self.c.compress_many(self.msgs)
+
+    def time_zstandard_loop_2000x1k(self) -> None:
+        for m in self.msgs:
+            self.zc.compress(m)
+
+    def peakmem_compress_many_2000x1k(self) -> None:
+        self.c.compress_many(self.msgs)
+
+
+class Dictionary:
+    def setup(self) -> None:
+        self.train = json_messages(4000, 200, seed=1)
+        self.msgs = json_messages(1000, 200, seed=2)
+        self.c = od.Compressor(threshold=0, dictionary=od.train_dictionary(self.train))
+
+    def time_compress_200b_with_dict(self) -> None:
+        for m in self.msgs:
+            self.c.compress(m)
+
+    def track_ratio_200b_with_dict(self) -> float:
+        return sum(map(len, self.msgs)) / sum(len(self.c.compress(m)) for m in self.msgs)

@@ -1,0 +1,102 @@
+"""asv benchmarks for the pools: BufferPool acquire+release vs a fresh
+bytearray, a threading.Lock-guarded free list and queue.Queue (64 KiB and
+1 MiB buffers); ObjectPool vs a locked free list; peak memory of many cycles.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import overdrive as od
+
+SIZES = [64 * 1024, 1024 * 1024]
+CYCLES = 1000
+
+
+class BufferAcquireRelease:
+    """Each method runs CYCLES acquire+release pairs (divide by 1000 for ns/op)."""
+
+    params = (SIZES,)
+    param_names = ("size",)
+
+    def setup(self, size: int) -> None:
+        self.pool = od.BufferPool(buffer_size=size, min_size=8, max_size=64)
+        self.lock = threading.Lock()
+        self.free = [bytearray(size) for _ in range(8)]
+        self.q: queue.Queue[bytearray] = queue.Queue()
+        for _ in range(8):
+            self.q.put(bytearray(size))
+        self.size = size
+
+    def time_overdrive(self, size: int) -> None:
+        acquire = self.pool.acquire
+        for _ in range(CYCLES):
+            b = acquire()
+            b.release()
+
+    def time_overdrive_with(self, size: int) -> None:
+        acquire = self.pool.acquire
+        for _ in range(CYCLES):
+            with acquire():
+                pass
+
+    def time_bytearray(self, size: int) -> None:
+        for _ in range(CYCLES):
+            b = bytearray(size)
+            del b
+
+    def time_lock_free_list(self, size: int) -> None:
+        lock, free = self.lock, self.free
+        for _ in range(CYCLES):
+            with lock:
+                b = free.pop()
+            with lock:
+                free.append(b)
+
+    def time_queue(self, size: int) -> None:
+        q = self.q
+        for _ in range(CYCLES):
+            b = q.get()
+            q.put(b)
+
+    def track_hit_ratio(self, size: int) -> float:
+        self.time_overdrive(size)
+        return float(self.pool.stats()["hit_ratio"])
+
+
+class BufferMemory:
+    params = ([10_000, 100_000],)
+    param_names = ("cycles",)
+
+    def setup(self, cycles: int) -> None:
+        self.pool = od.BufferPool(buffer_size=64 * 1024, min_size=8, max_size=64)
+
+    def peakmem_overdrive_cycles(self, cycles: int) -> None:
+        acquire = self.pool.acquire
+        for _ in range(cycles):
+            b = acquire()
+            b.release()
+
+
+class ObjectAcquireRelease:
+    def setup(self) -> None:
+        self.pool = od.ObjectPool(dict, reset=dict.clear, max_size=8)
+        self.lock = threading.Lock()
+        self.free: list[dict[str, int]] = [{} for _ in range(8)]
+
+    def time_overdrive(self) -> None:
+        acquire = self.pool.acquire
+        for _ in range(CYCLES):
+            with acquire() as d:
+                d["k"] = 1
+
+    def time_lock_free_list(self) -> None:
+        lock, free = self.lock, self.free
+        for _ in range(CYCLES):
+            with lock:
+                d = free.pop()
+            d["k"] = 1
+            d.clear()
+            with lock:
+                free.append(d)
