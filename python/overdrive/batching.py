@@ -18,8 +18,9 @@ while the handler is busy. When nothing runs, waiting items go at once, so
 
 Where the handler runs:
 
-- a plain function runs in ``max_concurrency`` dispatcher threads. Futures
-  of asyncio callers are resolved with one ``loop.call_soon_threadsafe`` per
+- a plain function runs in dispatcher threads: at most ``max_concurrency``
+  handler calls at once, plus one thread that resolves a finished batch's
+  futures while the next batch already runs. Futures of asyncio callers are resolved with one ``loop.call_soon_threadsafe`` per
   batch (per loop), not one per item.
 - an ``async def`` handler runs on an event loop: the loop of the first
   ``submit_async`` caller, or a private loop thread if the first caller uses
@@ -188,7 +189,9 @@ class Batcher(Generic[T, R]):
                 foreign=self._foreign, full=self._submit_waiting if on_full == "block" else None
             )
         else:
-            for i in range(max_concurrency):
+            # One thread more than slots: while one resolves its batch's futures
+            # (after freeing its slot), another already runs the next batch.
+            for i in range(max_concurrency + 1):
                 t = threading.Thread(
                     target=self._thread_dispatch, name=f"overdrive-{self.name}-{i}", daemon=True
                 )

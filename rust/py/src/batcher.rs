@@ -573,13 +573,15 @@ impl PyBatch {
         for o in outcomes.iter() {
             failed += usize::from(o.is_instance_of::<pyo3::exceptions::PyBaseException>());
         }
+        // Free the slot first: a second dispatcher can start the next batch
+        // while this one resolves futures (the device never idles for that).
+        self.q
+            .done(n, secs(elapsed), ok, (n - failed) as u64, failed as u64);
         let r = resolve(py, slots, here, &|i| {
             outcomes
                 .get_item(i)
                 .unwrap_or_else(|_| py.None().into_bound(py))
         });
-        self.q
-            .done(n, secs(elapsed), ok, (n - failed) as u64, failed as u64);
         r.map(|()| failed)
     }
 
@@ -594,9 +596,8 @@ impl PyBatch {
     ) -> PyResult<()> {
         let slots = self.take()?;
         let n = slots.len();
-        let r = resolve(py, slots, here, &|_| exc.clone());
         self.q.done(n, secs(elapsed), false, 0, n as u64);
-        r
+        resolve(py, slots, here, &|_| exc.clone())
     }
 
     fn __len__(&self) -> usize {

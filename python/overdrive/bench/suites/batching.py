@@ -10,7 +10,9 @@ give per-item times and each baseline's time divided by overdrive's
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -154,6 +156,12 @@ def _overhead(config: BenchConfig, result: SuiteResult) -> None:
 
 
 def _mlp(config: BenchConfig, result: SuiteResult) -> None:
+    # One BLAS thread: on a 2-core machine OpenBLAS's spinning threads fight
+    # the dispatcher and the producer and make both sides noisy (13-680 us/item).
+    if "numpy" not in sys.modules:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
+    blas_threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
     try:
         import numpy as np
     except ImportError:  # pragma: no cover - bench extra missing
@@ -200,7 +208,7 @@ def _mlp(config: BenchConfig, result: SuiteResult) -> None:
             "speedup reported (> 1 means batching pays)",
             base / od_med,
             base / od_med > 1.0,
-            detail=f"{n} items, max_batch_size={BATCH}",
+            detail=f"{n} items, max_batch_size={BATCH}, OPENBLAS_NUM_THREADS={blas_threads}",
         )
     )
 
