@@ -160,6 +160,19 @@ def test_exhausted_retries_go_to_on_error_never_dropped() -> None:
     assert s["given_up"] == len(failed)
 
 
+def fill_until_queued(mb: od.MessageBatcher, n: int) -> list[bytes]:
+    """Put messages until ``n`` stay queued (the framer is blocked on a busy sink)."""
+    sent: list[bytes] = []
+    for i in range(1000):
+        m = b"m%d" % i
+        mb.put(m)
+        sent.append(m)
+        threading.Event().wait(0.005)  # let the framer take it if it can
+        if len(mb) >= n:
+            return sent
+    raise AssertionError("the queue never filled")
+
+
 def test_drop_oldest_hands_the_dropped_message_to_on_error() -> None:
     gate = threading.Event()
     dropped: list[tuple[bytes, BaseException]] = []
@@ -170,31 +183,36 @@ def test_drop_oldest_hands_the_dropped_message_to_on_error() -> None:
         delivered.extend(od.decode_batch(frame))
 
     mb = od.MessageBatcher(
-        sink, max_queue=2, on_full="drop_oldest", on_error=lambda fr, e: dropped.append((fr, e))
+        sink,
+        max_queue=2,
+        on_full="drop_oldest",
+        max_pending_frames=1,
+        on_error=lambda fr, e: dropped.append((fr, e)),
     )
-    mb.put(b"first")  # taken by the (blocked) sink
-    while len(mb):
-        threading.Event().wait(0.001)
-    for m in [b"a", b"b", b"c"]:
-        mb.put(m)
+    sent = fill_until_queued(mb, 2)
+    mb.put(b"new")  # evicts the oldest queued message: sent[-2]
     gate.set()
     mb.close()
-    assert [od.decode_batch(fr) for fr, _ in dropped] == [[b"a"]]
+    assert [od.decode_batch(fr) for fr, _ in dropped] == [[sent[-2]]]
     assert isinstance(dropped[0][1], QueueFull)
-    assert delivered == [b"first", b"b", b"c"]
+    assert delivered == [m for m in sent if m != sent[-2]] + [b"new"]
 
 
 def test_reject_when_full_and_put_after_close() -> None:
     gate = threading.Event()
-    mb = od.MessageBatcher(lambda fr: gate.wait(WAIT), max_queue=1, on_full="reject")
-    mb.put(b"x")
-    while len(mb):
-        threading.Event().wait(0.001)
-    mb.put(b"y")
+    delivered: list[bytes] = []
+
+    def sink(frame: bytes) -> None:
+        assert gate.wait(WAIT)
+        delivered.extend(od.decode_batch(frame))
+
+    mb = od.MessageBatcher(sink, max_queue=1, on_full="reject", max_pending_frames=1)
+    sent = fill_until_queued(mb, 1)
     with pytest.raises(QueueFull):
         mb.put(b"z")
     gate.set()
     mb.close()
+    assert delivered == sent
     with pytest.raises(BatcherClosed):
         mb.put(b"late")
 

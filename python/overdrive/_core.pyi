@@ -269,6 +269,7 @@ class MessageQueue:
         compress_threshold: int = 1024,
         level: int = 1,
         max_batch_bytes: int | None = None,
+        max_pending_frames: int = 1024,
     ) -> MessageQueue: ...
     def put(self, message: Buffer, timeout: float | None = None) -> bytes | None:
         """Queue a copy; returns a message evicted by drop_oldest, or None."""
@@ -276,7 +277,7 @@ class MessageQueue:
         self, timeout: float | None = None, max_frames: int = 64
     ) -> list[tuple[bytes, int, str]] | None:
         """Block (GIL released) for [(frame, count, reason)]; None once closed and drained."""
-    def done(self, n: int, elapsed: float, ok: bool) -> None:
+    def done(self, n: int, ok: bool) -> None:
         """A frame of ``n`` messages was delivered (ok) or given up on."""
     def flush(self) -> None:
         """Force out everything queued so far."""

@@ -529,9 +529,12 @@ class MessageBatcher:
     """Fire-and-forget messages, delivered to ``sink(frame: bytes)`` in frames.
 
     A frame holds a batch of messages in the documented length-prefixed
-    layout (see ``docs``/README), zstd-compressed when its body is longer
-    than ``compress_threshold``; :func:`decode_batch` gives the messages back
-    exactly. Framing and compression run in Rust with the GIL released.
+    layout (see README "Batching"), zstd-compressed (``level``, default 1)
+    when its body is longer than ``compress_threshold``; :func:`decode_batch`
+    gives the messages back exactly. A Rust framing thread frames and
+    compresses batches without the GIL, on another core than the producers;
+    up to ``max_pending_frames`` finished frames wait for the sink, then the
+    framer waits and the queue (``max_queue``) fills: backpressure.
 
     Every message put reaches the sink exactly once, in order per producing
     thread (one dispatcher thread, FIFO). A failing sink is retried
@@ -551,6 +554,7 @@ class MessageBatcher:
         compress_threshold: int = 1024,
         level: int = 1,
         max_batch_bytes: int | None = None,
+        max_pending_frames: int = 1024,
         max_retries: int = 3,
         retry_backoff_ms: float = 10.0,
         on_error: Callable[[bytes, BaseException], Any] | None = None,
@@ -575,6 +579,7 @@ class MessageBatcher:
             compress_threshold=compress_threshold,
             level=level,
             max_batch_bytes=max_batch_bytes,
+            max_pending_frames=max_pending_frames,
         )
         self._sink = sink
         self._on_error = on_error
@@ -628,9 +633,7 @@ class MessageBatcher:
             if frames is None:
                 return
             for frame, n, _reason in frames:
-                start = time.perf_counter()
-                ok = self._deliver(frame)
-                q.done(n, time.perf_counter() - start, ok)
+                q.done(n, self._deliver(frame))
 
     def _deliver(self, frame: bytes) -> bool:
         pause = self._backoff

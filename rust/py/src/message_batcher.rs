@@ -4,9 +4,9 @@
 //! released); framing and zstd compression of a whole batch run detached,
 //! in the dispatcher thread, one zstd call per batch.
 
-use std::time::Duration;
+use std::sync::Arc;
 
-use overdrive_core::batcher::{decode_frame, FrameEncoder, Meta, Next, Queue};
+use overdrive_core::batcher::{decode_frame, FrameEncoder, FramePipeline, Meta, Queue, Received};
 use overdrive_core::compress::{DEFAULT_LEVEL, DEFAULT_MAX_OUTPUT_SIZE};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -20,12 +20,6 @@ use crate::errors::{bad_value, to_py, IntoPy};
 // Literal defaults (not consts) keep the text signature exact for stubtest.
 const _: () = assert!(DEFAULT_MAX_OUTPUT_SIZE == 268_435_456 && DEFAULT_LEVEL == 3);
 
-/// CPUs to frame on (cached: `available_parallelism` reads cgroup files).
-fn threads() -> usize {
-    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
 fn threshold(py: Python<'_>, compress_threshold: i64) -> PyResult<usize> {
     usize::try_from(compress_threshold).map_err(|_| {
         bad_value(
@@ -38,16 +32,20 @@ fn threshold(py: Python<'_>, compress_threshold: i64) -> PyResult<usize> {
 }
 
 /// The queue and framing of a `MessageBatcher` (see overdrive.batching).
+///
+/// A Rust framing thread takes batches, frames and compresses them without
+/// the GIL; the Python dispatcher receives finished frames and calls the sink.
 #[pyclass(frozen, module = "overdrive._core", name = "MessageQueue")]
 pub(crate) struct PyMessageQueue {
-    q: Queue<Vec<u8>>,
-    enc: FrameEncoder,
+    q: Arc<Queue<Vec<u8>>>,
+    pipeline: FramePipeline,
+    threshold: usize,
 }
 
 #[pymethods]
 impl PyMessageQueue {
     #[new]
-    #[pyo3(signature = (max_batch_size = 50, max_wait_ms = 10.0, max_queue = 100_000, on_full = "block", compress_threshold = 1024, level = 1, max_batch_bytes = None))]
+    #[pyo3(signature = (max_batch_size = 50, max_wait_ms = 10.0, max_queue = 100_000, on_full = "block", compress_threshold = 1024, level = 1, max_batch_bytes = None, max_pending_frames = 1024))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -58,6 +56,7 @@ impl PyMessageQueue {
         compress_threshold: i64,
         level: i32,
         max_batch_bytes: Option<i64>,
+        max_pending_frames: i64,
     ) -> PyResult<Self> {
         let cfg = make_config(
             py,
@@ -73,10 +72,25 @@ impl PyMessageQueue {
             let msg = e.to_string().replace("max_batch_weight", "max_batch_bytes");
             PyErr::from_type(e.get_type(py), msg)
         })?;
-        let enc = FrameEncoder::new(level, threshold(py, compress_threshold)?).py(py)?;
+        let depth = usize::try_from(max_pending_frames)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                bad_value(
+                    py,
+                    "max_pending_frames",
+                    max_pending_frames,
+                    "must be an integer >= 1",
+                )
+            })?;
+        let threshold = threshold(py, compress_threshold)?;
+        let enc = FrameEncoder::new(level, threshold).py(py)?;
+        let q = Arc::new(Queue::new(cfg).py(py)?);
+        let pipeline = FramePipeline::start(Arc::clone(&q), enc, depth).py(py)?;
         Ok(PyMessageQueue {
-            q: Queue::new(cfg).py(py)?,
-            enc,
+            q,
+            pipeline,
+            threshold,
         })
     }
 
@@ -107,10 +121,9 @@ impl PyMessageQueue {
         }
     }
 
-    /// Block (GIL released) until a batch is due, then frame it and up to
-    /// `max_frames - 1` more batches that are already full (compressing
-    /// detached): a list of (frame, count, reason) in order. [] on timeout;
-    /// None once closed and drained.
+    /// Block (GIL released) until a frame is ready, then take up to
+    /// `max_frames` ready frames: a list of (frame, count, reason) in order.
+    /// [] on timeout; None once closed and every frame was handed out.
     #[pyo3(signature = (timeout = None, max_frames = 64))]
     fn next_frames<'py>(
         &self,
@@ -119,37 +132,18 @@ impl PyMessageQueue {
         max_frames: usize,
     ) -> PyResult<Option<Bound<'py, PyList>>> {
         let timeout = block_timeout(py, timeout)?;
-        let out = py.detach(|| match self.q.next(timeout) {
-            Next::Batch(b, _) => {
-                let mut batches = vec![b];
-                batches.extend(self.q.take_due(max_frames.saturating_sub(1)));
-                let meta: Vec<(usize, &'static str)> = batches
-                    .iter()
-                    .map(|b| (b.items.len(), b.reason.as_str()))
-                    .collect();
-                let items: Vec<Vec<Vec<u8>>> = batches.into_iter().map(|b| b.items).collect();
-                let frames = self.enc.encode_many(&items, threads());
-                Some(
-                    frames
-                        .into_iter()
-                        .zip(meta)
-                        .map(|(f, (n, r))| (f, n, r))
-                        .collect::<Vec<_>>(),
-                )
-            }
-            Next::Closed => None,
-            _ => Some(Vec::new()),
-        });
-        let Some(frames) = out else {
-            return Ok(None);
+        let frames = match py.detach(|| self.pipeline.recv(timeout, max_frames)) {
+            Received::Finished => return Ok(None),
+            Received::Timeout => Vec::new(),
+            Received::Frames(f) => f,
         };
         let list = PyList::empty(py);
         let mut first_err = None;
-        for (frame, n, reason) in frames {
-            match frame {
-                Ok(f) => list.append((PyBytes::new(py, &f), n, reason))?,
+        for f in frames {
+            match f.frame {
+                Ok(bytes) => list.append((PyBytes::new(py, &bytes), f.count, f.reason.as_str()))?,
                 Err(e) => {
-                    self.q.done(n, Duration::ZERO, false, 0, n as u64);
+                    self.q.count(0, f.count as u64);
                     first_err.get_or_insert(e);
                 }
             }
@@ -161,11 +155,12 @@ impl PyMessageQueue {
     }
 
     /// A frame of `n` messages was delivered (`ok`) or given up on.
-    fn done(&self, n: usize, elapsed: f64, ok: bool) {
-        let elapsed = Duration::try_from_secs_f64(elapsed.max(0.0)).unwrap_or_default();
-        let n64 = n as u64;
-        let (completed, failed) = if ok { (n64, 0) } else { (0, n64) };
-        self.q.done(n, elapsed, ok, completed, failed);
+    fn done(&self, n: u64, ok: bool) {
+        if ok {
+            self.q.count(n, 0);
+        } else {
+            self.q.count(0, n);
+        }
     }
 
     /// Force out everything queued so far.
@@ -187,7 +182,7 @@ impl PyMessageQueue {
     /// Bodies longer than this many bytes are zstd-compressed.
     #[getter]
     fn compress_threshold(&self) -> usize {
-        self.enc.threshold()
+        self.threshold
     }
 
     fn __len__(&self) -> usize {

@@ -53,46 +53,6 @@ impl FrameEncoder {
     pub fn encode<M: AsRef<[u8]>>(&self, messages: &[M]) -> Result<Vec<u8>> {
         encode_frame(messages, &self.codec, self.threshold)
     }
-
-    /// One frame per batch, in order; several batches are framed on up to
-    /// `threads` threads (zstd contexts are per thread).
-    pub fn encode_many<M: AsRef<[u8]> + Sync>(
-        &self,
-        batches: &[Vec<M>],
-        threads: usize,
-    ) -> Vec<Result<Vec<u8>>> {
-        let threads = threads.clamp(1, batches.len().max(1));
-        if threads == 1 || batches.len() < 4 {
-            return batches.iter().map(|b| self.encode(b)).collect();
-        }
-        let per = batches.len().div_ceil(threads);
-        let chunks: Vec<&[Vec<M>]> = batches.chunks(per).collect();
-        let joined = crossbeam_utils::thread::scope(|scope| {
-            let mut rest = chunks.iter();
-            let first = rest.next();
-            let handles: Vec<_> = rest
-                .map(|c| scope.spawn(move |_| c.iter().map(|b| self.encode(b)).collect::<Vec<_>>()))
-                .collect();
-            let mut out: Vec<Result<Vec<u8>>> =
-                first.map_or_else(Vec::new, |c| c.iter().map(|b| self.encode(b)).collect());
-            for (h, c) in handles.into_iter().zip(chunks.iter().skip(1)) {
-                match h.join() {
-                    Ok(part) => out.extend(part),
-                    Err(_) => out.extend(
-                        c.iter()
-                            .map(|_| Err(Error::Frame("a framing thread panicked".into()))),
-                    ),
-                }
-            }
-            out
-        });
-        joined.unwrap_or_else(|_| {
-            batches
-                .iter()
-                .map(|_| Err(Error::Frame("a framing thread panicked".into())))
-                .collect()
-        })
-    }
 }
 
 fn too_big(what: &str, n: usize) -> Error {

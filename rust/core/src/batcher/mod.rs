@@ -14,12 +14,14 @@
 
 mod frame;
 mod model;
+mod pipeline;
 mod queue;
 mod state;
 mod stats;
 
 pub use frame::{decode_frame, encode_frame, FrameEncoder, FRAME_MAGIC, FRAME_VERSION};
 pub use model::Model;
+pub use pipeline::{FramePipeline, Framed, Received};
 pub use queue::{Next, PushError, PushOk, Queue};
 pub use state::{Batch, Formation, State};
 pub use stats::{Histogram, Stats, StatsSnapshot};

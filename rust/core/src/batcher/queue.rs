@@ -346,6 +346,14 @@ impl<T> Queue<T> {
         }
     }
 
+    /// Count items delivered (`completed`) or given up on (`failed`) after
+    /// their batch's slot was freed.
+    pub fn count(&self, completed: u64, failed: u64) {
+        let mut g = self.inner.lock();
+        g.stats.completed += completed;
+        g.stats.failed += failed;
+    }
+
     /// Count items cancelled by their callers before running.
     pub fn note_cancelled(&self, n: u64) {
         if n > 0 {
