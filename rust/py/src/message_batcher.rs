@@ -20,6 +20,15 @@ use crate::errors::{bad_value, to_py, IntoPy};
 // Literal defaults (not consts) keep the text signature exact for stubtest.
 const _: () = assert!(DEFAULT_MAX_OUTPUT_SIZE == 268_435_456 && DEFAULT_LEVEL == 3);
 
+/// Framing threads: two where there are two cores (frames still leave in
+/// order), so a burst is compressed on every core once producers pause.
+fn framers() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 2))
+    })
+}
+
 fn threshold(py: Python<'_>, compress_threshold: i64) -> PyResult<usize> {
     usize::try_from(compress_threshold).map_err(|_| {
         bad_value(
@@ -65,7 +74,7 @@ impl PyMessageQueue {
             max_queue,
             on_full,
             max_batch_bytes,
-            1,
+            framers() as i64,
         )
         .map_err(|e| {
             // The weight limit is spelled max_batch_bytes here.
@@ -86,7 +95,7 @@ impl PyMessageQueue {
         let threshold = threshold(py, compress_threshold)?;
         let enc = FrameEncoder::new(level, threshold).py(py)?;
         let q = Arc::new(Queue::new(cfg).py(py)?);
-        let pipeline = FramePipeline::start(Arc::clone(&q), enc, depth).py(py)?;
+        let pipeline = FramePipeline::start(Arc::clone(&q), enc, depth, framers()).py(py)?;
         Ok(PyMessageQueue {
             q,
             pipeline,

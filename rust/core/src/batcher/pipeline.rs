@@ -6,7 +6,8 @@
 //! core while producers hold the interpreter; the consumer only needs the
 //! interpreter to call the sink.
 
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, TryRecvError};
+use std::collections::BTreeMap;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,6 +26,7 @@ pub struct Framed {
     pub count: usize,
     /// Why its batch was dispatched.
     pub reason: Reason,
+    seq: u64,
 }
 
 /// What [`FramePipeline::recv`] returns.
@@ -38,82 +40,154 @@ pub enum Received {
     Finished,
 }
 
-/// The framing thread and the channel of its frames.
+/// The receiving end: frames come in from several framers out of order and
+/// leave in batch order.
+struct Reorder {
+    rx: Receiver<Framed>,
+    next: u64,
+    early: BTreeMap<u64, Framed>,
+}
+
+impl Reorder {
+    fn pop_ready(&mut self, out: &mut Vec<Framed>, max: usize) {
+        while out.len() < max {
+            match self.early.remove(&self.next) {
+                Some(f) => {
+                    self.next += 1;
+                    out.push(f);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn accept(&mut self, f: Framed) {
+        self.early.insert(f.seq, f);
+    }
+}
+
+/// The framing threads and the channel of their frames.
 pub struct FramePipeline {
     queue: Arc<Queue<Vec<u8>>>,
-    rx: Mutex<Option<Receiver<Framed>>>,
-    worker: Mutex<Option<JoinHandle<()>>>,
+    rx: Mutex<Option<Reorder>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl FramePipeline {
-    /// Start framing batches of `queue` with `enc`; at most `depth` frames
-    /// wait for the consumer (then the framer waits, and the queue fills).
-    pub fn start(queue: Arc<Queue<Vec<u8>>>, enc: FrameEncoder, depth: usize) -> Result<Self> {
+    /// Start `framers` threads framing batches of `queue` with `enc`; at most
+    /// about `depth` frames wait for the consumer (then the framers wait, and
+    /// the queue fills). Frames are handed out in batch order. Give the queue
+    /// `max_concurrency >= framers`.
+    pub fn start(
+        queue: Arc<Queue<Vec<u8>>>,
+        enc: FrameEncoder,
+        depth: usize,
+        framers: usize,
+    ) -> Result<Self> {
         let (tx, rx) = sync_channel::<Framed>(depth.max(1));
-        let q = Arc::clone(&queue);
-        let worker = std::thread::Builder::new()
-            .name("overdrive-framer".into())
-            .spawn(move || loop {
-                match q.next(None) {
-                    Next::Batch(b, _) => {
-                        let start = Instant::now();
-                        let count = b.items.len();
-                        let frame = enc.encode(&b.items);
-                        drop(b.items);
-                        // The framing slot is free again: the next batch may form.
-                        q.done(count, start.elapsed(), frame.is_ok(), 0, 0);
-                        let out = Framed {
-                            frame,
-                            count,
-                            reason: b.reason,
-                        };
-                        if tx.send(out).is_err() {
-                            return; // the consumer is gone
-                        }
-                    }
-                    Next::Closed => return,
-                    _ => {}
+        let enc = Arc::new(enc);
+        let mut workers = Vec::new();
+        for i in 0..framers.max(1) {
+            let q = Arc::clone(&queue);
+            let enc = Arc::clone(&enc);
+            let tx = tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("overdrive-framer-{i}"))
+                .spawn(move || frame_loop(&q, &enc, &tx));
+            match spawned {
+                Ok(h) => workers.push(h),
+                Err(e) => {
+                    queue.close();
+                    return Err(Error::Frame(format!("cannot start a framing thread: {e}")));
                 }
-            })
-            .map_err(|e| Error::Frame(format!("cannot start the framing thread: {e}")))?;
+            }
+        }
         Ok(FramePipeline {
             queue,
-            rx: Mutex::new(Some(rx)),
-            worker: Mutex::new(Some(worker)),
+            rx: Mutex::new(Some(Reorder {
+                rx,
+                next: 1,
+                early: BTreeMap::new(),
+            })),
+            workers: Mutex::new(workers),
         })
     }
 
-    /// The queue feeding the framer.
+    /// The queue feeding the framers.
     pub fn queue(&self) -> &Queue<Vec<u8>> {
         &self.queue
     }
 
-    /// Wait up to `timeout` (None: forever) for a frame, then take up to
-    /// `max` frames that are ready, in order.
+    /// Wait up to `timeout` (None: forever) for the next frame in order,
+    /// then take up to `max` frames that are ready, in order.
     pub fn recv(&self, timeout: Option<Duration>, max: usize) -> Received {
-        let guard = self.rx.lock();
-        let Some(rx) = guard.as_ref() else {
+        let max = max.max(1);
+        let mut guard = self.rx.lock();
+        let Some(r) = guard.as_mut() else {
             return Received::Finished;
         };
-        let first = match timeout {
-            None => match rx.recv() {
-                Ok(f) => f,
-                Err(_) => return Received::Finished,
-            },
-            Some(t) => match rx.recv_timeout(t) {
-                Ok(f) => f,
+        let until = timeout.map(|t| Instant::now() + t);
+        let mut out = Vec::new();
+        loop {
+            r.pop_ready(&mut out, max);
+            // Drain what has already arrived without waiting.
+            while out.len() < max {
+                match r.rx.try_recv() {
+                    Ok(f) => {
+                        r.accept(f);
+                        r.pop_ready(&mut out, max);
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            if !out.is_empty() {
+                return Received::Frames(out);
+            }
+            let got = match until {
+                None => r.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(u) => r.rx.recv_timeout(u.saturating_duration_since(Instant::now())),
+            };
+            match got {
+                Ok(f) => r.accept(f),
                 Err(RecvTimeoutError::Timeout) => return Received::Timeout,
-                Err(RecvTimeoutError::Disconnected) => return Received::Finished,
-            },
-        };
-        let mut out = vec![first];
-        while out.len() < max.max(1) {
-            match rx.try_recv() {
-                Ok(f) => out.push(f),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    // Every framer is done: hand out what is left, in order.
+                    let rest: Vec<Framed> = std::mem::take(&mut r.early).into_values().collect();
+                    return if rest.is_empty() {
+                        Received::Finished
+                    } else {
+                        r.next = rest.last().map_or(r.next, |f| f.seq + 1);
+                        Received::Frames(rest)
+                    };
+                }
             }
         }
-        Received::Frames(out)
+    }
+}
+
+fn frame_loop(q: &Queue<Vec<u8>>, enc: &FrameEncoder, tx: &SyncSender<Framed>) {
+    loop {
+        match q.next(None) {
+            Next::Batch(b, _) => {
+                let start = Instant::now();
+                let count = b.items.len();
+                let frame = enc.encode(&b.items);
+                drop(b.items);
+                // The framing slot is free again: the next batch may form.
+                q.done(count, start.elapsed(), frame.is_ok(), 0, 0);
+                let out = Framed {
+                    frame,
+                    count,
+                    reason: b.reason,
+                    seq: b.seq,
+                };
+                if tx.send(out).is_err() {
+                    return; // the consumer is gone
+                }
+            }
+            Next::Closed => return,
+            _ => {}
+        }
     }
 }
 
@@ -122,7 +196,7 @@ impl Drop for FramePipeline {
         self.queue.close();
         // Drop the receiver first so a framer blocked on a full channel exits.
         drop(self.rx.get_mut().take());
-        if let Some(h) = self.worker.get_mut().take() {
+        for h in self.workers.get_mut().drain(..) {
             let _ = h.join();
         }
     }

@@ -97,6 +97,8 @@ pub struct Batch<T> {
     pub key: u64,
     /// Why it was dispatched.
     pub reason: Reason,
+    /// 1, 2, 3, ... in the order batches were formed.
+    pub seq: u64,
 }
 
 /// The outcome of [`State::form`].
@@ -116,6 +118,7 @@ pub struct State<T> {
     next_deadline: Option<Instant>,
     flush_upto: u64,
     closed: bool,
+    batches: u64,
 }
 
 impl<T> Default for State<T> {
@@ -134,6 +137,7 @@ impl<T> State<T> {
             next_deadline: None,
             flush_upto: 0,
             closed: false,
+            batches: 0,
         }
     }
 
@@ -369,6 +373,7 @@ impl<T> State<T> {
             priorities.push(e.meta.priority);
             arrivals.push(e.arrival);
         }
+        self.batches += 1;
         Some(Batch {
             items,
             priorities,
@@ -376,6 +381,7 @@ impl<T> State<T> {
             weight,
             key,
             reason,
+            seq: self.batches,
         })
     }
 }

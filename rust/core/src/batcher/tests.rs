@@ -334,3 +334,39 @@ proptest! {
         prop_assert!(seen.iter().all(|&n| n == 1));
     }
 }
+
+#[test]
+fn pipeline_hands_out_frames_in_order_from_two_framers() {
+    let q = Arc::new(ok(Queue::new(Config {
+        max_concurrency: 2,
+        max_queue: 100_000,
+        ..cfg(7)
+    })));
+    let enc = ok(FrameEncoder::new(1, 64));
+    let p = ok(FramePipeline::start(Arc::clone(&q), enc, 4, 2));
+    let consumer = std::thread::spawn(move || {
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        loop {
+            match p.recv(Some(Duration::from_secs(10)), 16) {
+                Received::Frames(frames) => {
+                    for f in frames {
+                        let frame = ok(f.frame);
+                        let (body, spans) = ok(decode_frame(&frame, 1 << 20));
+                        assert!(spans.len() <= 7);
+                        got.extend(spans.iter().map(|&(s, n)| body[s..s + n].to_vec()));
+                    }
+                }
+                Received::Finished | Received::Timeout => return got,
+            }
+        }
+    });
+    let sent: Vec<Vec<u8>> = (0..5000u32)
+        .map(|i| format!("message number {i}").into_bytes())
+        .collect();
+    for m in &sent {
+        assert!(q.push(m.clone(), Meta::default(), true, None).is_ok());
+    }
+    q.close();
+    let got = consumer.join().unwrap_or_default();
+    assert_eq!(got, sent);
+}
