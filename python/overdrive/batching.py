@@ -20,8 +20,9 @@ Where the handler runs:
 
 - a plain function runs in dispatcher threads: at most ``max_concurrency``
   handler calls at once, plus one thread that resolves a finished batch's
-  futures while the next batch already runs. Futures of asyncio callers are resolved with one ``loop.call_soon_threadsafe`` per
-  batch (per loop), not one per item.
+  futures while the next batch already runs. Futures of asyncio callers
+  are resolved with one ``loop.call_soon_threadsafe`` per batch (per
+  loop), not one per item.
 - an ``async def`` handler runs on an event loop: the loop of the first
   ``submit_async`` caller, or a private loop thread if the first caller uses
   ``submit`` from a thread.

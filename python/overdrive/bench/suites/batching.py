@@ -339,7 +339,7 @@ def _messages(config: BenchConfig, result: SuiteResult) -> None:
     except ImportError:  # pragma: no cover - bench extra missing
         result.notes.append("python-zstandard missing: message case skipped")
         return
-    n = 5000 if config.quick else 20000
+    n = 10000 if config.quick else 20000
     msgs = json_messages(n, 200, seed=9)
     raw = sum(map(len, msgs))
     zc = zstandard.ZstdCompressor(level=3)
