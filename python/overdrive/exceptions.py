@@ -72,6 +72,8 @@ class BufferExportedError(OverdriveError, BufferError):
 class ReleasedError(OverdriveError, ValueError):
     """The pooled buffer or object was already released (double release, or
     use after release)."""
+
+
 # --- batcher -----------------------------------------------------------------
 
 

@@ -145,7 +145,9 @@ impl FramePipeline {
             }
             let got = match until {
                 None => r.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(u) => r.rx.recv_timeout(u.saturating_duration_since(Instant::now())),
+                Some(u) => {
+                    r.rx.recv_timeout(u.saturating_duration_since(Instant::now()))
+                }
             };
             match got {
                 Ok(f) => r.accept(f),
