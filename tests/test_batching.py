@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -567,51 +569,94 @@ def test_stats_has_every_counter() -> None:
 # --- stress ----------------------------------------------------------------------
 
 
+STRESS = """
+import asyncio, threading
+import overdrive as od
+
+n_threads, per_thread, per_task, n_tasks = 8, 100_000, 5_000, 8
+total_calls = [0]
+
+def handler(xs):
+    total_calls[0] += len(xs)
+    return xs
+
+b = od.Batcher(handler, max_batch_size=256, max_queue=50_000)
+errors, sums = [], []
+
+def produce(t):
+    try:
+        base = t * 10_000_000
+        done = 0
+        for start in range(0, per_thread, 2_000):
+            futs = [b.submit(base + i) for i in range(start, start + 2_000)]
+            got = [fu.result(60) for fu in futs]
+            assert got == [base + i for i in range(start, start + 2_000)]
+            done += len(got)
+        sums.append(done)
+    except BaseException as e:
+        errors.append(e)
+
+async def async_producers():
+    async def task(k):
+        base = 900_000_000 + k * 100_000
+        futs = [b.submit_async(base + i) for i in range(per_task)]
+        got = await asyncio.gather(*futs)
+        assert list(got) == [base + i for i in range(per_task)]
+        return len(got)
+    return sum(await asyncio.gather(*(task(k) for k in range(n_tasks))))
+
+threads = [threading.Thread(target=produce, args=(t,)) for t in range(n_threads)]
+for t in threads:
+    t.start()
+async_count = asyncio.run(async_producers())
+for t in threads:
+    t.join(100)
+alive = sum(t.is_alive() for t in threads)
+b.close()
+s = b.stats()
+print(alive, len(errors), sum(sums) + async_count, total_calls[0],
+      s["submitted"], s["completed"], s["failed"])
+"""
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(150)
 def test_stress_threads_and_asyncio_producers() -> None:
-    n_threads, per_thread, per_task, n_tasks = 8, 100_000, 5_000, 8
-    total_calls = [0]
+    """8 producer threads x 100k items + 8 asyncio producers x 5k: counts add
+    up exactly, nobody deadlocks. In a subprocess, so its memory and threads
+    never touch other tests."""
+    res = subprocess.run(
+        [sys.executable, "-c", STRESS], capture_output=True, text=True, timeout=140, check=True
+    )
+    alive, errors, returned, handled, submitted, completed, failed = map(int, res.stdout.split())
+    expected = 8 * 100_000 + 8 * 5_000
+    assert (alive, errors) == (0, 0), res.stderr
+    assert returned == handled == submitted == completed == expected
+    assert failed == 0
 
-    def handler(xs: list[int]) -> list[int]:
-        total_calls[0] += len(xs)
-        return xs
 
-    b = od.Batcher(handler, max_batch_size=256, max_queue=50_000)
-    errors: list[BaseException] = []
-    sums: list[int] = []
+def test_interpreter_exit_drains_what_was_never_closed() -> None:
+    code = """
+import sys, time
+import overdrive as od
 
-    def produce(t: int) -> None:
-        try:
-            base = t * 10_000_000
-            futs = [b.submit(base + i) for i in range(per_thread)]
-            got = [fu.result(WAIT) for fu in futs]
-            assert got == [base + i for i in range(per_thread)]
-            sums.append(len(got))
-        except BaseException as e:  # surfaced below
-            errors.append(e)
+def handler(xs):
+    time.sleep(0.001)
+    sys.stdout.write("B%d\\n" % len(xs))
+    sys.stdout.flush()
+    return xs
 
-    async def async_producers() -> int:
-        async def task(k: int) -> int:
-            base = 900_000_000 + k * 100_000
-            futs = [b.submit_async(base + i) for i in range(per_task)]
-            got = await asyncio.gather(*futs)
-            assert list(got) == [base + i for i in range(per_task)]
-            return len(got)
-
-        return sum(await asyncio.gather(*(task(k) for k in range(n_tasks))))
-
-    threads = [threading.Thread(target=produce, args=(t,)) for t in range(n_threads)]
-    for t in threads:
-        t.start()
-    async_count = asyncio.run(async_producers())
-    for t in threads:
-        t.join(100)
-    assert not any(t.is_alive() for t in threads), "deadlock: a producer never finished"
-    b.close()
-    assert not errors, errors[:1]
-    expected = n_threads * per_thread + n_tasks * per_task
-    assert sum(sums) + async_count == expected
-    assert total_calls[0] == expected
-    s = b.stats()
-    assert (s["submitted"], s["completed"], s["failed"]) == (expected, expected, 0)
+b = od.Batcher(handler, max_batch_size=8)
+futs = [b.submit(i) for i in range(100)]
+frames = []
+mb = od.MessageBatcher(lambda fr: sys.stdout.write("M%d\\n" % len(od.decode_batch(fr))))
+for i in range(1000):
+    mb.put(b"m%d" % i)
+# no close(): the atexit hook must drain both
+"""
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = res.stdout.split()
+    assert sum(int(x[1:]) for x in lines if x.startswith("B")) == 100
+    assert sum(int(x[1:]) for x in lines if x.startswith("M")) == 1000

@@ -259,7 +259,13 @@ try:
 except od.OutputLimitExceeded as e:
     outcome = 'refused: ' + str(e)
 print(outcome)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+# VmHWM is this process's own peak: ru_maxrss survives exec on Linux, so it
+# would report the (pytest) parent's RSS at fork instead.
+try:
+    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]
+    print(int(hwm.split()[1]) // 1024)
+except (OSError, IndexError):
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     outcome, rss = res.stdout.strip().splitlines()
