@@ -532,6 +532,14 @@ pub(crate) struct PyBatch {
 }
 
 impl PyBatch {
+    /// Let a waiting dispatcher thread start the next batch (it needs the
+    /// GIL for that) before this one spends GIL time resolving futures.
+    fn handoff(&self, py: Python<'_>) {
+        if !self.q.is_empty() {
+            py.detach(|| self.q.handoff(Duration::from_millis(1)));
+        }
+    }
+
     fn take(&self) -> PyResult<Vec<Slot>> {
         self.slots
             .lock()
@@ -577,6 +585,7 @@ impl PyBatch {
         // while this one resolves futures (the device never idles for that).
         self.q
             .done(n, secs(elapsed), ok, (n - failed) as u64, failed as u64);
+        self.handoff(py);
         let r = resolve(py, slots, here, &|i| {
             outcomes
                 .get_item(i)
@@ -597,6 +606,7 @@ impl PyBatch {
         let slots = self.take()?;
         let n = slots.len();
         self.q.done(n, secs(elapsed), false, 0, n as u64);
+        self.handoff(py);
         resolve(py, slots, here, &|_| exc.clone())
     }
 

@@ -60,6 +60,7 @@ pub struct Queue<T> {
     inner: Mutex<Inner<T>>,
     work: Condvar,
     room: Condvar,
+    formed: Condvar,
 }
 
 impl<T> Queue<T> {
@@ -78,6 +79,7 @@ impl<T> Queue<T> {
             cfg,
             work: Condvar::new(),
             room: Condvar::new(),
+            formed: Condvar::new(),
         })
     }
 
@@ -247,6 +249,7 @@ impl<T> Queue<T> {
                 if g.dispatchers_waiting > 0 && !g.state.is_empty() {
                     self.work.notify_one();
                 }
+                self.formed.notify_all();
                 Next::Batch(b, expired)
             }
             Formation::Wait(when) => {
@@ -346,6 +349,29 @@ impl<T> Queue<T> {
         if g.dispatchers_waiting > 0 {
             self.work.notify_one();
         }
+    }
+
+    /// After `done`: if items wait and a slot is free, wait (up to
+    /// `timeout`) until another dispatcher has formed its batch. Call with
+    /// the GIL released before resolving results, so the next handler call
+    /// starts first and the handler never idles while results are handed out.
+    /// Returns true if a batch was formed meanwhile.
+    pub fn handoff(&self, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        let mut g = self.inner.lock();
+        if g.state.is_empty()
+            || g.in_flight >= self.cfg.max_concurrency
+            || g.dispatchers_waiting == 0
+        {
+            return false;
+        }
+        let seen = g.stats.batches;
+        while g.stats.batches == seen {
+            if self.formed.wait_until(&mut g, until).timed_out() {
+                return g.stats.batches != seen;
+            }
+        }
+        true
     }
 
     /// Count items delivered (`completed`) or given up on (`failed`) after
