@@ -65,7 +65,7 @@ impl PyMessageQueue {
         max_batch_bytes: Option<i64>,
         max_pending_frames: i64,
     ) -> PyResult<Self> {
-        let cfg = make_config(
+        let mut cfg = make_config(
             py,
             max_batch_size,
             max_wait_ms,
@@ -79,6 +79,9 @@ impl PyMessageQueue {
             let msg = e.to_string().replace("max_batch_weight", "max_batch_bytes");
             PyErr::from_type(e.get_type(py), msg)
         })?;
+        // Frames go out when full or when the oldest message waited
+        // max_wait_ms: a window, not one frame per message when idle.
+        cfg.idle_dispatch = false;
         let depth = usize::try_from(max_pending_frames)
             .ok()
             .filter(|&n| n > 0)

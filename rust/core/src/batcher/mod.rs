@@ -134,6 +134,10 @@ pub struct Config {
     pub aging: Duration,
     /// Reject at `push` an item whose predicted completion is past its deadline.
     pub admission: bool,
+    /// Dispatch at once when nothing runs (pull formation). Off for message
+    /// frames, which go out when full or when the oldest waited `max_wait`
+    /// (a window), so a fast framer does not send one-message frames.
+    pub idle_dispatch: bool,
 }
 
 impl Default for Config {
@@ -149,6 +153,7 @@ impl Default for Config {
             latency_target: None,
             aging: Duration::from_millis(100),
             admission: false,
+            idle_dispatch: true,
         }
     }
 }

@@ -161,7 +161,18 @@ impl<T> Queue<T> {
         let was_empty = g.state.is_empty();
         g.state.push(value, meta, now);
         g.stats.submitted += 1;
-        if g.dispatchers_waiting > 0 {
+        // Wake a waiting dispatcher only when this push can make a batch due
+        // (a wake-up per item costs a futex call and a context switch): the
+        // queue was empty or nothing runs (dispatch at once), a batch may be
+        // full, or a weight limit or deadline may change the decision.
+        if g.dispatchers_waiting > 0
+            && g.in_flight < self.cfg.max_concurrency
+            && (was_empty
+                || (g.in_flight == 0 && self.cfg.idle_dispatch)
+                || g.state.len() >= self.cap(&g)
+                || self.cfg.max_batch_weight.is_some()
+                || meta.deadline.is_some())
+        {
             self.work.notify_one();
         }
         let len = g.state.len();

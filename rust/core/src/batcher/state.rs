@@ -296,7 +296,7 @@ impl<T> State<T> {
                 Some(Reason::Close)
             } else if seq <= self.flush_upto {
                 Some(Reason::Flush)
-            } else if in_flight == 0 {
+            } else if in_flight == 0 && cfg.idle_dispatch {
                 Some(Reason::Idle)
             } else {
                 None
