@@ -15,6 +15,9 @@ from ._core import build_info as _build_info
 
 # balancing
 from .balancing import Balancer, ShardRouter, WorkerPool
+
+# batcher
+from .batching import Batcher, MessageBatcher, batched, decode_batch, encode_batch
 from .compression import (
     DEFAULT_MAX_OUTPUT_SIZE,
     Compressor,
@@ -25,14 +28,19 @@ from .compression import (
 
 # balancing
 from .exceptions import (
+    BatcherClosed,
+    BatchResultError,
     CompressionError,
     ConfigurationError,
+    DeadlineExceeded,
     DecompressionError,
     DictionaryError,
+    FrameError,
     InputTypeError,
     NoBackendAvailable,
     OutputLimitExceeded,
     OverdriveError,
+    QueueFull,
     WorkerPoolShutdown,
     WorkerQueueFull,
 )
@@ -58,6 +66,17 @@ def build_info() -> dict[str, Any]:
 
 
 __all__ = [
+    # batcher
+    "BatchResultError",
+    "Batcher",
+    "BatcherClosed",
+    "DeadlineExceeded",
+    "FrameError",
+    "MessageBatcher",
+    "QueueFull",
+    "batched",
+    "decode_batch",
+    "encode_batch",
     "DEFAULT_MAX_OUTPUT_SIZE",
     "CompressionError",
     "Compressor",

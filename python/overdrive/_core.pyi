@@ -349,3 +349,124 @@ class TaskHandle:
 
     def run_inline(self) -> bool:
         """Run the task on this thread unless a worker took it; True if it ran here."""
+
+# --- batcher ---------------------------------------------------------------
+
+_Next = tuple[list[Any], Batch | None, str, float | None]
+
+@final
+class BatchQueue:
+    """The queue, timing and batch formation of a Batcher (thread-safe).
+
+    Items and futures are opaque Python objects; overdrive.batching calls the
+    handler and resolves the futures.
+    """
+
+    def __new__(
+        cls,
+        max_batch_size: int = 64,
+        max_wait_ms: float = 5.0,
+        max_queue: int = 10000,
+        on_full: str = "block",
+        max_batch_weight: int | None = None,
+        max_concurrency: int = 1,
+        adaptive: bool = False,
+        latency_target_ms: float | None = None,
+        aging_ms: float = 100.0,
+        admission: bool = False,
+        weigher: Any | None = None,
+        block_timeout: float | None = None,
+    ) -> BatchQueue: ...
+    def submit(
+        self, item: Any, priority: int = 0, deadline_ms: float | None = None, key: Any = None
+    ) -> Any:
+        """Queue ``item``; a concurrent.futures.Future (blocks, GIL released, when full)."""
+    def submit_async(
+        self, item: Any, priority: int = 0, deadline_ms: float | None = None, key: Any = None
+    ) -> Any:
+        """Queue ``item`` from a coroutine; a future of the running loop."""
+    def set_hooks(self, foreign: Any | None = None, full: Any | None = None) -> None:
+        """Wiring of the asyncio-handler mode (see overdrive.batching)."""
+    def set_dispatch_loop(self, event_loop: Any | None) -> None:
+        """The event loop the async dispatcher runs on."""
+    def arm(self, waiter: Any) -> None:
+        """The async dispatcher sleeps on ``waiter``; the next push sets it."""
+    def wake(self) -> None:
+        """Set the armed waiter now, if any."""
+    def next(self, timeout: float | None = None) -> _Next | None:
+        """Block (GIL released) for (items, Batch, reason, None); None once closed and drained."""
+    def poll(self) -> _Next | None:
+        """Non-blocking; with nothing due the last field is seconds to wait (-1: until woken)."""
+    def flush(self) -> None:
+        """Force out everything queued so far."""
+    def close(self) -> None:
+        """Stop accepting; queued items still drain."""
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+    @property
+    def in_flight(self) -> int:
+        """Batches running now."""
+    def __len__(self) -> int: ...
+    def stats(self) -> dict[str, Any]:
+        """Counters, percentiles, flush reasons, queue depth, adaptive model."""
+
+@final
+class MessageQueue:
+    """The queue and framing of a MessageBatcher (thread-safe)."""
+
+    def __new__(
+        cls,
+        max_batch_size: int = 50,
+        max_wait_ms: float = 10.0,
+        max_queue: int = 100000,
+        on_full: str = "block",
+        compress_threshold: int = 1024,
+        level: int = 1,
+        max_batch_bytes: int | None = None,
+        max_pending_frames: int = 1024,
+    ) -> MessageQueue: ...
+    def put(self, message: Buffer, timeout: float | None = None) -> bytes | None:
+        """Queue a copy; returns a message evicted by drop_oldest, or None."""
+    def next_frames(
+        self, timeout: float | None = None, max_frames: int = 64
+    ) -> list[tuple[bytes, int, str]] | None:
+        """Block (GIL released) for [(frame, count, reason)]; None once closed and drained."""
+    def done(self, n: int, ok: bool) -> None:
+        """A frame of ``n`` messages was delivered (ok) or given up on."""
+    def flush(self) -> None:
+        """Force out everything queued so far."""
+    def close(self) -> None:
+        """Stop accepting; queued messages still drain."""
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+    @property
+    def compress_threshold(self) -> int:
+        """Bodies longer than this many bytes are zstd-compressed."""
+    def __len__(self) -> int: ...
+    def stats(self) -> dict[str, Any]:
+        """Counters, percentiles, flush reasons, queue depth."""
+
+def encode_batch(
+    messages: Iterable[Buffer], compress_threshold: int = 1024, level: int = 3
+) -> bytes:
+    """The frame MessageBatcher hands its sink, for these messages."""
+
+def decode_batch(frame: Buffer, max_output_size: int = 268435456) -> list[bytes]:
+    """The messages of a frame, exactly. Raises FrameError for a malformed frame."""
+
+@final
+class Batch:
+    """The futures of one running batch; resolve them with finish() or fail()."""
+
+    def finish(
+        self, outcomes: list[Any], elapsed: float, ok: bool = True, here: Any | None = None
+    ) -> int:
+        """Give each item its outcome (an Exception instance fails that item); returns failures."""
+    def fail(self, exc: BaseException, elapsed: float, here: Any | None = None) -> None:
+        """Fail every item with ``exc``."""
+    def __len__(self) -> int: ...
+
+def _settle(futs: list[Any], outcomes: list[Any]) -> None:
+    """Resolve asyncio futures on their loop (scheduled once per batch)."""

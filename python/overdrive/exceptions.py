@@ -8,6 +8,12 @@ Messages name the parameter and the bad value.
 from __future__ import annotations
 
 __all__ = [
+    # batcher
+    "BatchResultError",
+    "BatcherClosed",
+    "DeadlineExceeded",
+    "FrameError",
+    "QueueFull",
     "CompressionError",
     "ConfigurationError",
     "DecompressionError",
@@ -84,3 +90,29 @@ class WorkerQueueFull(OverdriveError, RuntimeError):
 
 class WorkerPoolShutdown(OverdriveError, RuntimeError):
     """The WorkerPool is shut down: no new tasks (a RuntimeError, as ThreadPoolExecutor's)."""
+
+
+# --- batcher -----------------------------------------------------------------
+
+
+class QueueFull(OverdriveError, RuntimeError):
+    """A batcher's queue is full: ``on_full="reject"``, a ``block`` that timed
+    out, or the item was evicted by ``on_full="drop_oldest"``."""
+
+
+class BatcherClosed(OverdriveError, RuntimeError):
+    """The batcher is closed: ``submit``/``put`` after ``close()``."""
+
+
+class DeadlineExceeded(OverdriveError, TimeoutError):
+    """The item's ``deadline_ms`` passed (or was predicted to pass) before it ran;
+    it never reached the handler."""
+
+
+class BatchResultError(OverdriveError, ValueError):
+    """The batch handler returned a result that does not match its input
+    (not a list, or the wrong number of results)."""
+
+
+class FrameError(OverdriveError, ValueError):
+    """Bytes given to ``decode_batch`` are not a valid message batch frame."""

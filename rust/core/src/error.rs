@@ -86,6 +86,20 @@ pub enum Error {
     /// The worker pool is shut down and accepts no new work.
     #[error("cannot schedule new tasks after shutdown")]
     PoolShutdown,
+    // --- batcher ---
+    /// The batcher's queue is full (`on_full="reject"`, a block that timed
+    /// out, or an item dropped by `on_full="drop_oldest"`).
+    #[error("{0}")]
+    QueueFull(String),
+    /// The batcher is closed: it accepts no more items.
+    #[error("{0}")]
+    Closed(String),
+    /// An item's deadline passed (or would pass) before it could run.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// A message batch frame is malformed.
+    #[error("{0}")]
+    Frame(String),
 }
 
 /// A size that is either exact (declared in a frame header) or a lower bound

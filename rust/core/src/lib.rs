@@ -6,6 +6,8 @@
 
 // balancing: Balancer, WorkerPool scheduling, ShardRouter
 pub mod balance;
+// batcher
+pub mod batcher;
 pub mod compress;
 pub mod error;
 // pools (BufferPool, ObjectPool)

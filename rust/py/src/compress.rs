@@ -18,6 +18,12 @@ thread_local! {
 }
 
 fn threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(available_threads)
+}
+
+/// Cores available to this process (reads cgroup limits: cached by `threads`).
+fn available_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 

@@ -36,6 +36,11 @@ exception_classes! {
     no_backend_available => "NoBackendAvailable",
     worker_queue_full => "WorkerQueueFull",
     worker_pool_shutdown => "WorkerPoolShutdown",
+    // batcher
+    queue_full => "QueueFull",
+    batcher_closed => "BatcherClosed",
+    deadline_exceeded => "DeadlineExceeded",
+    frame_error => "FrameError",
 }
 
 fn raise(class: Option<Bound<'_, PyType>>, msg: String) -> PyErr {
@@ -64,6 +69,11 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         Error::NoBackendAvailable(_) => no_backend_available(py),
         Error::WorkerQueueFull { .. } => worker_queue_full(py),
         Error::PoolShutdown => worker_pool_shutdown(py),
+        // batcher
+        Error::QueueFull(_) => queue_full(py),
+        Error::Closed(_) => batcher_closed(py),
+        Error::DeadlineExceeded(_) => deadline_exceeded(py),
+        Error::Frame(_) => frame_error(py),
     };
     raise(class, msg)
 }

@@ -11,9 +11,13 @@ mod balancer;
 mod router;
 mod worker_pool;
 
+// batcher
+mod batch_common;
+mod batcher;
 mod buffers;
 mod compress;
 mod errors;
+mod message_batcher;
 // pools (BufferPool, ObjectPool)
 mod pools;
 
@@ -66,5 +70,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<worker_pool::PyWorkerPool>()?;
     m.add_class::<worker_pool::PyTaskHandle>()?;
     m.add_class::<router::PyShardRouter>()?;
+    // batcher
+    m.add_class::<batcher::PyBatchQueue>()?;
+    m.add_class::<batcher::PyBatch>()?;
+    m.add_function(wrap_pyfunction!(batcher::settle, m)?)?;
+    m.add_class::<message_batcher::PyMessageQueue>()?;
+    m.add_function(wrap_pyfunction!(message_batcher::encode_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(message_batcher::decode_batch, m)?)?;
     Ok(())
 }

@@ -21,6 +21,8 @@ SUITES: dict[str, str] = {
     "pools": "overdrive.bench.suites.pools",
     # balancing
     "balancing": "overdrive.bench.suites.balancing",
+    # batcher
+    "batching": "overdrive.bench.suites.batching",
 }
 
 
