@@ -38,13 +38,21 @@ import functools
 import inspect
 import itertools
 import logging
+import os
 import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, Generic, Literal, TypeVar, cast, overload
 
-from ._core import Batch, BatchQueue, MessageQueue, decode_batch, encode_batch
+from ._core import (
+    Batch,
+    BatchQueue,
+    MessageQueue,
+    _forget_running_loop,
+    decode_batch,
+    encode_batch,
+)
 from .exceptions import (
     BatchResultError,
     ConfigurationError,
@@ -81,6 +89,10 @@ def _close_all_at_exit() -> None:
 
 
 atexit.register(_close_all_at_exit)
+# submit_async caches the running loop per thread (see _core); a forked child
+# has no running loop, as asyncio says there.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_running_loop)
 
 
 def _is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -530,8 +542,10 @@ class MessageBatcher:
     """Fire-and-forget messages, delivered to ``sink(frame: bytes)`` in frames.
 
     A frame holds a batch of messages in the documented length-prefixed
-    layout (see README "Batching"), zstd-compressed (``level``, default 1)
-    when its body is longer than ``compress_threshold``; :func:`decode_batch`
+    layout (see README "Batching"), zstd-compressed (``level``, default -1:
+    zstd's fast strategy, ratio ~3.2 on frames of 50 small JSON messages at
+    ~25% less CPU than level 1's ~4.3; pass ``level=1`` or higher for denser
+    frames) when its body is longer than ``compress_threshold``; :func:`decode_batch`
     gives the messages back exactly. A Rust framing thread frames and
     compresses batches without the GIL, on another core than the producers;
     up to ``max_pending_frames`` finished frames wait for the sink, then the
@@ -553,7 +567,7 @@ class MessageBatcher:
         max_queue: int = 100_000,
         on_full: OnFull = "block",
         compress_threshold: int = 1024,
-        level: int = 1,
+        level: int = -1,
         max_batch_bytes: int | None = None,
         max_pending_frames: int = 1024,
         max_retries: int = 3,
@@ -581,7 +595,12 @@ class MessageBatcher:
             level=level,
             max_batch_bytes=max_batch_bytes,
             max_pending_frames=max_pending_frames,
+            block_timeout=block_timeout,
         )
+        if on_full != "drop_oldest":
+            # Nothing is ever evicted: producers call the Rust queue directly
+            # (no Python frame per message).
+            self.put = self._q.put  # type: ignore[method-assign]
         self._sink = sink
         self._on_error = on_error
         self._max_retries = max_retries

@@ -10,6 +10,7 @@
 //! futures of another loop are settled with one `call_soon_threadsafe` per
 //! loop per batch.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,10 +40,80 @@ fn cf_future_type(py: Python<'_>) -> Option<Bound<'_, PyType>> {
         .cloned()
 }
 
-fn running_loop(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
+fn stdlib_running_loop(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
     static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let get = CELL.import(py, "asyncio", "_get_running_loop").ok()?;
     get.call0().ok().filter(|l| !l.is_none())
+}
+
+thread_local! {
+    /// (running-loop holder, its loop) last seen on this thread; see `running_loop`.
+    static LOOP_CACHE: RefCell<Option<(Py<PyAny>, Py<PyAny>)>> = const { RefCell::new(None) };
+}
+
+/// The object CPython 3.11's C asyncio keeps in the thread-state dict for the
+/// running loop (a new, immutable holder each time the running loop changes).
+/// None elsewhere (3.12+ keep the loop on the thread state itself).
+fn running_loop_holder(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
+    // SAFETY: we are attached (`py`); PyThreadState_GetDict returns a borrowed
+    // reference to this thread's state dict, or NULL without setting an error.
+    let d = unsafe { pyo3::ffi::PyThreadState_GetDict() };
+    if d.is_null() {
+        return None;
+    }
+    // SAFETY: `d` is a valid borrowed reference (see above); we take a new one.
+    let d = unsafe { Bound::from_borrowed_ptr(py, d) };
+    let d = d.cast_into::<PyDict>().ok()?;
+    d.get_item(intern!(py, "__asyncio_running_event_loop__"))
+        .ok()
+        .flatten()
+}
+
+/// asyncio's running loop on this thread (`asyncio._get_running_loop()`).
+///
+/// On CPython 3.11 that call makes a getpid() syscall every time (its fork
+/// check), ~150-300 ns on a VM and the largest single cost of an async
+/// submit. The answer only changes when asyncio installs a new holder
+/// object in the thread-state dict (it makes a new one for every change of
+/// the running loop), or in a forked child (the facade clears the cache
+/// there with `os.register_at_fork`), so it is cached per thread against
+/// the holder's identity; the cache keeps the holder alive, so its address
+/// cannot be reused by another object.
+fn running_loop(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
+    let holder = running_loop_holder(py);
+    if let Some(h) = &holder {
+        let hit = LOOP_CACHE
+            .try_with(|c| {
+                c.try_borrow().ok().and_then(|c| {
+                    c.as_ref()
+                        .filter(|(ch, _)| ch.as_ptr() == h.as_ptr())
+                        .map(|(_, l)| l.clone_ref(py))
+                })
+            })
+            .ok()
+            .flatten();
+        if let Some(l) = hit {
+            return Some(l.into_bound(py));
+        }
+    }
+    let lp = stdlib_running_loop(py)?;
+    if let Some(h) = holder {
+        let entry = (h.unbind(), lp.clone().unbind());
+        let _ = LOOP_CACHE.try_with(|c| c.try_borrow_mut().map(|mut c| *c = Some(entry)));
+    }
+    Some(lp)
+}
+
+/// _forget_running_loop(): clear this thread's running-loop cache (called in
+/// a forked child, where asyncio reports no running loop).
+#[pyfunction]
+#[pyo3(name = "_forget_running_loop")]
+pub(crate) fn forget_running_loop() {
+    let old = LOOP_CACHE
+        .try_with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.take()))
+        .ok()
+        .flatten();
+    drop(old);
 }
 
 /// Set one future's outcome; a future already done (cancelled by its
