@@ -466,6 +466,10 @@ class Batch:
         self, outcomes: list[Any], elapsed: float, ok: bool = True, here: Any | None = None
     ) -> int:
         """Give each item its outcome (an Exception instance fails that item); returns failures."""
+    def complete(self, outcomes: list[Any], elapsed: float, ok: bool = True) -> int:
+        """Record the outcomes and free the slot; resolve() hands them out later."""
+    def resolve(self) -> None:
+        """Resolve the futures of a complete()d batch (no-op otherwise)."""
     def fail(self, exc: BaseException, elapsed: float, here: Any | None = None) -> None:
         """Fail every item with ``exc``."""
     def __len__(self) -> int: ...

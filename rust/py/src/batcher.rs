@@ -580,6 +580,7 @@ impl PyBatchQueue {
         let batch = PyBatch {
             q: Arc::clone(&self.q),
             slots: Mutex::new(Some(slots)),
+            completed: Mutex::new(None),
         };
         let t = (
             PyList::new(py, items)?,
@@ -600,6 +601,25 @@ impl PyBatchQueue {
 pub(crate) struct PyBatch {
     q: Arc<Queue<Slot>>,
     slots: Mutex<Option<Vec<Slot>>>,
+    /// Outcomes recorded by `complete`, waiting for `resolve`.
+    completed: Mutex<Option<Completed>>,
+}
+
+/// A batch's futures and their outcomes, not yet resolved.
+struct Completed {
+    slots: Vec<Slot>,
+    outcomes: Py<PyList>,
+}
+
+impl Completed {
+    fn resolve(self, py: Python<'_>, here: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let outcomes = self.outcomes.bind(py);
+        resolve(py, self.slots, here, &|i| {
+            outcomes
+                .get_item(i)
+                .unwrap_or_else(|_| py.None().into_bound(py))
+        })
+    }
 }
 
 impl PyBatch {
@@ -617,23 +637,17 @@ impl PyBatch {
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("this batch was already finished"))
     }
-}
 
-#[pymethods]
-impl PyBatch {
-    /// Give each item its outcome (an Exception instance fails just that
-    /// item), free the slot and record `elapsed` seconds. `ok`: the handler
-    /// call succeeded. `here`: the running event loop, if any. Returns the
-    /// number of failed items.
-    #[pyo3(signature = (outcomes, elapsed, ok = true, here = None))]
-    fn finish(
+    /// Check the outcomes' count (failing the batch if wrong) and free the
+    /// slot; returns the slots and the number of failed items.
+    fn record(
         &self,
         py: Python<'_>,
         outcomes: &Bound<'_, PyList>,
         elapsed: f64,
         ok: bool,
         here: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<usize> {
+    ) -> PyResult<(Vec<Slot>, usize)> {
         let slots = self.take()?;
         let n = slots.len();
         if outcomes.len() != n {
@@ -652,17 +666,65 @@ impl PyBatch {
         for o in outcomes.iter() {
             failed += usize::from(o.is_instance_of::<pyo3::exceptions::PyBaseException>());
         }
-        // Free the slot first: a second dispatcher can start the next batch
-        // while this one resolves futures (the device never idles for that).
         self.q
             .done(n, secs(elapsed), ok, (n - failed) as u64, failed as u64);
+        Ok((slots, failed))
+    }
+}
+
+#[pymethods]
+impl PyBatch {
+    /// Give each item its outcome (an Exception instance fails just that
+    /// item), free the slot and record `elapsed` seconds. `ok`: the handler
+    /// call succeeded. `here`: the running event loop, if any. Returns the
+    /// number of failed items.
+    #[pyo3(signature = (outcomes, elapsed, ok = true, here = None))]
+    fn finish(
+        &self,
+        py: Python<'_>,
+        outcomes: &Bound<'_, PyList>,
+        elapsed: f64,
+        ok: bool,
+        here: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        // Free the slot first: a second dispatcher can start the next batch
+        // while this one resolves futures (the device never idles for that).
+        let (slots, failed) = self.record(py, outcomes, elapsed, ok, here)?;
         self.handoff(py);
-        let r = resolve(py, slots, here, &|i| {
-            outcomes
-                .get_item(i)
-                .unwrap_or_else(|_| py.None().into_bound(py))
+        let done = Completed {
+            slots,
+            outcomes: outcomes.clone().unbind(),
+        };
+        done.resolve(py, here).map(|()| failed)
+    }
+
+    /// Like `finish`, but only record the outcomes and free the slot: the
+    /// futures are resolved by `resolve()` (from any thread; if it is never
+    /// called, when the batch is dropped). Lets the dispatcher start the next
+    /// batch at once and leave resolving to another thread.
+    #[pyo3(signature = (outcomes, elapsed, ok = true))]
+    fn complete(
+        &self,
+        py: Python<'_>,
+        outcomes: &Bound<'_, PyList>,
+        elapsed: f64,
+        ok: bool,
+    ) -> PyResult<usize> {
+        let (slots, failed) = self.record(py, outcomes, elapsed, ok, None)?;
+        *self.completed.lock() = Some(Completed {
+            slots,
+            outcomes: outcomes.clone().unbind(),
         });
-        r.map(|()| failed)
+        Ok(failed)
+    }
+
+    /// Resolve the futures of a `complete`d batch (no-op otherwise).
+    fn resolve(&self, py: Python<'_>) -> PyResult<()> {
+        let done = self.completed.lock().take();
+        match done {
+            Some(done) => done.resolve(py, None),
+            None => Ok(()),
+        }
     }
 
     /// Fail every item with `exc`.
@@ -688,6 +750,12 @@ impl PyBatch {
 
 impl Drop for PyBatch {
     fn drop(&mut self) {
+        if let Some(done) = self.completed.get_mut().take() {
+            // Completed but never resolved: hand out the recorded outcomes.
+            Python::attach(|py| {
+                let _ = done.resolve(py, None);
+            });
+        }
         let Some(slots) = self.slots.get_mut().take() else {
             return;
         };

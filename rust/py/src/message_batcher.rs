@@ -26,12 +26,7 @@ const _: () = assert!(DEFAULT_MAX_OUTPUT_SIZE == 268_435_456 && DEFAULT_LEVEL ==
 /// order), so a burst is compressed on every core once producers pause.
 fn framers() -> usize {
     static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *N.get_or_init(|| {
-        if let Some(n) = std::env::var("OD_FRAMERS_TMP").ok().and_then(|v| v.parse().ok()) {
-            return n;
-        }
-        std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 2))
-    })
+    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 2)))
 }
 
 fn threshold(py: Python<'_>, compress_threshold: i64) -> PyResult<usize> {
