@@ -168,15 +168,15 @@ impl FramePipeline {
 }
 
 fn frame_loop(q: &Queue<Vec<u8>>, enc: &FrameEncoder, tx: &SyncSender<Framed>) {
+    let mut next = q.next(None);
     loop {
-        match q.next(None) {
+        match next {
             Next::Batch(b, _) => {
                 let start = Instant::now();
                 let count = b.items.len();
                 let frame = enc.encode(&b.items);
                 drop(b.items);
-                // The framing slot is free again: the next batch may form.
-                q.done(count, start.elapsed(), frame.is_ok(), 0, 0);
+                let (elapsed, ok) = (start.elapsed(), frame.is_ok());
                 let out = Framed {
                     frame,
                     count,
@@ -184,11 +184,15 @@ fn frame_loop(q: &Queue<Vec<u8>>, enc: &FrameEncoder, tx: &SyncSender<Framed>) {
                     seq: b.seq,
                 };
                 if tx.send(out).is_err() {
+                    q.done(count, elapsed, ok, 0, 0);
                     return; // the consumer is gone
                 }
+                // Free the framing slot and take the next batch under one
+                // lock acquisition (producers contend for that lock).
+                next = q.done_then_next(count, elapsed, ok);
             }
             Next::Closed => return,
-            _ => {}
+            _ => next = q.next(None),
         }
     }
 }
