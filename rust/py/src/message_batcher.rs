@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 
-use overdrive_core::batcher::{decode_frame, FrameEncoder, FramePipeline, Meta, Queue, Received};
+use overdrive_core::batcher::{decode_frame, FrameEncoder, FramePipeline, PushError, Received, Window};
 use overdrive_core::compress::{DEFAULT_LEVEL, DEFAULT_MAX_OUTPUT_SIZE};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::batch_common::{block_timeout, make_config, push_or_block, stats_dict, PushFail};
+use crate::batch_common::{block_timeout, make_config, snapshot_dict};
 use crate::buffers::{extract_all, Input};
 use crate::errors::{bad_value, to_py, IntoPy};
 
@@ -46,7 +46,7 @@ fn threshold(py: Python<'_>, compress_threshold: i64) -> PyResult<usize> {
 /// the GIL; the Python dispatcher receives finished frames and calls the sink.
 #[pyclass(frozen, module = "overdrive._core", name = "MessageQueue")]
 pub(crate) struct PyMessageQueue {
-    q: Arc<Queue<Vec<u8>>>,
+    q: Arc<Window>,
     pipeline: FramePipeline,
     threshold: usize,
     /// How long `put` blocks on a full `block` queue when not told (None: forever).
@@ -101,7 +101,7 @@ impl PyMessageQueue {
             })?;
         let threshold = threshold(py, compress_threshold)?;
         let enc = FrameEncoder::new(level, threshold).py(py)?;
-        let q = Arc::new(Queue::new(cfg).py(py)?);
+        let q = Arc::new(Window::new(cfg).py(py)?);
         let pipeline = FramePipeline::start(Arc::clone(&q), enc, depth, framers()).py(py)?;
         Ok(PyMessageQueue {
             q,
@@ -121,20 +121,24 @@ impl PyMessageQueue {
         timeout: Option<f64>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let input = Input::extract(message, &|| "message".into())?;
-        let bytes = input.as_slice().to_vec();
-        let meta = Meta {
-            weight: bytes.len() as u64,
-            ..Meta::default()
-        };
         let timeout = if timeout.is_some() {
             block_timeout(py, timeout)?
         } else {
             self.block_timeout
         };
-        match push_or_block(py, &self.q, bytes, meta, timeout, true) {
-            Ok((dropped, _)) => Ok(dropped.map(|m| PyBytes::new(py, &m))),
-            Err((_m, PushFail::Error(e))) => Err(to_py(py, e)),
-            Err((_m, PushFail::WouldBlock)) => Err(to_py(py, self.q.full_error())),
+        let r = match self.q.push(input.as_slice(), false, timeout) {
+            // Full under on_full="block": wait for room without the GIL,
+            // on a private copy (another thread may change a mutable buffer).
+            Err(PushError::WouldBlock(())) => {
+                let copy = input.detachable().into_owned();
+                py.detach(|| self.q.push(&copy, true, timeout))
+            }
+            other => other,
+        };
+        match r {
+            Ok(dropped) => Ok(dropped.map(|m| PyBytes::new(py, &m))),
+            Err(PushError::Failed((), e)) => Err(to_py(py, e)),
+            Err(PushError::WouldBlock(())) => Err(to_py(py, self.q.full_error())),
         }
     }
 
@@ -208,7 +212,7 @@ impl PyMessageQueue {
 
     /// Counters (messages, frames as batches), percentiles and queue depth.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        stats_dict(py, &self.q)
+        snapshot_dict(py, self.q.snapshot())
     }
 }
 

@@ -18,6 +18,7 @@ mod pipeline;
 mod queue;
 mod state;
 mod stats;
+mod window;
 
 pub use frame::{decode_frame, encode_frame, FrameEncoder, FRAME_MAGIC, FRAME_VERSION};
 pub use model::Model;
@@ -25,6 +26,7 @@ pub use pipeline::{FramePipeline, Framed, Received};
 pub use queue::{Next, PushError, PushOk, Queue};
 pub use state::{Batch, Formation, State};
 pub use stats::{Histogram, Stats, StatsSnapshot};
+pub use window::{Body, Window, WindowBatch, WindowNext};
 
 use std::time::{Duration, Instant};
 

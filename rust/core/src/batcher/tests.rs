@@ -337,7 +337,7 @@ proptest! {
 
 #[test]
 fn pipeline_hands_out_frames_in_order_from_two_framers() {
-    let q = Arc::new(ok(Queue::new(Config {
+    let q = Arc::new(ok(Window::new(Config {
         max_concurrency: 2,
         max_queue: 100_000,
         ..cfg(7)
@@ -364,7 +364,7 @@ fn pipeline_hands_out_frames_in_order_from_two_framers() {
         .map(|i| format!("message number {i}").into_bytes())
         .collect();
     for m in &sent {
-        assert!(q.push(m.clone(), Meta::default(), true, None).is_ok());
+        assert!(q.push(m, true, None).is_ok());
     }
     q.close();
     let got = consumer.join().unwrap_or_default();
