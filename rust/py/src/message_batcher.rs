@@ -1,12 +1,14 @@
 //! Binding for message batching: `MessageQueue`, `encode_batch`, `decode_batch`.
 //!
-//! Messages are copied into Rust on `put` (so they may be read with the GIL
-//! released); framing and zstd compression of a whole batch run detached,
-//! in the dispatcher thread, one zstd call per batch.
+//! `put` copies each message straight into the body of the frame it will
+//! travel in (`batcher::Window`, no allocation per message); framing threads
+//! compress whole bodies without the GIL, one zstd call per batch.
 
 use std::sync::Arc;
 
-use overdrive_core::batcher::{decode_frame, FrameEncoder, FramePipeline, PushError, Received, Window};
+use overdrive_core::batcher::{
+    decode_frame, FrameEncoder, FramePipeline, PushError, Received, Window,
+};
 use overdrive_core::compress::{DEFAULT_LEVEL, DEFAULT_MAX_OUTPUT_SIZE};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -71,7 +73,7 @@ impl PyMessageQueue {
         block_timeout: Option<f64>,
     ) -> PyResult<Self> {
         let block_timeout = crate::batch_common::block_timeout(py, block_timeout)?;
-        let mut cfg = make_config(
+        let cfg = make_config(
             py,
             max_batch_size,
             max_wait_ms,
@@ -85,9 +87,8 @@ impl PyMessageQueue {
             let msg = e.to_string().replace("max_batch_weight", "max_batch_bytes");
             PyErr::from_type(e.get_type(py), msg)
         })?;
-        // Frames go out when full or when the oldest message waited
-        // max_wait_ms: a window, not one frame per message when idle.
-        cfg.idle_dispatch = false;
+        // The Window sends a frame when it is full or when its first message
+        // waited max_wait_ms (never one frame per message when idle).
         let depth = usize::try_from(max_pending_frames)
             .ok()
             .filter(|&n| n > 0)

@@ -320,15 +320,6 @@ impl<T> Queue<T> {
         self.next_locked(g, until)
     }
 
-    /// [`Queue::done`] for a finished batch, then [`Queue::next`] (no
-    /// timeout), under one lock acquisition: a framing thread's loop.
-    /// No other dispatcher is woken for the freed slot: this one forms next.
-    pub fn done_then_next(&self, n: usize, elapsed: Duration, ok: bool) -> Next<T> {
-        let mut g = self.inner.lock();
-        self.record_done(&mut g, n, elapsed, ok, 0, 0, false);
-        self.next_locked(g, None)
-    }
-
     fn next_locked(
         &self,
         mut g: parking_lot::MutexGuard<'_, Inner<T>>,
@@ -396,10 +387,9 @@ impl<T> Queue<T> {
     /// count `completed` / `failed` items; `ok` is false if the handler failed.
     pub fn done(&self, n: usize, elapsed: Duration, ok: bool, completed: u64, failed: u64) {
         let mut g = self.inner.lock();
-        self.record_done(&mut g, n, elapsed, ok, completed, failed, true);
+        self.record_done(&mut g, n, elapsed, ok, completed, failed);
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn record_done(
         &self,
         g: &mut Inner<T>,
@@ -408,7 +398,6 @@ impl<T> Queue<T> {
         ok: bool,
         completed: u64,
         failed: u64,
-        wake: bool,
     ) {
         g.in_flight = g.in_flight.saturating_sub(1);
         g.stats.completed += completed;
@@ -417,7 +406,7 @@ impl<T> Queue<T> {
         if n > 0 {
             g.model.observe(n, elapsed, ok);
         }
-        if wake && g.dispatchers_waiting > 0 {
+        if g.dispatchers_waiting > 0 {
             self.work.notify_one();
         }
     }

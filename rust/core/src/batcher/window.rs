@@ -303,7 +303,11 @@ impl Window {
             if !due {
                 return None;
             }
-            let reason = if g.closed { Reason::Close } else { Reason::Time };
+            let reason = if g.closed {
+                Reason::Close
+            } else {
+                Reason::Time
+            };
             Self::seal(g, reason);
         }
         let (body, reason) = g.sealed.pop_front()?;
