@@ -652,7 +652,7 @@ class MessageBatcher:
         if on_full != "drop_oldest":
             # Nothing is ever evicted: producers call the Rust queue directly
             # (no Python frame per message).
-            self.put = self._q.put  # type: ignore[method-assign]
+            self.put = self._q.put  # type: ignore[method-assign, assignment]
         self._sink = sink
         self._on_error = on_error
         self._max_retries = max_retries
@@ -745,7 +745,9 @@ class MessageBatcher:
 
     def stats(self) -> dict[str, Any]:
         """Messages (submitted/completed/failed/dropped), frames, bytes out,
-        retries, frames given up, batch sizes, flush reasons, queue depth."""
+        retries, frames given up, batch sizes, flush reasons, queue depth.
+        ``queue_wait_s`` counts each message at its frame's first message's
+        wait (an upper bound); ``handler_time_s`` is the framing time."""
         s = dict(self._q.stats())
         s["frames"] = self._frames
         s["bytes_out"] = self._bytes_out
