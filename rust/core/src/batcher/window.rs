@@ -43,18 +43,12 @@ impl Body {
         }
     }
 
-    fn append(&mut self, m: &[u8]) -> Result<()> {
-        let n = u32::try_from(m.len()).map_err(|_| {
-            Error::Frame(format!(
-                "a message of {} bytes exceeds the frame format's 4 GiB limit",
-                m.len()
-            ))
-        })?;
+    /// Append one record (`n` is `m.len()`, checked by the caller).
+    fn append(&mut self, m: &[u8], n: u32) {
         self.bytes.extend_from_slice(&n.to_le_bytes());
         self.bytes.extend_from_slice(m);
         self.count += 1;
         self.weight += m.len() as u64;
-        Ok(())
     }
 
     /// Remove and return the first message.
@@ -156,6 +150,13 @@ impl Window {
         block: bool,
         timeout: Option<Duration>,
     ) -> Result<Option<Vec<u8>>, PushError<()>> {
+        let Ok(n) = u32::try_from(m.len()) else {
+            let msg = format!(
+                "a message of {} bytes exceeds the frame format's 4 GiB limit",
+                m.len()
+            );
+            return Err(PushError::Failed((), Error::Frame(msg)));
+        };
         let now = Instant::now();
         let mut g = self.inner.lock();
         if g.closed {
@@ -193,7 +194,7 @@ impl Window {
         }
         let reserve = g.reserve;
         let open = g.open.get_or_insert_with(|| Body::new(now, reserve));
-        open.append(m).map_err(|e| PushError::Failed((), e))?;
+        open.append(m, n);
         let (count, weight) = (open.count, open.weight);
         g.len += 1;
         g.stats.submitted += 1;
