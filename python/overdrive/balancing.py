@@ -98,8 +98,10 @@ class WorkerPool(Executor):
     on a task that no worker has started yet runs it on the waiting thread
     (as Java's ForkJoinPool does on join), so a submit-then-wait costs no
     thread hand-off and nested waits cannot deadlock. The task then runs on
-    the caller's thread: pass ``help_on_wait=False`` if tasks rely on running
-    in a pool thread (thread-locals, thread names).
+    the caller's thread, and ``result(timeout)`` returns when the task is done
+    even if that takes longer than ``timeout``: pass ``help_on_wait=False`` if
+    tasks rely on running in a pool thread (thread-locals, thread names) or
+    callers rely on the timeout.
     """
 
     def __init__(
