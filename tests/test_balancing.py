@@ -428,3 +428,8 @@ def test_router_errors() -> None:
         r.remove_node("b")
     assert r.route("anything") == "b"
     assert "ShardRouter(nodes=1" in repr(r)
+
+
+def test_huge_backend_count_is_refused_before_allocating() -> None:
+    with pytest.raises(ConfigurationError, match="backends"):
+        od.Balancer(10**12)
