@@ -63,8 +63,14 @@ fn run(py: Python<'_>, task: Payload) {
     let fut = task.future.bind(py);
     match fut.call_method0(intern!(py, "set_running_or_notify_cancel")) {
         Ok(v) if v.is_truthy().unwrap_or(false) => {}
-        // Cancelled before it started (or not a Future): nothing to run.
-        _ => return,
+        // Cancelled before it started: nothing to run.
+        Ok(_) => return,
+        // The future was resolved by someone else (InvalidStateError): the
+        // task is not run, and the error is reported, never swallowed.
+        Err(e) => {
+            e.write_unraisable(py, Some(fut));
+            return;
+        }
     }
     let out = task
         .func
