@@ -428,3 +428,32 @@ def test_router_errors() -> None:
         r.remove_node("b")
     assert r.route("anything") == "b"
     assert "ShardRouter(nodes=1" in repr(r)
+
+
+def test_huge_backend_count_is_refused_before_allocating() -> None:
+    with pytest.raises(ConfigurationError, match="backends"):
+        od.Balancer(10**12)
+
+
+def test_route_many_with_a_bad_key_counts_no_load() -> None:
+    r = od.ShardRouter(["a", "b", "c"])
+    with pytest.raises(InputTypeError):
+        r.route_many(["k1", "k2", 1.5])
+    assert r.stats()["load"] == 0
+    assert len(r.route_many(["k1", "k2", b"k3", 4])) == 4
+    assert r.stats()["load"] == 4
+
+
+def test_router_weights_from_a_dict_snapshot() -> None:
+    class Weight:
+        def __init__(self, d: dict[str, object]) -> None:
+            self.d = d
+
+        def __float__(self) -> float:
+            self.d["late"] = 1.0  # mutating the dict while it is read
+            return 2.0
+
+    nodes: dict[str, object] = {"a": 1.0}
+    nodes["b"] = Weight(nodes)
+    r = od.ShardRouter(nodes)
+    assert sorted(r.nodes) == ["a", "b"]

@@ -781,3 +781,13 @@ def test_a_blocked_acquire_is_interruptible_by_signals() -> None:
     held.release()
     lease.release()
     assert bp.stats()["waiters"] == 0 and op.stats()["waiters"] == 0
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("-inf")])
+def test_bad_timeout_is_refused_even_when_a_buffer_is_free(bad: float) -> None:
+    bp = od.BufferPool(buffer_size=64, min_size=1, max_size=2)
+    with pytest.raises(ConfigurationError, match="timeout"):
+        bp.acquire(timeout=bad)
+    assert bp.stats()["in_use"] == 0
+    with bp.acquire(timeout=1e30) as buf:  # too large for a clock: waits forever, fine here
+        assert len(memoryview(buf)) == 64

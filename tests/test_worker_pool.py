@@ -371,3 +371,63 @@ def test_shutdown_from_inside_a_task_does_not_deadlock() -> None:
     assert f.result(timeout=10) is None
     p.shutdown(wait=True)
     assert p.stats()["workers"] == 0
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_blocked_submit_and_join_are_interruptible_by_signals() -> None:
+    # A submit waiting for room in a full queue (no timeout) and a join of a
+    # busy worker wait in slices and check signals between them.
+    import signal
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise _Interrupted
+
+    p, gate = _blocked_single_worker(max_queue=1, on_full="block", help_on_wait=False)
+    queued = p.submit(int, "7")  # fills the queue
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(_Interrupted):
+            p.submit(int, "8")
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(_Interrupted):
+            p._core.join(None)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    gate.set()
+    assert queued.result(10) == 7
+    p.shutdown()
+
+
+def test_bad_thread_name_and_huge_timeouts() -> None:
+    with pytest.raises(ConfigurationError, match="thread_name_prefix"):
+        od.WorkerPool(thread_name_prefix="a\0b")
+    p, gate = _blocked_single_worker(max_queue=1, on_full="block", full_timeout_s=1e19)
+    p.submit(int, "1")
+    gate.set()  # room appears: the huge timeout means "wait", never a crash
+    assert p.submit(int, "2").result(10) == 2
+    p.shutdown()
+    assert p._core.join(1e19) is True
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan")])
+def test_full_timeout_is_checked_up_front(bad: float) -> None:
+    with pytest.raises(ConfigurationError, match="full_timeout_s"):
+        od.WorkerPool(max_queue=1, full_timeout_s=bad)
+    od.WorkerPool(max_queue=1, full_timeout_s=float("inf")).shutdown()
+
+
+def test_a_dropped_pool_closes_and_still_runs_its_tasks() -> None:
+    import gc
+
+    gate = threading.Event()
+    p = od.WorkerPool(min_workers=1, max_workers=1, help_on_wait=False)
+    futs = [p.submit(gate.wait, 10) for _ in range(3)]
+    del p
+    gc.collect()
+    gate.set()
+    assert [f.result(10) for f in futs] == [True, True, True]

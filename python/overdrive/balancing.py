@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import math
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from concurrent.futures._base import PENDING
@@ -39,9 +41,11 @@ __all__ = ["Balancer", "Pick", "ShardRouter", "WorkerPool"]
 
 T = TypeVar("T")
 
-# Pools stay referenced until shut down, so at exit every worker is joined
-# before the interpreter finalises (as ThreadPoolExecutor's threads are).
-_live_pools: set[WorkerPool] = set()
+# Live pools, weakly: at exit every live pool's workers are joined before the
+# interpreter finalises (as ThreadPoolExecutor's threads are); a pool dropped
+# without shutdown() is closed by its native half when collected (its queued
+# tasks still run) instead of keeping its threads for the life of the process.
+_live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
 _live_lock = threading.Lock()
 
 
@@ -98,8 +102,10 @@ class WorkerPool(Executor):
     on a task that no worker has started yet runs it on the waiting thread
     (as Java's ForkJoinPool does on join), so a submit-then-wait costs no
     thread hand-off and nested waits cannot deadlock. The task then runs on
-    the caller's thread: pass ``help_on_wait=False`` if tasks rely on running
-    in a pool thread (thread-locals, thread names).
+    the caller's thread, and ``result(timeout)`` returns when the task is done
+    even if that takes longer than ``timeout``: pass ``help_on_wait=False`` if
+    tasks rely on running in a pool thread (thread-locals, thread names) or
+    callers rely on the timeout.
     """
 
     def __init__(
@@ -125,6 +131,13 @@ class WorkerPool(Executor):
             min_workers = min(lo, max_workers)
         if on_full not in ("block", "reject"):
             raise ConfigurationError(f"invalid on_full={on_full!r}: must be 'block' or 'reject'")
+        if full_timeout_s is not None:
+            if not full_timeout_s >= 0:  # negative or NaN
+                raise ConfigurationError(
+                    f"invalid full_timeout_s={full_timeout_s!r}: must be >= 0 seconds or None"
+                )
+            if math.isinf(full_timeout_s):
+                full_timeout_s = None  # wait forever, like None
         self._block = on_full == "block"
         self._help = help_on_wait
         self._full_timeout = full_timeout_s

@@ -10,6 +10,7 @@ pub mod balance;
 pub mod batcher;
 pub mod compress;
 pub mod error;
+pub mod stats;
 // pools (BufferPool, ObjectPool)
 pub mod pool;
 

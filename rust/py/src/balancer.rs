@@ -28,6 +28,15 @@ fn backend_weights(py: Python<'_>, backends: &Bound<'_, PyAny>) -> PyResult<Vec<
             .ok()
             .filter(|&n| n > 0)
             .ok_or_else(|| bad_value(py, "backends", n, "need at least one backend"))?;
+        // Checked before allocating: Balancer(10**12) must not try 8 TB.
+        if n > overdrive_core::balance::MAX_BACKENDS {
+            return Err(bad_value(
+                py,
+                "backends",
+                n,
+                &format!("at most {} backends", overdrive_core::balance::MAX_BACKENDS),
+            ));
+        }
         return Ok(vec![1.0; n]);
     }
     if backends.is_instance_of::<pyo3::types::PyString>() {

@@ -341,11 +341,7 @@ impl PyCompressor {
         d.set_item("bytes_out", s.bytes_out)?;
         d.set_item(
             "ratio",
-            if s.bytes_out == 0 {
-                0.0
-            } else {
-                s.bytes_in as f64 / s.bytes_out as f64
-            },
+            overdrive_core::stats::ratio(s.bytes_in, s.bytes_out),
         )?;
         d.set_item("raw_packed", s.raw_packed)?;
         d.set_item("errors", s.errors)?;

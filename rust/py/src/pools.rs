@@ -40,9 +40,8 @@ const SPARE_WRAPPERS: usize = 64;
 fn check_timeout(py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Duration>> {
     match timeout {
         None => Ok(None),
-        Some(t) if t.is_finite() && t >= 0.0 => Duration::try_from_secs_f64(t)
-            .map(Some)
-            .map_err(|_| bad_value(py, "timeout", t, "must be >= 0 seconds or None")),
+        // A timeout too large for a Duration waits forever, like None.
+        Some(t) if t.is_finite() && t >= 0.0 => Ok(Duration::try_from_secs_f64(t).ok()),
         Some(t) => Err(bad_value(
             py,
             "timeout",
@@ -201,11 +200,13 @@ impl PyBufferPool {
         timeout: Option<f64>,
         block: bool,
     ) -> PyResult<Bound<'py, PyPooledBuffer>> {
+        // Checked before the fast path: a bad timeout is an error even when a
+        // buffer is free (None, the common case, costs nothing to check).
+        let timeout = check_timeout(py, timeout)?;
         let core = &self.shared.core;
         if let Some(buf) = core.try_acquire().py(py)? {
             return self.wrap(py, buf);
         }
-        let timeout = check_timeout(py, timeout)?;
         if !block {
             return Err(to_py(py, core.exhausted_error(None)));
         }

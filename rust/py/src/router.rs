@@ -71,7 +71,9 @@ impl PyShardRouter {
 
     fn index_of(&self, node: &Bound<'_, PyAny>) -> PyResult<usize> {
         let h = node_hash(node)?;
-        self.nodes.read().by_hash.get(&h).copied().ok_or_else(|| {
+        // Copy out and drop the lock before `repr()` can run Python code.
+        let found = self.nodes.read().by_hash.get(&h).copied();
+        found.ok_or_else(|| {
             bad_value(
                 node.py(),
                 "node",
@@ -93,7 +95,11 @@ impl PyShardRouter {
         vnodes: usize,
     ) -> PyResult<Self> {
         let pairs: Vec<(Bound<'_, PyAny>, f64)> = if let Ok(d) = nodes.cast::<PyDict>() {
-            d.iter()
+            // A snapshot of the items: extracting a weight may run Python code
+            // (`__float__`) that changes the dict under a live iterator.
+            let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = d.items().extract()?;
+            items
+                .into_iter()
                 .map(|(k, v)| {
                     let w: f64 = v.extract().map_err(|_| {
                         wrong_type(py, "nodes: each weight must be a number".into())
@@ -156,14 +162,18 @@ impl PyShardRouter {
     /// The live nodes, in the order they were added.
     #[getter]
     fn nodes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let nodes = self.nodes.read();
-        let live: Vec<Py<PyAny>> = nodes
-            .objs
-            .iter()
-            .zip(&nodes.alive)
-            .filter(|(_, a)| **a)
-            .map(|(o, _)| o.clone_ref(py))
-            .collect();
+        let live: Vec<Py<PyAny>> = {
+            let nodes = self.nodes.read();
+            nodes
+                .objs
+                .iter()
+                .zip(&nodes.alive)
+                .filter(|(_, a)| **a)
+                .map(|(o, _)| o.clone_ref(py))
+                .collect()
+        };
+        // The lock is released before any Python allocation (which may run
+        // finalizers that call back into this router).
         PyList::new(py, live)
     }
 
@@ -180,21 +190,27 @@ impl PyShardRouter {
         py: Python<'py>,
         keys: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let mut idx = Vec::new();
-        for k in keys.try_iter()? {
-            let k = k?;
-            idx.push(with_key(&k, "keys", |key| self.inner.route(key))?);
+        let keys: Vec<Bound<'py, PyAny>> = keys.try_iter()?.collect::<PyResult<_>>()?;
+        // Check every key before routing any, so a bad key leaves no load
+        // counted on nodes the caller never learns about.
+        for k in &keys {
+            with_key(k, "keys", |_| ())?;
         }
-        let nodes = self.nodes.read();
-        let out: Vec<Py<PyAny>> = idx
-            .iter()
-            .map(|&i| {
-                nodes
-                    .objs
-                    .get(i)
-                    .map_or_else(|| py.None(), |o| o.clone_ref(py))
-            })
-            .collect();
+        let mut idx = Vec::with_capacity(keys.len());
+        for k in &keys {
+            idx.push(with_key(k, "keys", |key| self.inner.route(key))?);
+        }
+        let out: Vec<Py<PyAny>> = {
+            let nodes = self.nodes.read();
+            idx.iter()
+                .map(|&i| {
+                    nodes
+                        .objs
+                        .get(i)
+                        .map_or_else(|| py.None(), |o| o.clone_ref(py))
+                })
+                .collect()
+        };
         PyList::new(py, out)
     }
 
@@ -214,21 +230,32 @@ impl PyShardRouter {
     #[pyo3(signature = (node, weight = 1.0))]
     fn add_node(&self, py: Python<'_>, node: &Bound<'_, PyAny>, weight: f64) -> PyResult<()> {
         let h = node_hash(node)?;
-        let mut nodes = self.nodes.write();
-        if let Some(&i) = nodes.by_hash.get(&h) {
-            if nodes.alive.get(i).copied().unwrap_or(false) {
-                return Err(bad_value(
-                    py,
-                    "node",
-                    node.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
-                    "already a node of this router",
-                ));
+        // Validate the key type before locking, so no error path (which may
+        // call `repr()`) runs under the lock.
+        with_key(node, "node", |_| ())?;
+        let duplicate = {
+            let mut nodes = self.nodes.write();
+            let exists = nodes
+                .by_hash
+                .get(&h)
+                .is_some_and(|&i| nodes.alive.get(i).copied().unwrap_or(false));
+            if !exists {
+                let i = with_key(node, "node", |k| self.inner.add_node(k, weight))?.py(py)?;
+                nodes.by_hash.insert(h, i);
+                nodes.objs.push(node.clone().unbind());
+                nodes.alive.push(true);
             }
+            exists
+        };
+        if duplicate {
+            // `repr()` may run Python code: only after the lock is released.
+            return Err(bad_value(
+                py,
+                "node",
+                node.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+                "already a node of this router",
+            ));
         }
-        let i = with_key(node, "node", |k| self.inner.add_node(k, weight))?.py(py)?;
-        nodes.by_hash.insert(h, i);
-        nodes.objs.push(node.clone().unbind());
-        nodes.alive.push(true);
         Ok(())
     }
 

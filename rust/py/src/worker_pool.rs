@@ -5,7 +5,7 @@
 //! `concurrent.futures.Future`, then detaches again.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use overdrive_core::balance::{Hooks, PoolConfig, Rejected, WorkerPool};
 use parking_lot::Mutex;
@@ -63,8 +63,14 @@ fn run(py: Python<'_>, task: Payload) {
     let fut = task.future.bind(py);
     match fut.call_method0(intern!(py, "set_running_or_notify_cancel")) {
         Ok(v) if v.is_truthy().unwrap_or(false) => {}
-        // Cancelled before it started (or not a Future): nothing to run.
-        _ => return,
+        // Cancelled before it started: nothing to run.
+        Ok(_) => return,
+        // The future was resolved by someone else (InvalidStateError): the
+        // task is not run, and the error is reported, never swallowed.
+        Err(e) => {
+            e.write_unraisable(py, Some(fut));
+            return;
+        }
     }
     let out = task
         .func
@@ -109,6 +115,9 @@ impl Hooks<Task> for PyHooks {
     }
 }
 
+/// Longest detached wait between two signal checks.
+const WAIT_SLICE: Duration = Duration::from_millis(50);
+
 fn seconds(py: Python<'_>, param: &'static str, v: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(v)
         .map_err(|_| bad_value(py, param, v, "must be a number of seconds >= 0"))
@@ -143,6 +152,14 @@ impl PyWorkerPool {
         scale_down_window_s: f64,
         name: &str,
     ) -> PyResult<Self> {
+        if name.contains('\0') {
+            return Err(bad_value(
+                py,
+                "thread_name_prefix",
+                name.escape_debug(),
+                "must not contain NUL characters",
+            ));
+        }
         let config = PoolConfig {
             min_workers: count(py, "min_workers", min_workers)?,
             max_workers: count(py, "max_workers", max_workers)?,
@@ -192,15 +209,30 @@ impl PyWorkerPool {
             Err(r) => return Err(r.error).py(py),
         };
         let timeout = timeout.map(|t| seconds(py, "timeout", t)).transpose()?;
-        // Wait for room with the interpreter released; the task's objects are
-        // only moved, never touched, while detached.
-        let pushed = py.detach(move || self.inner.push(task, priority, timeout));
-        match pushed {
-            Ok(()) => Ok(handle),
-            Err(r) => {
-                let err = r.error;
-                drop(r.task);
-                Err(err).py(py)
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        // Wait for room with the interpreter released, in slices so Ctrl-C
+        // (and other signals) get through; the task's objects are only
+        // moved, never touched, while detached.
+        let mut task = task;
+        loop {
+            let slice = deadline.map_or(WAIT_SLICE, |d| {
+                d.saturating_duration_since(Instant::now()).min(WAIT_SLICE)
+            });
+            let pushed = py.detach(move || self.inner.push(task, priority, Some(slice)));
+            match pushed {
+                Ok(()) => return Ok(handle),
+                Err(Rejected {
+                    task: back,
+                    error: overdrive_core::Error::WorkerQueueFull { .. },
+                }) if deadline.is_none_or(|d| Instant::now() < d) => {
+                    task = back;
+                    py.check_signals()?;
+                }
+                Err(r) => {
+                    let err = r.error;
+                    drop(r.task);
+                    return Err(err).py(py);
+                }
             }
         }
     }
@@ -220,7 +252,20 @@ impl PyWorkerPool {
     #[pyo3(signature = (timeout = None))]
     fn join(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let timeout = timeout.map(|t| seconds(py, "timeout", t)).transpose()?;
-        Ok(py.detach(|| self.inner.join(timeout)))
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        // In slices, so a signal (Ctrl-C) interrupts a long join.
+        loop {
+            let slice = deadline.map_or(WAIT_SLICE, |d| {
+                d.saturating_duration_since(Instant::now()).min(WAIT_SLICE)
+            });
+            if py.detach(|| self.inner.join(Some(slice))) {
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            py.check_signals()?;
+        }
     }
 
     /// Whether shutdown has begun.

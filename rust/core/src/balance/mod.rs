@@ -9,7 +9,9 @@ pub mod rng;
 pub mod router;
 pub mod worker;
 
-pub use balancer::{BackendStats, Balancer, Config as BalancerConfig, State, Strategy};
+pub use balancer::{
+    BackendStats, Balancer, Config as BalancerConfig, State, Strategy, MAX_BACKENDS,
+};
 pub use hash::Key;
 pub use router::{NodeStats, Router};
 pub use worker::{Hooks, PoolConfig, PoolStats, Rejected, Runner, ScaleEvent, WorkerPool};

@@ -306,7 +306,8 @@ impl<T: Send + 'static> WorkerPool<T> {
         if cap > 0 && q.heap.len() >= cap && !q.closed {
             match timeout {
                 Some(t) if t.is_zero() => {}
-                Some(t) => {
+                // A timeout too large for the clock waits forever.
+                Some(t) if Instant::now().checked_add(t).is_some() => {
                     let deadline = Instant::now() + t;
                     while q.heap.len() >= cap && !q.closed {
                         if s.not_full.wait_until(&mut q, deadline).timed_out() {
@@ -314,7 +315,7 @@ impl<T: Send + 'static> WorkerPool<T> {
                         }
                     }
                 }
-                None => {
+                _ => {
                     while q.heap.len() >= cap && !q.closed {
                         s.not_full.wait(&mut q);
                     }
@@ -444,7 +445,8 @@ impl<T: Send + 'static> WorkerPool<T> {
     /// Wait for every worker thread to exit (call after [`Self::close`]).
     /// Returns false when `timeout` passed first.
     pub fn join(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // None (or a timeout too large for the clock): wait forever.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let me = std::thread::current().id();
         let mut own = None;
         loop {
@@ -614,12 +616,11 @@ fn next_task<T: Send + 'static>(s: &Shared<T>, tick: Duration) -> Option<T> {
             false
         };
         q.idle -= 1;
-        if timed_out && q.heap.is_empty() && !q.closed {
-            drop(q);
-            if s.should_retire() {
-                return None;
-            }
-            q = s.queue.lock();
+        // Decide with the queue still locked: a task pushed between the
+        // check and the retirement would see this worker as alive, start no
+        // other, and sit in the queue with nobody to run it.
+        if timed_out && q.heap.is_empty() && !q.closed && s.should_retire() {
+            return None;
         }
     }
 }

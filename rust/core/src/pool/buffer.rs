@@ -165,12 +165,7 @@ pub struct BufferPoolStats {
 impl BufferPoolStats {
     /// hits / (hits + misses), 0 before the first acquisition.
     pub fn hit_ratio(&self) -> f64 {
-        let n = self.hits + self.misses;
-        if n == 0 {
-            0.0
-        } else {
-            self.hits as f64 / n as f64
-        }
+        crate::stats::ratio(self.hits, self.hits + self.misses)
     }
 }
 
