@@ -51,9 +51,10 @@ thread_local! {
     static LOOP_CACHE: RefCell<Option<(Py<PyAny>, Py<PyAny>)>> = const { RefCell::new(None) };
 }
 
-/// The object CPython 3.11's C asyncio keeps in the thread-state dict for the
-/// running loop (a new, immutable holder each time the running loop changes).
-/// None elsewhere (3.12+ keep the loop on the thread state itself).
+/// What C asyncio keeps in the thread-state dict for the running loop: on
+/// CPython 3.11 a new, immutable holder object each time the running loop
+/// changes, on 3.12 the loop itself (or None); absent on later versions,
+/// which keep it on the thread state.
 fn running_loop_holder(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
     // SAFETY: we are attached (`py`); PyThreadState_GetDict returns a borrowed
     // reference to this thread's state dict, or NULL without setting an error.
@@ -73,12 +74,13 @@ fn running_loop_holder(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
 ///
 /// On CPython 3.11 that call makes a getpid() syscall every time (its fork
 /// check), ~150-300 ns on a VM and the largest single cost of an async
-/// submit. The answer only changes when asyncio installs a new holder
-/// object in the thread-state dict (it makes a new one for every change of
-/// the running loop), or in a forked child (the facade clears the cache
-/// there with `os.register_at_fork`), so it is cached per thread against
-/// the holder's identity; the cache keeps the holder alive, so its address
-/// cannot be reused by another object.
+/// submit. The answer only changes when asyncio stores a different object
+/// in the thread-state dict (3.11: a new holder for every change of the
+/// running loop; 3.12: the loop), or in a forked child (the facade clears
+/// the cache there with `os.register_at_fork`), so it is cached per thread
+/// against that object's identity; the cache keeps the object alive, so
+/// its address cannot be reused by another one. Without the dict entry
+/// (3.13+), asyncio's own function is called every time.
 fn running_loop(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
     let holder = running_loop_holder(py);
     if let Some(h) = &holder {
