@@ -422,12 +422,14 @@ class MessageQueue:
         max_queue: int = 100000,
         on_full: str = "block",
         compress_threshold: int = 1024,
-        level: int = 1,
+        level: int = -1,
         max_batch_bytes: int | None = None,
         max_pending_frames: int = 1024,
+        block_timeout: float | None = None,
     ) -> MessageQueue: ...
     def put(self, message: Buffer, timeout: float | None = None) -> bytes | None:
-        """Queue a copy; returns a message evicted by drop_oldest, or None."""
+        """Queue a copy (timeout None: the block_timeout given at construction);
+        returns a message evicted by drop_oldest, or None."""
     def next_frames(
         self, timeout: float | None = None, max_frames: int = 64
     ) -> list[tuple[bytes, int, str]] | None:
@@ -464,9 +466,16 @@ class Batch:
         self, outcomes: list[Any], elapsed: float, ok: bool = True, here: Any | None = None
     ) -> int:
         """Give each item its outcome (an Exception instance fails that item); returns failures."""
+    def complete(self, outcomes: list[Any], elapsed: float, ok: bool = True) -> int:
+        """Record the outcomes and free the slot; resolve() hands them out later."""
+    def resolve(self) -> None:
+        """Resolve the futures of a complete()d batch (no-op otherwise)."""
     def fail(self, exc: BaseException, elapsed: float, here: Any | None = None) -> None:
         """Fail every item with ``exc``."""
     def __len__(self) -> int: ...
+
+def _forget_running_loop() -> None:
+    """Clear this thread's cached running event loop (after fork, in the child)."""
 
 def _settle(futs: list[Any], outcomes: list[Any]) -> None:
     """Resolve asyncio futures on their loop (scheduled once per batch)."""

@@ -38,13 +38,22 @@ import functools
 import inspect
 import itertools
 import logging
+import os
+import queue
 import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, Generic, Literal, TypeVar, cast, overload
 
-from ._core import Batch, BatchQueue, MessageQueue, decode_batch, encode_batch
+from ._core import (
+    Batch,
+    BatchQueue,
+    MessageQueue,
+    _forget_running_loop,
+    decode_batch,
+    encode_batch,
+)
 from .exceptions import (
     BatchResultError,
     ConfigurationError,
@@ -81,6 +90,10 @@ def _close_all_at_exit() -> None:
 
 
 atexit.register(_close_all_at_exit)
+# submit_async caches the running loop per thread (see _core); a forked child
+# has no running loop, as asyncio says there.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_running_loop)
 
 
 def _is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -190,14 +203,23 @@ class Batcher(Generic[T, R]):
                 foreign=self._foreign, full=self._submit_waiting if on_full == "block" else None
             )
         else:
-            # One thread more than slots: while one resolves its batch's futures
-            # (after freeing its slot), another already runs the next batch.
-            for i in range(max_concurrency + 1):
+            # One dispatcher per slot, plus one thread that resolves finished
+            # batches' futures: a dispatcher whose handler call returns frees
+            # its slot and starts the next due batch itself, at once (no
+            # thread wake-up between two handler calls), leaving the futures
+            # of the finished batch to the resolver.
+            self._resolve_q: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+            self._dispatchers_left = max_concurrency
+            for i in range(max_concurrency):
                 t = threading.Thread(
                     target=self._thread_dispatch, name=f"overdrive-{self.name}-{i}", daemon=True
                 )
                 t.start()
                 self._threads.append(t)
+            self._resolver = threading.Thread(
+                target=self._resolve_loop, name=f"overdrive-{self.name}-resolve", daemon=True
+            )
+            self._resolver.start()
         _live.add(self)
 
     async def _submit_waiting(
@@ -228,14 +250,51 @@ class Batcher(Generic[T, R]):
     # --- the sync (thread) dispatcher ----------------------------------------
 
     def _thread_dispatch(self) -> None:
+        try:
+            self._dispatch_batches()
+        finally:
+            with self._lock:
+                self._dispatchers_left -= 1
+                last = self._dispatchers_left == 0
+            if last:
+                # Nothing more can be deferred: the resolver finishes what it
+                # holds, then stops.
+                self._resolve_q.put(None)
+
+    def _dispatch_batches(self) -> None:
         next_batch = self._q.next
+        poll = self._q.poll
+        defer = self._resolve_q.put
         while True:
             got = next_batch()
             if got is None:
                 return
             items, batch, _reason, _wait = got
-            if batch is not None:
-                self._run_sync(items, batch)
+            while batch is not None:
+                finished = self._run_sync(items, batch)
+                if finished is None:
+                    break
+                # The slot is free: if a batch is due, run it now from this
+                # thread and let the resolver hand out the finished results.
+                got = poll()
+                if got is None or got[1] is None:
+                    finished.resolve()
+                    if got is None:
+                        return
+                    break
+                defer(finished)
+                items, batch = got[0], got[1]
+
+    def _resolve_loop(self) -> None:
+        get = self._resolve_q.get
+        while True:
+            finished = get()
+            if finished is None:
+                return
+            try:
+                finished.resolve()
+            except Exception:  # pragma: no cover - resolve does not call user code
+                log.exception("%s: resolving a batch failed", self.name)
 
     def _check(self, results: Any, n: int) -> list[Any]:
         if type(results) is not list:
@@ -258,7 +317,8 @@ class Batcher(Generic[T, R]):
         except Exception as e:
             return e
 
-    def _run_sync(self, items: list[Any], batch: Batch) -> None:
+    def _run_sync(self, items: list[Any], batch: Batch) -> Batch | None:
+        """Run one batch; returns it if its futures still need ``resolve()``."""
         start = time.perf_counter()
         try:
             outcomes = self._check(self._handler(items), len(items))
@@ -268,8 +328,9 @@ class Batcher(Generic[T, R]):
                 batch.finish(outcomes, time.perf_counter() - start, False)
             else:
                 batch.fail(e, time.perf_counter() - start)
-            return
-        batch.finish(outcomes, time.perf_counter() - start)
+            return None
+        batch.complete(outcomes, time.perf_counter() - start)
+        return batch
 
     # --- the asyncio dispatcher -----------------------------------------------
 
@@ -396,6 +457,9 @@ class Batcher(Generic[T, R]):
             for t in self._threads:
                 if t is not me:
                     t.join(timeout)
+            # The resolver stops after the last dispatcher (see _thread_dispatch).
+            if me is not self._resolver and me not in self._threads:
+                self._resolver.join(timeout)
             return
         loop = self._loop
         if loop is None or loop.is_closed() or not loop.is_running():
@@ -530,8 +594,10 @@ class MessageBatcher:
     """Fire-and-forget messages, delivered to ``sink(frame: bytes)`` in frames.
 
     A frame holds a batch of messages in the documented length-prefixed
-    layout (see README "Batching"), zstd-compressed (``level``, default 1)
-    when its body is longer than ``compress_threshold``; :func:`decode_batch`
+    layout (see README "Batching"), zstd-compressed (``level``, default -1:
+    zstd's fast strategy, ratio ~3.2 on frames of 50 small JSON messages at
+    ~25% less CPU than level 1's ~4.3; pass ``level=1`` or higher for denser
+    frames) when its body is longer than ``compress_threshold``; :func:`decode_batch`
     gives the messages back exactly. A Rust framing thread frames and
     compresses batches without the GIL, on another core than the producers;
     up to ``max_pending_frames`` finished frames wait for the sink, then the
@@ -553,7 +619,7 @@ class MessageBatcher:
         max_queue: int = 100_000,
         on_full: OnFull = "block",
         compress_threshold: int = 1024,
-        level: int = 1,
+        level: int = -1,
         max_batch_bytes: int | None = None,
         max_pending_frames: int = 1024,
         max_retries: int = 3,
@@ -581,7 +647,12 @@ class MessageBatcher:
             level=level,
             max_batch_bytes=max_batch_bytes,
             max_pending_frames=max_pending_frames,
+            block_timeout=block_timeout,
         )
+        if on_full != "drop_oldest":
+            # Nothing is ever evicted: producers call the Rust queue directly
+            # (no Python frame per message).
+            self.put = self._q.put  # type: ignore[method-assign, assignment]
         self._sink = sink
         self._on_error = on_error
         self._max_retries = max_retries
@@ -674,7 +745,9 @@ class MessageBatcher:
 
     def stats(self) -> dict[str, Any]:
         """Messages (submitted/completed/failed/dropped), frames, bytes out,
-        retries, frames given up, batch sizes, flush reasons, queue depth."""
+        retries, frames given up, batch sizes, flush reasons, queue depth.
+        ``queue_wait_s`` counts each message at its frame's first message's
+        wait (an upper bound); ``handler_time_s`` is the framing time."""
         s = dict(self._q.stats())
         s["frames"] = self._frames
         s["bytes_out"] = self._bytes_out

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use overdrive_core::batcher::{millis, Config, Meta, OnFull, PushError, Queue, Reason};
+use overdrive_core::batcher::{
+    millis, Config, Meta, OnFull, PushError, Queue, Reason, StatsSnapshot,
+};
 use overdrive_core::Error;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -84,7 +86,11 @@ pub(crate) fn push_or_block<T: Send>(
 
 /// The stats dict shared by both queue classes.
 pub(crate) fn stats_dict<'py, T>(py: Python<'py>, q: &Queue<T>) -> PyResult<Bound<'py, PyDict>> {
-    let snap = q.snapshot();
+    snapshot_dict(py, q.snapshot())
+}
+
+/// The stats dict of a snapshot.
+pub(crate) fn snapshot_dict(py: Python<'_>, snap: StatsSnapshot) -> PyResult<Bound<'_, PyDict>> {
     let s = &snap.stats;
     let d = PyDict::new(py);
     d.set_item("submitted", s.submitted)?;

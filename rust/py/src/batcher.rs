@@ -10,6 +10,7 @@
 //! futures of another loop are settled with one `call_soon_threadsafe` per
 //! loop per batch.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,10 +40,82 @@ fn cf_future_type(py: Python<'_>) -> Option<Bound<'_, PyType>> {
         .cloned()
 }
 
-fn running_loop(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
+fn stdlib_running_loop(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
     static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let get = CELL.import(py, "asyncio", "_get_running_loop").ok()?;
     get.call0().ok().filter(|l| !l.is_none())
+}
+
+thread_local! {
+    /// (running-loop holder, its loop) last seen on this thread; see `running_loop`.
+    static LOOP_CACHE: RefCell<Option<(Py<PyAny>, Py<PyAny>)>> = const { RefCell::new(None) };
+}
+
+/// What C asyncio keeps in the thread-state dict for the running loop: on
+/// CPython 3.11 a new, immutable holder object each time the running loop
+/// changes, on 3.12 the loop itself (or None); absent on later versions,
+/// which keep it on the thread state.
+fn running_loop_holder(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
+    // SAFETY: we are attached (`py`); PyThreadState_GetDict returns a borrowed
+    // reference to this thread's state dict, or NULL without setting an error.
+    let d = unsafe { pyo3::ffi::PyThreadState_GetDict() };
+    if d.is_null() {
+        return None;
+    }
+    // SAFETY: `d` is a valid borrowed reference (see above); we take a new one.
+    let d = unsafe { Bound::from_borrowed_ptr(py, d) };
+    let d = d.cast_into::<PyDict>().ok()?;
+    d.get_item(intern!(py, "__asyncio_running_event_loop__"))
+        .ok()
+        .flatten()
+}
+
+/// asyncio's running loop on this thread (`asyncio._get_running_loop()`).
+///
+/// On CPython 3.11 that call makes a getpid() syscall every time (its fork
+/// check), ~150-300 ns on a VM and the largest single cost of an async
+/// submit. The answer only changes when asyncio stores a different object
+/// in the thread-state dict (3.11: a new holder for every change of the
+/// running loop; 3.12: the loop), or in a forked child (the facade clears
+/// the cache there with `os.register_at_fork`), so it is cached per thread
+/// against that object's identity; the cache keeps the object alive, so
+/// its address cannot be reused by another one. Without the dict entry
+/// (3.13+), asyncio's own function is called every time.
+fn running_loop(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
+    let holder = running_loop_holder(py);
+    if let Some(h) = &holder {
+        let hit = LOOP_CACHE
+            .try_with(|c| {
+                c.try_borrow().ok().and_then(|c| {
+                    c.as_ref()
+                        .filter(|(ch, _)| ch.as_ptr() == h.as_ptr())
+                        .map(|(_, l)| l.clone_ref(py))
+                })
+            })
+            .ok()
+            .flatten();
+        if let Some(l) = hit {
+            return Some(l.into_bound(py));
+        }
+    }
+    let lp = stdlib_running_loop(py)?;
+    if let Some(h) = holder {
+        let entry = (h.unbind(), lp.clone().unbind());
+        let _ = LOOP_CACHE.try_with(|c| c.try_borrow_mut().map(|mut c| *c = Some(entry)));
+    }
+    Some(lp)
+}
+
+/// _forget_running_loop(): clear this thread's running-loop cache (called in
+/// a forked child, where asyncio reports no running loop).
+#[pyfunction]
+#[pyo3(name = "_forget_running_loop")]
+pub(crate) fn forget_running_loop() {
+    let old = LOOP_CACHE
+        .try_with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.take()))
+        .ok()
+        .flatten();
+    drop(old);
 }
 
 /// Set one future's outcome; a future already done (cancelled by its
@@ -509,6 +582,7 @@ impl PyBatchQueue {
         let batch = PyBatch {
             q: Arc::clone(&self.q),
             slots: Mutex::new(Some(slots)),
+            completed: Mutex::new(None),
         };
         let t = (
             PyList::new(py, items)?,
@@ -529,6 +603,25 @@ impl PyBatchQueue {
 pub(crate) struct PyBatch {
     q: Arc<Queue<Slot>>,
     slots: Mutex<Option<Vec<Slot>>>,
+    /// Outcomes recorded by `complete`, waiting for `resolve`.
+    completed: Mutex<Option<Completed>>,
+}
+
+/// A batch's futures and their outcomes, not yet resolved.
+struct Completed {
+    slots: Vec<Slot>,
+    outcomes: Py<PyList>,
+}
+
+impl Completed {
+    fn resolve(self, py: Python<'_>, here: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let outcomes = self.outcomes.bind(py);
+        resolve(py, self.slots, here, &|i| {
+            outcomes
+                .get_item(i)
+                .unwrap_or_else(|_| py.None().into_bound(py))
+        })
+    }
 }
 
 impl PyBatch {
@@ -546,23 +639,17 @@ impl PyBatch {
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("this batch was already finished"))
     }
-}
 
-#[pymethods]
-impl PyBatch {
-    /// Give each item its outcome (an Exception instance fails just that
-    /// item), free the slot and record `elapsed` seconds. `ok`: the handler
-    /// call succeeded. `here`: the running event loop, if any. Returns the
-    /// number of failed items.
-    #[pyo3(signature = (outcomes, elapsed, ok = true, here = None))]
-    fn finish(
+    /// Check the outcomes' count (failing the batch if wrong) and free the
+    /// slot; returns the slots and the number of failed items.
+    fn record(
         &self,
         py: Python<'_>,
         outcomes: &Bound<'_, PyList>,
         elapsed: f64,
         ok: bool,
         here: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<usize> {
+    ) -> PyResult<(Vec<Slot>, usize)> {
         let slots = self.take()?;
         let n = slots.len();
         if outcomes.len() != n {
@@ -581,17 +668,65 @@ impl PyBatch {
         for o in outcomes.iter() {
             failed += usize::from(o.is_instance_of::<pyo3::exceptions::PyBaseException>());
         }
-        // Free the slot first: a second dispatcher can start the next batch
-        // while this one resolves futures (the device never idles for that).
         self.q
             .done(n, secs(elapsed), ok, (n - failed) as u64, failed as u64);
+        Ok((slots, failed))
+    }
+}
+
+#[pymethods]
+impl PyBatch {
+    /// Give each item its outcome (an Exception instance fails just that
+    /// item), free the slot and record `elapsed` seconds. `ok`: the handler
+    /// call succeeded. `here`: the running event loop, if any. Returns the
+    /// number of failed items.
+    #[pyo3(signature = (outcomes, elapsed, ok = true, here = None))]
+    fn finish(
+        &self,
+        py: Python<'_>,
+        outcomes: &Bound<'_, PyList>,
+        elapsed: f64,
+        ok: bool,
+        here: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        // Free the slot first: a second dispatcher can start the next batch
+        // while this one resolves futures (the device never idles for that).
+        let (slots, failed) = self.record(py, outcomes, elapsed, ok, here)?;
         self.handoff(py);
-        let r = resolve(py, slots, here, &|i| {
-            outcomes
-                .get_item(i)
-                .unwrap_or_else(|_| py.None().into_bound(py))
+        let done = Completed {
+            slots,
+            outcomes: outcomes.clone().unbind(),
+        };
+        done.resolve(py, here).map(|()| failed)
+    }
+
+    /// Like `finish`, but only record the outcomes and free the slot: the
+    /// futures are resolved by `resolve()` (from any thread; if it is never
+    /// called, when the batch is dropped). Lets the dispatcher start the next
+    /// batch at once and leave resolving to another thread.
+    #[pyo3(signature = (outcomes, elapsed, ok = true))]
+    fn complete(
+        &self,
+        py: Python<'_>,
+        outcomes: &Bound<'_, PyList>,
+        elapsed: f64,
+        ok: bool,
+    ) -> PyResult<usize> {
+        let (slots, failed) = self.record(py, outcomes, elapsed, ok, None)?;
+        *self.completed.lock() = Some(Completed {
+            slots,
+            outcomes: outcomes.clone().unbind(),
         });
-        r.map(|()| failed)
+        Ok(failed)
+    }
+
+    /// Resolve the futures of a `complete`d batch (no-op otherwise).
+    fn resolve(&self, py: Python<'_>) -> PyResult<()> {
+        let done = self.completed.lock().take();
+        match done {
+            Some(done) => done.resolve(py, None),
+            None => Ok(()),
+        }
     }
 
     /// Fail every item with `exc`.
@@ -617,6 +752,12 @@ impl PyBatch {
 
 impl Drop for PyBatch {
     fn drop(&mut self) {
+        if let Some(done) = self.completed.get_mut().take() {
+            // Completed but never resolved: hand out the recorded outcomes.
+            Python::attach(|py| {
+                let _ = done.resolve(py, None);
+            });
+        }
         let Some(slots) = self.slots.get_mut().take() else {
             return;
         };

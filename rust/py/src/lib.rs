@@ -74,6 +74,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<batcher::PyBatchQueue>()?;
     m.add_class::<batcher::PyBatch>()?;
     m.add_function(wrap_pyfunction!(batcher::settle, m)?)?;
+    m.add_function(wrap_pyfunction!(batcher::forget_running_loop, m)?)?;
     m.add_class::<message_batcher::PyMessageQueue>()?;
     m.add_function(wrap_pyfunction!(message_batcher::encode_batch, m)?)?;
     m.add_function(wrap_pyfunction!(message_batcher::decode_batch, m)?)?;

@@ -53,6 +53,13 @@ impl FrameEncoder {
     pub fn encode<M: AsRef<[u8]>>(&self, messages: &[M]) -> Result<Vec<u8>> {
         encode_frame(messages, &self.codec, self.threshold)
     }
+
+    /// One frame around `body`, `count` records already in the body layout
+    /// (`[u32 length][bytes]` each), as [`Body`](super::Body) holds them.
+    pub fn encode_body(&self, body: &[u8], count: usize) -> Result<Vec<u8>> {
+        let count = u32::try_from(count).map_err(|_| too_big("count", count))?;
+        frame_around(body, count, &self.codec, self.threshold)
+    }
 }
 
 fn too_big(what: &str, n: usize) -> Error {
@@ -70,7 +77,6 @@ pub fn encode_frame<M: AsRef<[u8]>>(
 ) -> Result<Vec<u8>> {
     let body_len: usize = messages.iter().map(|m| 4 + m.as_ref().len()).sum();
     let count = u32::try_from(messages.len()).map_err(|_| too_big("count", messages.len()))?;
-    let body_len32 = u32::try_from(body_len).map_err(|_| too_big("body", body_len))?;
     let mut body = Vec::with_capacity(body_len);
     for m in messages {
         let m = m.as_ref();
@@ -78,23 +84,34 @@ pub fn encode_frame<M: AsRef<[u8]>>(
         body.extend_from_slice(&n.to_le_bytes());
         body.extend_from_slice(m);
     }
-    let mut out = Vec::with_capacity(HEADER + body_len);
-    let mut flags = 0u8;
-    if body_len > threshold {
+    frame_around(&body, count, codec, threshold)
+}
+
+/// The header and the (compressed, when longer than `threshold` and it
+/// shrinks) `body` of `count` records.
+fn frame_around(body: &[u8], count: u32, codec: &Codec, threshold: usize) -> Result<Vec<u8>> {
+    let body_len32 = u32::try_from(body.len()).map_err(|_| too_big("body", body.len()))?;
+    let header = |flags: u8, out: &mut Vec<u8>| {
+        out.extend_from_slice(&FRAME_MAGIC);
+        out.push(FRAME_VERSION);
+        out.push(flags);
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&body_len32.to_le_bytes());
+    };
+    if body.len() > threshold {
         let mut z = Vec::new();
-        codec.compress_into(&body, &mut z)?;
+        codec.compress_into(body, &mut z)?;
         if z.len() < body.len() {
-            flags |= FLAG_ZSTD;
-            body = z;
+            let mut out = Vec::with_capacity(HEADER + z.len());
+            header(FLAG_ZSTD, &mut out);
+            out.extend_from_slice(&z);
+            return Ok(out);
         }
     }
-    out.extend_from_slice(&FRAME_MAGIC);
-    out.push(FRAME_VERSION);
-    out.push(flags);
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&count.to_le_bytes());
-    out.extend_from_slice(&body_len32.to_le_bytes());
-    out.extend_from_slice(&body);
+    let mut out = Vec::with_capacity(HEADER + body.len());
+    header(0, &mut out);
+    out.extend_from_slice(body);
     Ok(out)
 }
 

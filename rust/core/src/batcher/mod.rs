@@ -18,6 +18,7 @@ mod pipeline;
 mod queue;
 mod state;
 mod stats;
+mod window;
 
 pub use frame::{decode_frame, encode_frame, FrameEncoder, FRAME_MAGIC, FRAME_VERSION};
 pub use model::Model;
@@ -25,6 +26,7 @@ pub use pipeline::{FramePipeline, Framed, Received};
 pub use queue::{Next, PushError, PushOk, Queue};
 pub use state::{Batch, Formation, State};
 pub use stats::{Histogram, Stats, StatsSnapshot};
+pub use window::{Body, Window, WindowBatch, WindowNext};
 
 use std::time::{Duration, Instant};
 
@@ -134,9 +136,10 @@ pub struct Config {
     pub aging: Duration,
     /// Reject at `push` an item whose predicted completion is past its deadline.
     pub admission: bool,
-    /// Dispatch at once when nothing runs (pull formation). Off for message
-    /// frames, which go out when full or when the oldest waited `max_wait`
-    /// (a window), so a fast framer does not send one-message frames.
+    /// Dispatch at once when nothing runs (pull formation). Off: batches go
+    /// out when full or when the oldest waited `max_wait` (a window, as the
+    /// message queue [`Window`] always does), so a fast consumer does not
+    /// take one-item batches.
     pub idle_dispatch: bool,
 }
 

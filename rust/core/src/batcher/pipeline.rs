@@ -1,6 +1,6 @@
-//! A framing thread for message batches: it takes batches from a [`Queue`]
-//! of messages, frames (and compresses) them, and hands finished frames to
-//! the consumer through a bounded channel.
+//! A framing thread for message batches: it takes batches from a
+//! [`Window`] of messages, frames (and compresses) them, and hands finished
+//! frames to the consumer through a bounded channel.
 //!
 //! The framing thread never touches Python, so compression runs on another
 //! core while producers hold the interpreter; the consumer only needs the
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::{FrameEncoder, Next, Queue, Reason};
+use super::{FrameEncoder, Reason, Window, WindowNext};
 use crate::error::{Error, Result};
 
 /// One finished frame.
@@ -68,7 +68,7 @@ impl Reorder {
 
 /// The framing threads and the channel of their frames.
 pub struct FramePipeline {
-    queue: Arc<Queue<Vec<u8>>>,
+    queue: Arc<Window>,
     rx: Mutex<Option<Reorder>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -79,7 +79,7 @@ impl FramePipeline {
     /// the queue fills). Frames are handed out in batch order. Give the queue
     /// `max_concurrency >= framers`.
     pub fn start(
-        queue: Arc<Queue<Vec<u8>>>,
+        queue: Arc<Window>,
         enc: FrameEncoder,
         depth: usize,
         framers: usize,
@@ -114,7 +114,7 @@ impl FramePipeline {
     }
 
     /// The queue feeding the framers.
-    pub fn queue(&self) -> &Queue<Vec<u8>> {
+    pub fn queue(&self) -> &Window {
         &self.queue
     }
 
@@ -167,29 +167,31 @@ impl FramePipeline {
     }
 }
 
-fn frame_loop(q: &Queue<Vec<u8>>, enc: &FrameEncoder, tx: &SyncSender<Framed>) {
+fn frame_loop(q: &Window, enc: &FrameEncoder, tx: &SyncSender<Framed>) {
+    let mut next = q.next();
     loop {
-        match q.next(None) {
-            Next::Batch(b, _) => {
-                let start = Instant::now();
-                let count = b.items.len();
-                let frame = enc.encode(&b.items);
-                drop(b.items);
-                // The framing slot is free again: the next batch may form.
-                q.done(count, start.elapsed(), frame.is_ok(), 0, 0);
-                let out = Framed {
-                    frame,
-                    count,
-                    reason: b.reason,
-                    seq: b.seq,
-                };
-                if tx.send(out).is_err() {
-                    return; // the consumer is gone
-                }
-            }
-            Next::Closed => return,
-            _ => {}
+        let b = match next {
+            WindowNext::Batch(b) => b,
+            WindowNext::Closed => return,
+        };
+        let start = Instant::now();
+        let count = b.body.count;
+        let frame = enc.encode_body(&b.body.bytes, count);
+        drop(b.body);
+        let elapsed = start.elapsed();
+        let out = Framed {
+            frame,
+            count,
+            reason: b.reason,
+            seq: b.seq,
+        };
+        if tx.send(out).is_err() {
+            q.done(elapsed);
+            return; // the consumer is gone
         }
+        // Free the framing slot and take the next batch under one lock
+        // acquisition (producers contend for that lock).
+        next = q.done_then_next(elapsed);
     }
 }
 

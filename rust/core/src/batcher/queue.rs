@@ -99,9 +99,10 @@ impl<T> Queue<T> {
         block: bool,
         timeout: Option<Duration>,
     ) -> Result<PushOk<T>, PushError<T>> {
-        let mut g = self.inner.lock();
-        // One clock read per push (clock reads cost ~150 ns on some VMs).
+        // One clock read per push (clock reads cost ~150 ns on some VMs),
+        // taken before the lock so the critical section stays short.
         let mut now = Instant::now();
+        let mut g = self.inner.lock();
         if g.state.is_closed() {
             g.stats.rejected += 1;
             return Err(PushError::Failed(value, closed_error()));
@@ -167,11 +168,13 @@ impl<T> Queue<T> {
         // full, or a weight limit or deadline may change the decision.
         if g.dispatchers_waiting > 0
             && g.in_flight < self.cfg.max_concurrency
-            && (was_empty
-                || (g.in_flight == 0 && self.cfg.idle_dispatch)
-                || g.state.len() >= self.cap(&g)
-                || self.cfg.max_batch_weight.is_some()
-                || meta.deadline.is_some())
+            && (self.cfg.max_batch_weight.is_some()
+                || meta.deadline.is_some()
+                || if self.cfg.idle_dispatch {
+                    was_empty || g.in_flight == 0 || g.state.len() >= self.cap(&g)
+                } else {
+                    self.window_wake(&g, was_empty)
+                })
         {
             self.work.notify_one();
         }
@@ -181,6 +184,21 @@ impl<T> Queue<T> {
             was_empty,
             len,
         })
+    }
+
+    /// Without idle dispatch (message windows), whether a push must wake a
+    /// waiting dispatcher. Running dispatchers form the next due batch
+    /// themselves when they finish (`done_then_next`) and re-arm the
+    /// `max_wait` timer, so a sleeper is woken only when nobody runs and the
+    /// first item arrives (to arm its timer) or a batch fills, or when the
+    /// queue holds one more full batch than there are running dispatchers.
+    /// The length grows by one per push, so each threshold is crossed at
+    /// exactly one push: one wake-up (a futex call) per threshold, not one
+    /// per push past it.
+    fn window_wake(&self, g: &Inner<T>, was_empty: bool) -> bool {
+        let len = g.state.len();
+        let cap = self.cap(g);
+        (g.in_flight == 0 && was_empty) || len == cap.saturating_mul(g.in_flight + 1)
     }
 
     /// The error a non-blocking push into a full `block` queue reports.
@@ -257,7 +275,18 @@ impl<T> Queue<T> {
                 if g.producers_waiting > 0 {
                     self.room.notify_all();
                 }
-                if g.dispatchers_waiting > 0 && !g.state.is_empty() {
+                // Another waiting dispatcher may have a batch to form too.
+                // Without idle dispatch (message windows) only a full batch,
+                // a weight limit or flush/close can make one due before the
+                // timers the waiting dispatchers already sleep on; waking
+                // one otherwise costs two context switches per batch.
+                if g.dispatchers_waiting > 0
+                    && !g.state.is_empty()
+                    && (self.cfg.idle_dispatch
+                        || g.state.len() >= cap
+                        || self.cfg.max_batch_weight.is_some()
+                        || g.state.forced())
+                {
                     self.work.notify_one();
                 }
                 self.formed.notify_all();
@@ -287,7 +316,15 @@ impl<T> Queue<T> {
     /// Block until a batch is due (or expired items, closing, or `timeout`).
     pub fn next(&self, timeout: Option<Duration>) -> Next<T> {
         let until = timeout.map(|t| Instant::now() + t);
-        let mut g = self.inner.lock();
+        let g = self.inner.lock();
+        self.next_locked(g, until)
+    }
+
+    fn next_locked(
+        &self,
+        mut g: parking_lot::MutexGuard<'_, Inner<T>>,
+        until: Option<Instant>,
+    ) -> Next<T> {
         loop {
             let now = Instant::now();
             let wake = match self.try_form(&mut g, now) {
@@ -350,6 +387,18 @@ impl<T> Queue<T> {
     /// count `completed` / `failed` items; `ok` is false if the handler failed.
     pub fn done(&self, n: usize, elapsed: Duration, ok: bool, completed: u64, failed: u64) {
         let mut g = self.inner.lock();
+        self.record_done(&mut g, n, elapsed, ok, completed, failed);
+    }
+
+    fn record_done(
+        &self,
+        g: &mut Inner<T>,
+        n: usize,
+        elapsed: Duration,
+        ok: bool,
+        completed: u64,
+        failed: u64,
+    ) {
         g.in_flight = g.in_flight.saturating_sub(1);
         g.stats.completed += completed;
         g.stats.failed += failed;

@@ -161,6 +161,17 @@ impl<T> State<T> {
         self.closed = true;
     }
 
+    /// True when closing or a flush forces queued items out now (so a batch
+    /// may be due whatever its size or age).
+    pub fn forced(&self) -> bool {
+        self.closed
+            || (self.flush_upto > 0
+                && self
+                    .lanes
+                    .values()
+                    .any(|l| l.head().is_some_and(|(seq, _)| seq <= self.flush_upto)))
+    }
+
     /// Force out every item queued so far, as soon as slots allow.
     pub fn flush(&mut self) {
         self.flush_upto = self.seq;
@@ -330,6 +341,23 @@ impl<T> State<T> {
         let lane = self.lanes.get_mut(&key)?;
         let mut taken: Vec<Entry<T>> = Vec::with_capacity(cap.min(lane.len));
         let mut weight = 0u64;
+        if cfg.max_batch_weight.is_none() && lane.levels.len() == 1 {
+            // One priority level, no weight limit: the batch is the level's
+            // first `cap` items (a single drain keeps the lock short).
+            if let Some(mut entry) = lane.levels.first_entry() {
+                let q = entry.get_mut();
+                let k = cap.min(q.len());
+                taken.extend(q.drain(..k));
+                if q.is_empty() {
+                    entry.remove();
+                }
+            }
+            for e in &taken {
+                weight = weight.saturating_add(e.meta.weight);
+            }
+            lane.len -= taken.len();
+            lane.weight = lane.weight.saturating_sub(weight);
+        }
         while taken.len() < cap {
             let Some(level) = lane.best_level(now, cfg.aging) else {
                 break;

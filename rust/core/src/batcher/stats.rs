@@ -57,6 +57,19 @@ impl Histogram {
         self.max_ns = self.max_ns.max(ns);
     }
 
+    /// Record the same duration `n` times (a batch of messages that all
+    /// waited at most this long).
+    pub fn record_n(&mut self, d: Duration, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let i = bucket(ns).min(BUCKETS - 1);
+        self.counts[i] += n;
+        self.total += n;
+        self.max_ns = self.max_ns.max(ns);
+    }
+
     /// Values recorded.
     pub fn count(&self) -> u64 {
         self.total

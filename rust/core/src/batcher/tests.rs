@@ -337,7 +337,7 @@ proptest! {
 
 #[test]
 fn pipeline_hands_out_frames_in_order_from_two_framers() {
-    let q = Arc::new(ok(Queue::new(Config {
+    let q = Arc::new(ok(Window::new(Config {
         max_concurrency: 2,
         max_queue: 100_000,
         ..cfg(7)
@@ -364,9 +364,123 @@ fn pipeline_hands_out_frames_in_order_from_two_framers() {
         .map(|i| format!("message number {i}").into_bytes())
         .collect();
     for m in &sent {
-        assert!(q.push(m.clone(), Meta::default(), true, None).is_ok());
+        assert!(q.push(m, true, None).is_ok());
     }
     q.close();
     let got = consumer.join().unwrap_or_default();
     assert_eq!(got, sent);
+}
+
+fn window_batch(n: WindowNext) -> WindowBatch {
+    match n {
+        WindowNext::Batch(b) => b,
+        WindowNext::Closed => panic!("expected a batch"),
+    }
+}
+
+fn messages_of(b: &WindowBatch) -> Vec<Vec<u8>> {
+    let frame =
+        ok(FrameEncoder::new(1, usize::MAX)
+            .and_then(|e| e.encode_body(&b.body.bytes, b.body.count)));
+    let (body, spans) = ok(decode_frame(&frame, 1 << 20));
+    spans
+        .iter()
+        .map(|&(s, n)| body[s..s + n].to_vec())
+        .collect()
+}
+
+#[test]
+fn window_seals_by_size_weight_flush_and_close_in_order() {
+    let w = ok(Window::new(Config {
+        max_batch_weight: Some(10),
+        max_wait: Duration::from_secs(3600),
+        ..cfg(3)
+    }));
+    for m in [
+        &b"a"[..],
+        b"b",
+        b"c",
+        b"dddd",
+        b"eeeeeeeeeeee",
+        b"ff",
+        b"gg",
+    ] {
+        assert!(w.push(m, false, None).is_ok());
+    }
+    w.flush();
+    assert!(w.push(b"h", false, None).is_ok());
+    w.close();
+    assert!(matches!(
+        w.push(b"x", false, None),
+        Err(PushError::Failed((), Error::Closed(_)))
+    ));
+    let mut got = Vec::new();
+    while let WindowNext::Batch(b) = w.next() {
+        got.push((messages_of(&b), b.reason, b.seq));
+        w.done(Duration::ZERO);
+    }
+    let v = |xs: &[&[u8]]| xs.iter().map(|x| x.to_vec()).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        vec![
+            (v(&[b"a", b"b", b"c"]), Reason::Size, 1),
+            // "eeee..." (12 bytes) would pass the 10-byte limit: it goes alone.
+            (v(&[b"dddd"]), Reason::Weight, 2),
+            (v(&[b"eeeeeeeeeeee"]), Reason::Weight, 3),
+            (v(&[b"ff", b"gg"]), Reason::Flush, 4),
+            (v(&[b"h"]), Reason::Close, 5),
+        ]
+    );
+    let s = w.snapshot();
+    assert_eq!(
+        (s.stats.submitted, s.stats.batches, s.queue_depth),
+        (8, 5, 0)
+    );
+}
+
+#[test]
+fn window_full_policies() {
+    let mk = |on_full| {
+        ok(Window::new(Config {
+            max_queue: 2,
+            on_full,
+            max_wait: Duration::from_secs(3600),
+            ..cfg(10)
+        }))
+    };
+    let w = mk(OnFull::DropOldest);
+    for m in [&b"1"[..], b"2"] {
+        assert!(matches!(w.push(m, false, None), Ok(None)));
+    }
+    assert!(matches!(w.push(b"3", false, None), Ok(Some(d)) if d == b"1"));
+    w.close();
+    assert_eq!(
+        messages_of(&window_batch(w.next())),
+        vec![b"2".to_vec(), b"3".to_vec()]
+    );
+    let w = mk(OnFull::Reject);
+    assert!(w.push(b"1", false, None).is_ok() && w.push(b"2", false, None).is_ok());
+    assert!(matches!(
+        w.push(b"3", false, None),
+        Err(PushError::Failed((), Error::QueueFull(_)))
+    ));
+    let w = mk(OnFull::Block);
+    assert!(w.push(b"1", false, None).is_ok() && w.push(b"2", false, None).is_ok());
+    assert!(matches!(
+        w.push(b"3", false, None),
+        Err(PushError::WouldBlock(()))
+    ));
+    let r = w.push(b"3", true, Some(Duration::from_millis(20)));
+    assert!(matches!(r, Err(PushError::Failed((), Error::QueueFull(_)))));
+}
+
+#[test]
+fn window_sends_a_partial_batch_after_max_wait() {
+    let w = ok(Window::new(Config {
+        max_wait: Duration::from_millis(5),
+        ..cfg(100)
+    }));
+    assert!(w.push(b"only", false, None).is_ok());
+    let b = window_batch(w.next());
+    assert_eq!((b.reason, b.body.count), (Reason::Time, 1));
 }
