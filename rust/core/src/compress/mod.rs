@@ -14,6 +14,7 @@ pub use envelope::{parse as parse_envelope, Kind, ENVELOPE_VERSION};
 pub use stats::{CompressorStats, StatsSnapshot};
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use zstd::zstd_safe::{self, CCtx, CDict, DCtx, DDict, InBuffer, OutBuffer, ResetDirective};
@@ -26,6 +27,8 @@ pub const DEFAULT_LEVEL: i32 = 3;
 pub const DEFAULT_MAX_OUTPUT_SIZE: usize = 256 * 1024 * 1024;
 /// Batches with at least this many input bytes are spread over threads.
 pub const PARALLEL_MIN_BYTES: usize = 128 * 1024;
+/// A parallel batch is cut into this many blocks per thread.
+const BLOCKS_PER_THREAD: usize = 8;
 
 /// The valid compression levels, as zstd reports them.
 pub fn level_range() -> (i32, i32) {
@@ -369,8 +372,11 @@ impl Codec {
         if threads == 1 || total < PARALLEL_MIN_BYTES {
             return run(0, srcs);
         }
-        let chunks = split_by_bytes(srcs, total, threads);
-        let bases: Vec<usize> = chunks
+        // Blocks of similar byte counts, claimed one at a time by whichever
+        // thread is free: a slower (or preempted) core does less of the work
+        // instead of holding up the whole batch.
+        let blocks = split_by_bytes(srcs, total, threads * BLOCKS_PER_THREAD);
+        let bases: Vec<usize> = blocks
             .iter()
             .scan(0, |at, c| {
                 let base = *at;
@@ -378,34 +384,48 @@ impl Codec {
                 Some(base)
             })
             .collect();
-        let run = &run;
-        let joined = crossbeam_utils::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
-                .iter()
-                .zip(&bases)
-                .skip(1)
-                .map(|(chunk, &base)| {
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let b = next.fetch_add(1, Relaxed);
+                let (Some(block), Some(&base)) = (blocks.get(b), bases.get(b)) else {
+                    break;
+                };
+                done.push((b, run(base, block)));
+            }
+            done
+        };
+        let work = &work;
+        let mut parts = crossbeam_utils::thread::scope(|scope| {
+            let handles: Vec<_> = (1..threads)
+                .map(|_| {
                     scope.spawn(move |_| {
                         adopt_spare_contexts();
-                        let r = run(base, chunk);
+                        let r = work();
                         park_contexts();
                         r
                     })
                 })
                 .collect();
-            // The calling thread does a share of the work too.
-            let mine = chunks.first().map_or_else(|| Ok(Vec::new()), |c| run(0, c));
-            let mut parts = vec![mine];
+            // The calling thread claims blocks too.
+            let mut parts = work();
             for h in handles {
-                parts.push(h.join().unwrap_or_else(|_| {
-                    Err(Error::Compression("a worker thread panicked".into()))
-                }));
+                match h.join() {
+                    Ok(p) => parts.extend(p),
+                    Err(_) => parts.push((
+                        usize::MAX,
+                        Err(Error::Compression("a worker thread panicked".into())),
+                    )),
+                }
             }
             parts
         })
         .map_err(|_| Error::Compression("a worker thread panicked".into()))?;
+        // Block order is input order; the first failing item is reported.
+        parts.sort_unstable_by_key(|(b, _)| *b);
         let mut out = Vec::with_capacity(srcs.len());
-        for part in joined {
+        for (_, part) in parts {
             out.extend(part?);
         }
         Ok(out)
