@@ -1,7 +1,5 @@
 //! Bindings for zstd compression: module functions and `Compressor`.
 
-use std::cell::RefCell;
-
 use overdrive_core::compress::{self as core, Codec, Compressor, Unpacked};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -11,11 +9,6 @@ use crate::errors::{at_item, bad_value, IntoPy};
 
 /// Inputs at least this large are processed with the GIL released.
 const DETACH_MIN: usize = 16 * 1024;
-
-thread_local! {
-    /// Output scratch for small inputs: no allocation besides the result.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
 
 fn threads() -> usize {
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -39,18 +32,9 @@ fn compress_one<'py>(
         py.detach(|| codec.compress_into(&src, &mut out)).py(py)?;
         return Ok(PyBytes::new(py, &out));
     }
-    let src = input.as_slice();
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut scratch) => {
-            codec.compress_into(src, &mut scratch).py(py)?;
-            Ok(PyBytes::new(py, &scratch))
-        }
-        Err(_) => {
-            let mut out = Vec::new();
-            codec.compress_into(src, &mut out).py(py)?;
-            Ok(PyBytes::new(py, &out))
-        }
-    })
+    codec
+        .compress_with(input.as_slice(), |frame| PyBytes::new(py, frame))
+        .py(py)
 }
 
 /// Decompress one frame sequence under `cap`, straight into a `bytes` when

@@ -32,7 +32,20 @@ const BLOCKS_PER_THREAD: usize = 8;
 
 /// The valid compression levels, as zstd reports them.
 pub fn level_range() -> (i32, i32) {
-    (zstd_safe::min_c_level(), zstd_safe::max_c_level())
+    (MIN_LEVEL, MAX_LEVEL)
+}
+
+/// zstd's lowest level (`ZSTD_minCLevel()`, checked by a test): a constant so
+/// the per-call level check costs no FFI call.
+const MIN_LEVEL: i32 = -(1 << 17);
+/// zstd's highest level (`ZSTD_maxCLevel()`, checked by a test).
+const MAX_LEVEL: i32 = 22;
+
+/// `ZSTD_COMPRESSBOUND(n)`: the largest frame `n` input bytes can become
+/// (the C macro, inlined; a test checks it against `ZSTD_compressBound`).
+fn compress_bound(n: usize) -> usize {
+    const LIMIT: usize = 128 << 10;
+    n + (n >> 8) + if n < LIMIT { (LIMIT - n) >> 11 } else { 0 }
 }
 
 /// The linked zstd library's version, e.g. "1.5.7".
@@ -105,7 +118,7 @@ thread_local! {
     /// One compression and one decompression context per thread: creating a
     /// zstd context costs ~10 µs, reusing one is what makes small calls cheap.
     /// Levels and dictionaries are passed per call, so any codec can use them.
-    static CCTX: RefCell<Option<CCtx<'static>>> = const { RefCell::new(None) };
+    static CCTX: RefCell<Option<Enc>> = const { RefCell::new(None) };
     static DCTX: RefCell<Option<DCtx<'static>>> = const { RefCell::new(None) };
 }
 
@@ -146,7 +159,7 @@ fn with_ctx<T, R>(
 /// Contexts parked between parallel batches, so the short-lived scoped
 /// worker threads of `compress_many` reuse warm contexts instead of paying
 /// ~10 µs plus fresh page faults for new ones on every call.
-type ContextPair = (Option<CCtx<'static>>, Option<DCtx<'static>>);
+type ContextPair = (Option<Enc>, Option<DCtx<'static>>);
 static SPARE: parking_lot::Mutex<Vec<ContextPair>> = parking_lot::Mutex::new(Vec::new());
 
 /// Give this (worker) thread a parked pair of contexts, if there is one.
@@ -175,7 +188,25 @@ fn park_contexts() {
 }
 
 fn with_cctx<R>(f: impl FnOnce(&mut CCtx<'static>) -> Result<R>) -> Result<R> {
-    with_ctx(&CCTX, CCtx::try_create, f)
+    with_enc(|enc| f(&mut enc.cctx))
+}
+
+/// A thread's compression context and the scratch buffer small frames are
+/// written to (one thread-local access serves both).
+struct Enc {
+    cctx: CCtx<'static>,
+    scratch: Vec<u8>,
+}
+
+fn new_enc() -> Option<Enc> {
+    CCtx::try_create().map(|cctx| Enc {
+        cctx,
+        scratch: Vec::new(),
+    })
+}
+
+fn with_enc<R>(f: impl FnOnce(&mut Enc) -> Result<R>) -> Result<R> {
+    with_ctx(&CCTX, new_enc, f)
 }
 
 fn with_dctx<R>(f: impl FnOnce(&mut DCtx<'static>) -> Result<R>) -> Result<R> {
@@ -239,7 +270,7 @@ impl Codec {
     /// Compress `src` into `dst` (cleared first): one standard zstd frame.
     pub fn compress_into(&self, src: &[u8], dst: &mut Vec<u8>) -> Result<()> {
         dst.clear();
-        dst.reserve(zstd_safe::compress_bound(src.len()));
+        dst.reserve(compress_bound(src.len()));
         with_cctx(|cctx| {
             let r = match &self.dict {
                 None => cctx.compress(dst, src, self.level),
@@ -247,6 +278,25 @@ impl Codec {
             };
             r.map(drop)
                 .map_err(|code| Error::Compression(zstd_err(code)))
+        })
+    }
+
+    /// Compress `src` into this thread's scratch buffer and hand the frame to
+    /// `f` (one thread-local access, no allocation): for callers that copy the
+    /// frame out anyway, like the binding building a Python `bytes`. Meant for
+    /// small inputs: the scratch buffer keeps its largest size.
+    pub fn compress_with<R>(&self, src: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        with_enc(|enc| {
+            enc.scratch.clear();
+            enc.scratch.reserve(compress_bound(src.len()));
+            let r = match &self.dict {
+                None => enc.cctx.compress(&mut enc.scratch, src, self.level),
+                Some(d) => enc
+                    .cctx
+                    .compress_using_cdict(&mut enc.scratch, src, &d.cdict),
+            };
+            r.map_err(|code| Error::Compression(zstd_err(code)))?;
+            Ok(f(&enc.scratch))
         })
     }
 

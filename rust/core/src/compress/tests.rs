@@ -175,3 +175,36 @@ proptest! {
         let _ = codec.decompress(&frame, 1 << 20);
     }
 }
+
+#[test]
+fn constants_match_the_linked_zstd() {
+    assert_eq!(
+        level_range(),
+        (zstd_safe::min_c_level(), zstd_safe::max_c_level())
+    );
+    for n in [
+        0usize,
+        1,
+        10,
+        255,
+        256,
+        1000,
+        4096,
+        65535,
+        131071,
+        131072,
+        131073,
+        1 << 24,
+    ] {
+        assert_eq!(compress_bound(n), zstd_safe::compress_bound(n), "n={n}");
+    }
+}
+
+#[test]
+fn compress_with_gives_the_same_frame() {
+    let codec = ok(Codec::plain(3));
+    for data in [&b""[..], b"0123456789", &b"abc".repeat(500)] {
+        let expected = ok(codec.compress(data));
+        assert_eq!(ok(codec.compress_with(data, <[u8]>::to_vec)), expected);
+    }
+}
