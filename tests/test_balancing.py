@@ -457,3 +457,18 @@ def test_router_weights_from_a_dict_snapshot() -> None:
     nodes["b"] = Weight(nodes)
     r = od.ShardRouter(nodes)
     assert sorted(r.nodes) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"n_backends": 0}, "n_backends"),
+        ({"weights": []}, "weights"),
+        ({"backends": 0}, "backends"),
+    ],
+)
+def test_errors_name_the_argument_given(kwargs: dict[str, object], param: str) -> None:
+    with pytest.raises(ConfigurationError, match=param):
+        od.Balancer(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(InputTypeError, match=rf"^{param} must be"):
+        od.Balancer(**{param: "nope"})  # type: ignore[arg-type]

@@ -346,6 +346,12 @@ def test_fork_child_gets_a_clear_error() -> None:
                 p.submit(int, "2")
             except od.WorkerPoolShutdown as e:
                 assert "fork" in str(e)
+                try:
+                    p.stats()
+                    os._exit(2)
+                except od.WorkerPoolShutdown:
+                    pass
+                assert "fork" in repr(p)
                 q = od.WorkerPool(min_workers=1, max_workers=1)
                 assert q.submit(int, "3").result(10) == 3
                 q.shutdown()

@@ -210,10 +210,18 @@ class WorkerPool(Executor):
                 _live_pools.discard(self)
 
     def stats(self) -> dict[str, Any]:
-        """Workers, busy/idle, queue depth and high water, task counts, scaling events."""
+        """Workers, busy/idle, queue depth and high water, task counts, scaling events.
+
+        In a forked child the pool does not exist (its workers stayed in the
+        parent, whose locks may have been held at the fork): raises
+        WorkerPoolShutdown there instead of touching them."""
+        if self._pid != os.getpid():
+            raise WorkerPoolShutdown("this WorkerPool belongs to the parent process (os.fork)")
         return dict(self._core.stats())
 
     def __repr__(self) -> str:
+        if self._pid != os.getpid():
+            return f"WorkerPool(<inherited across fork from pid {self._pid}>)"
         s = self._core.stats()
         return (
             f"WorkerPool(workers={s['workers']}, min_workers={s['min_workers']}, "

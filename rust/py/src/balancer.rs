@@ -16,23 +16,27 @@ pub(crate) fn index_arg(py: Python<'_>, param: &'static str, v: i64) -> PyResult
 }
 
 /// `backends` as weights: an int count (all weight 1.0) or a sequence of weights.
-fn backend_weights(py: Python<'_>, backends: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
+fn backend_weights(
+    py: Python<'_>,
+    backends: &Bound<'_, PyAny>,
+    param: &'static str,
+) -> PyResult<Vec<f64>> {
     if backends.is_instance_of::<PyBool>() {
         return Err(wrong_type(
             py,
-            "backends must be an int count or a sequence of weights, got bool".into(),
+            format!("{param} must be an int count or a sequence of weights, got bool"),
         ));
     }
     if let Ok(n) = backends.extract::<i64>() {
         let n = usize::try_from(n)
             .ok()
             .filter(|&n| n > 0)
-            .ok_or_else(|| bad_value(py, "backends", n, "need at least one backend"))?;
+            .ok_or_else(|| bad_value(py, param, n, "need at least one backend"))?;
         // Checked before allocating: Balancer(10**12) must not try 8 TB.
         if n > overdrive_core::balance::MAX_BACKENDS {
             return Err(bad_value(
                 py,
-                "backends",
+                param,
                 n,
                 &format!("at most {} backends", overdrive_core::balance::MAX_BACKENDS),
             ));
@@ -42,7 +46,7 @@ fn backend_weights(py: Python<'_>, backends: &Bound<'_, PyAny>) -> PyResult<Vec<
     if backends.is_instance_of::<pyo3::types::PyString>() {
         return Err(wrong_type(
             py,
-            "backends must be an int count or a sequence of weights, got str".into(),
+            format!("{param} must be an int count or a sequence of weights, got str"),
         ));
     }
     let mut out = Vec::new();
@@ -53,7 +57,7 @@ fn backend_weights(py: Python<'_>, backends: &Bound<'_, PyAny>) -> PyResult<Vec<
             .map_or_else(|_| "?".into(), |n| n.to_string());
         wrong_type(
             py,
-            format!("backends must be an int count or a sequence of weights, got {t}"),
+            format!("{param} must be an int count or a sequence of weights, got {t}"),
         )
     })?;
     for item in iter {
@@ -62,12 +66,15 @@ fn backend_weights(py: Python<'_>, backends: &Bound<'_, PyAny>) -> PyResult<Vec<
             wrong_type(
                 py,
                 format!(
-                    "backends: each weight must be a number, got {}",
+                    "{param}: each weight must be a number, got {}",
                     item.repr().map_or_else(|_| "?".into(), |r| r.to_string())
                 ),
             )
         })?;
         out.push(w);
+    }
+    if out.is_empty() {
+        return Err(bad_value(py, param, "[]", "need at least one backend"));
     }
     Ok(out)
 }
@@ -103,12 +110,16 @@ impl PyBalancer {
         max_ejected_fraction: f64,
     ) -> PyResult<Self> {
         // `backends` positionally, or `n_backends=` / `weights=` by name: exactly one.
-        let given: Vec<&Bound<'_, PyAny>> = [backends, n_backends, weights]
-            .into_iter()
-            .flatten()
-            .collect();
+        let given: Vec<(&Bound<'_, PyAny>, &'static str)> = [
+            (backends, "backends"),
+            (n_backends, "n_backends"),
+            (weights, "weights"),
+        ]
+        .into_iter()
+        .filter_map(|(v, name)| v.map(|v| (v, name)))
+        .collect();
         let w = match given.as_slice() {
-            [one] => backend_weights(py, one)?,
+            [(one, name)] => backend_weights(py, one, name)?,
             _ => {
                 return Err(bad_value(
                     py,
