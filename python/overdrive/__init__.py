@@ -12,11 +12,7 @@ from typing import Any
 from . import exceptions
 from ._core import __version__
 from ._core import build_info as _build_info
-
-# balancing
-from .balancing import Balancer, ShardRouter, WorkerPool
-
-# batcher
+from .balancing import Balancer, ShardRouter
 from .batching import Batcher, MessageBatcher, batched, decode_batch, encode_batch
 from .compression import (
     DEFAULT_MAX_OUTPUT_SIZE,
@@ -25,8 +21,6 @@ from .compression import (
     decompress,
     train_dictionary,
 )
-
-# balancing
 from .exceptions import (
     BatcherClosed,
     BatchResultError,
@@ -44,8 +38,6 @@ from .exceptions import (
     WorkerPoolShutdown,
     WorkerQueueFull,
 )
-
-# pools (BufferPool, ObjectPool)
 from .pools import (
     BufferExportedError,
     BufferPool,
@@ -56,6 +48,7 @@ from .pools import (
     ReleasedError,
     acquire_async,
 )
+from .worker_pool import WorkerPool
 
 
 def build_info() -> dict[str, Any]:

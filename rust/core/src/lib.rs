@@ -13,5 +13,6 @@ pub mod error;
 pub mod stats;
 // pools (BufferPool, ObjectPool)
 pub mod pool;
+pub mod worker_pool;
 
 pub use error::{Error, Result};

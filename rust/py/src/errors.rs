@@ -117,3 +117,8 @@ pub(crate) fn at_item(py: Python<'_>, err: PyErr, index: usize) -> PyErr {
         .map_or_else(|_| String::new(), |s| s.to_string());
     PyErr::from_type(err.get_type(py), format!("item {index}: {msg}"))
 }
+
+/// A count or size from Python: any non-negative integer.
+pub(crate) fn check_size(py: Python<'_>, param: &'static str, value: i64) -> PyResult<usize> {
+    usize::try_from(value).map_err(|_| bad_value(py, param, value, "must be >= 0"))
+}

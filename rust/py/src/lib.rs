@@ -6,20 +6,18 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-// balancing
 mod balancer;
-mod router;
-mod worker_pool;
-
-// batcher
 mod batch_common;
 mod batcher;
+mod buffer_pool;
 mod buffers;
 mod compress;
 mod errors;
 mod message_batcher;
-// pools (BufferPool, ObjectPool)
-mod pools;
+mod object_pool;
+mod router;
+mod wait;
+mod worker_pool;
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -60,10 +58,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         overdrive_core::compress::DEFAULT_MAX_OUTPUT_SIZE,
     )?;
     // pools (BufferPool, ObjectPool)
-    m.add_class::<pools::PyBufferPool>()?;
-    m.add_class::<pools::PyPooledBuffer>()?;
-    m.add_class::<pools::PyObjectPool>()?;
-    m.add_class::<pools::PyPooledObject>()?;
+    m.add_class::<buffer_pool::PyBufferPool>()?;
+    m.add_class::<buffer_pool::PyPooledBuffer>()?;
+    m.add_class::<object_pool::PyObjectPool>()?;
+    m.add_class::<object_pool::PyPooledObject>()?;
     // balancing
     m.add_class::<balancer::PyBalancer>()?;
     m.add_class::<balancer::PyPick>()?;

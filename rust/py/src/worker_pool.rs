@@ -5,15 +5,16 @@
 //! `concurrent.futures.Future`, then detaches again.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use overdrive_core::balance::{Hooks, PoolConfig, Rejected, WorkerPool};
+use overdrive_core::worker_pool::{Hooks, PoolConfig, Rejected, WorkerPool};
 use parking_lot::Mutex;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::errors::{bad_value, IntoPy};
+use crate::wait::wait_detached;
 
 /// One queued call and the future it resolves.
 struct Payload {
@@ -115,9 +116,6 @@ impl Hooks<Task> for PyHooks {
     }
 }
 
-/// Longest detached wait between two signal checks.
-const WAIT_SLICE: Duration = Duration::from_millis(50);
-
 fn seconds(py: Python<'_>, param: &'static str, v: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(v)
         .map_err(|_| bad_value(py, param, v, "must be a number of seconds >= 0"))
@@ -209,30 +207,40 @@ impl PyWorkerPool {
             Err(r) => return Err(r.error).py(py),
         };
         let timeout = timeout.map(|t| seconds(py, "timeout", t)).transpose()?;
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         // Wait for room with the interpreter released, in slices so Ctrl-C
         // (and other signals) get through; the task's objects are only
         // moved, never touched, while detached.
-        let mut task = task;
-        loop {
-            let slice = deadline.map_or(WAIT_SLICE, |d| {
-                d.saturating_duration_since(Instant::now()).min(WAIT_SLICE)
-            });
-            let pushed = py.detach(move || self.inner.push(task, priority, Some(slice)));
-            match pushed {
-                Ok(()) => return Ok(handle),
+        let mut pending = Some(task);
+        let pushed = wait_detached(py, timeout, |slice| match pending.take() {
+            None => Ok(Some(())),
+            Some(task) => match self.inner.push(task, priority, Some(slice)) {
+                Ok(()) => Ok(Some(())),
                 Err(Rejected {
                     task: back,
                     error: overdrive_core::Error::WorkerQueueFull { .. },
-                }) if deadline.is_none_or(|d| Instant::now() < d) => {
-                    task = back;
-                    py.check_signals()?;
+                }) => {
+                    pending = Some(back);
+                    Ok(None)
                 }
                 Err(r) => {
-                    let err = r.error;
-                    drop(r.task);
-                    return Err(err).py(py);
+                    // Dropped below, attached: the task holds Python objects.
+                    pending = Some(r.task);
+                    Err(r.error)
                 }
+            },
+        });
+        match pushed {
+            Ok((Some(()), _)) => Ok(handle),
+            Ok((None, _)) => {
+                drop(pending);
+                Err(overdrive_core::Error::WorkerQueueFull {
+                    capacity: self.inner.config().max_queue,
+                })
+                .py(py)
+            }
+            Err(e) => {
+                drop(pending);
+                Err(e)
             }
         }
     }
@@ -252,20 +260,11 @@ impl PyWorkerPool {
     #[pyo3(signature = (timeout = None))]
     fn join(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let timeout = timeout.map(|t| seconds(py, "timeout", t)).transpose()?;
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         // In slices, so a signal (Ctrl-C) interrupts a long join.
-        loop {
-            let slice = deadline.map_or(WAIT_SLICE, |d| {
-                d.saturating_duration_since(Instant::now()).min(WAIT_SLICE)
-            });
-            if py.detach(|| self.inner.join(Some(slice))) {
-                return Ok(true);
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(false);
-            }
-            py.check_signals()?;
-        }
+        let (joined, _) = wait_detached(py, timeout, |slice| {
+            Ok(self.inner.join(Some(slice)).then_some(()))
+        })?;
+        Ok(joined.is_some())
     }
 
     /// Whether shutdown has begun.

@@ -7,14 +7,12 @@ pub mod config;
 pub mod hash;
 pub mod rng;
 pub mod router;
-pub mod worker;
 
 pub use balancer::{
     BackendStats, Balancer, Config as BalancerConfig, State, Strategy, MAX_BACKENDS,
 };
 pub use hash::Key;
 pub use router::{NodeStats, Router};
-pub use worker::{Hooks, PoolConfig, PoolStats, Rejected, Runner, ScaleEvent, WorkerPool};
 
 #[cfg(test)]
 mod tests;

@@ -652,3 +652,6 @@ fn worker_loop<T: Send + 'static>(s: &Shared<T>) {
         s.completed.fetch_add(1, Release);
     }
 }
+
+#[cfg(test)]
+mod tests;
