@@ -22,6 +22,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple, PyType};
 
+use crate::aio_future::{settle_batch, PyBatchFuture};
 use crate::batch_common::{block_timeout, make_config, push_or_block, stats_dict, PushFail};
 use crate::errors::{bad_value, batcher_closed, to_py, IntoPy};
 
@@ -131,14 +132,29 @@ fn settle_one(fut: &Bound<'_, PyAny>, outcome: &Bound<'_, PyAny>) {
     drop(r);
 }
 
-/// _settle(futures, outcomes): resolve asyncio futures on their own loop
-/// (the callback `call_soon_threadsafe` schedules, once per batch).
+/// _settle(futures, outcomes): resolve the futures of one event loop, as
+/// one callback on that loop (see `resolve`): `BatchFuture`s all at once
+/// (their callbacks run here, see `aio_future`), any other future by
+/// `set_result`/`set_exception`.
 #[pyfunction]
 #[pyo3(name = "_settle")]
-pub(crate) fn settle(futs: &Bound<'_, PyList>, outcomes: &Bound<'_, PyList>) {
+pub(crate) fn settle(futs: &Bound<'_, PyList>, outcomes: &Bound<'_, PyList>) -> PyResult<()> {
+    settle_list(futs, outcomes, true)
+}
+
+fn settle_list(
+    futs: &Bound<'_, PyList>,
+    outcomes: &Bound<'_, PyList>,
+    run_callbacks: bool,
+) -> PyResult<()> {
+    let mut batch = Vec::with_capacity(futs.len());
     for (f, o) in futs.iter().zip(outcomes.iter()) {
-        settle_one(&f, &o);
+        match f.cast_into::<PyBatchFuture>() {
+            Ok(bf) => batch.push((bf, o)),
+            Err(e) => settle_one(&e.into_inner(), &o),
+        }
     }
+    settle_batch(&batch, run_callbacks)
 }
 
 fn settle_fn(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
@@ -146,44 +162,49 @@ fn settle_fn(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     CELL.import(py, "overdrive._core", "_settle").cloned()
 }
 
-/// The futures of one foreign event loop and their outcomes.
+/// The futures of one event loop and their outcomes.
 type LoopGroup<'py> = (Py<PyAny>, Vec<Py<PyAny>>, Vec<Bound<'py, PyAny>>);
 
-/// Resolve `slots` with `outcome(i)`: directly for concurrent futures and
-/// futures of `here` (the running loop), else one threadsafe callback per loop.
+/// Resolve `slots` with `outcome(i)`: concurrent futures directly; the
+/// futures of each event loop with one `_settle` callback on that loop per
+/// batch (`call_soon` on `here`, the running loop, else
+/// `call_soon_threadsafe`). Always a callback, never inline: `_settle` runs
+/// the awaiting tasks' wake-ups itself, which must not happen inside a task.
 fn resolve<'py>(
     py: Python<'py>,
     slots: Vec<Slot>,
     here: Option<&Bound<'py, PyAny>>,
     outcome: &dyn Fn(usize) -> Bound<'py, PyAny>,
 ) -> PyResult<()> {
-    let mut foreign: Vec<LoopGroup<'py>> = Vec::new();
+    let mut groups: Vec<LoopGroup<'py>> = Vec::new();
     for (i, s) in slots.into_iter().enumerate() {
         let o = outcome(i);
         match s.event_loop {
             None => settle_one(s.fut.bind(py), &o),
-            Some(l) if here.is_some_and(|h| h.as_ptr() == l.as_ptr()) => {
-                settle_one(s.fut.bind(py), &o);
-            }
-            Some(l) => match foreign.iter_mut().find(|g| g.0.as_ptr() == l.as_ptr()) {
+            Some(l) => match groups.iter_mut().find(|g| g.0.as_ptr() == l.as_ptr()) {
                 Some(g) => {
                     g.1.push(s.fut);
                     g.2.push(o);
                 }
-                None => foreign.push((l, vec![s.fut], vec![o])),
+                None => groups.push((l, vec![s.fut], vec![o])),
             },
         }
     }
-    for (l, futs, outs) in foreign {
+    for (l, futs, outs) in groups {
         let futs = PyList::new(py, futs)?;
         let outs = PyList::new(py, outs)?;
-        let scheduled = l.bind(py).call_method1(
-            intern!(py, "call_soon_threadsafe"),
-            (settle_fn(py)?, &futs, &outs),
-        );
+        let method = if here.is_some_and(|h| h.as_ptr() == l.as_ptr()) {
+            intern!(py, "call_soon")
+        } else {
+            intern!(py, "call_soon_threadsafe")
+        };
+        let scheduled = l
+            .bind(py)
+            .call_method1(method, (settle_fn(py)?, &futs, &outs));
         if scheduled.is_err() {
-            // The loop is closed: nobody can await these any more.
-            settle(&futs, &outs);
+            // The loop is closed: nobody can await these any more; record
+            // the outcomes for whoever holds the futures.
+            settle_list(&futs, &outs, false)?;
         }
     }
     Ok(())
@@ -306,7 +327,7 @@ impl PyBatchQueue {
         let lp = running_loop(py).ok_or_else(|| {
             PyRuntimeError::new_err("submit_async() must be called from a running event loop")
         })?;
-        let fut = lp.call_method0(intern!(py, "create_future"))?;
+        let fut = Bound::new(py, PyBatchFuture::new(lp.clone().unbind()))?.into_any();
         let meta = self.meta(py, item.bind(py), priority, deadline_ms, key)?;
         let slot = Slot {
             item,
@@ -561,10 +582,13 @@ impl PyBatchQueue {
                     .call_method0(intern!(py, "set_running_or_notify_cancel"))
                     .and_then(|r| r.is_truthy())
                     .unwrap_or(false),
-                _ => !fut
-                    .call_method0(intern!(py, "cancelled"))
-                    .and_then(|r| r.is_truthy())
-                    .unwrap_or(false),
+                _ => match fut.cast::<PyBatchFuture>() {
+                    Ok(bf) => !bf.get().cancelled(),
+                    Err(_) => !fut
+                        .call_method0(intern!(py, "cancelled"))
+                        .and_then(|r| r.is_truthy())
+                        .unwrap_or(false),
+                },
             };
             if alive {
                 items.push(s.item.clone_ref(py));

@@ -6,6 +6,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+mod aio_future;
 mod balancer;
 mod batch_common;
 mod batcher;
@@ -69,6 +70,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<worker_pool::PyTaskHandle>()?;
     m.add_class::<router::PyShardRouter>()?;
     // batcher
+    m.add_class::<aio_future::PyBatchFuture>()?;
     m.add_class::<batcher::PyBatchQueue>()?;
     m.add_class::<batcher::PyBatch>()?;
     m.add_function(wrap_pyfunction!(batcher::settle, m)?)?;
