@@ -13,7 +13,7 @@ from . import exceptions
 from ._core import __version__
 from ._core import build_info as _build_info
 from .balancing import Balancer, ShardRouter
-from .batching import Batcher, MessageBatcher, batched, decode_batch, encode_batch
+from .batching import Batcher, BatchFuture, MessageBatcher, batched, decode_batch, encode_batch
 from .compression import (
     DEFAULT_MAX_OUTPUT_SIZE,
     Compressor,
@@ -61,6 +61,7 @@ def build_info() -> dict[str, Any]:
 __all__ = [
     # batcher
     "BatchResultError",
+    "BatchFuture",
     "Batcher",
     "BatcherClosed",
     "DeadlineExceeded",

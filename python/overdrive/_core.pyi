@@ -1,6 +1,8 @@
 """Type stubs for the native module ``overdrive._core`` (kept honest by stubtest)."""
 
-from collections.abc import Callable, Iterable
+import asyncio
+from collections.abc import Callable, Generator, Iterable
+from contextvars import Context
 from typing import Any, Generic, TypeVar, final
 
 from typing_extensions import Buffer
@@ -73,8 +75,6 @@ class Compressor:
         """Counters: calls, bytes in/out, ratio, raw packs, errors."""
 
 # --- pools (BufferPool, ObjectPool) -----------------------------------------
-
-_T = TypeVar("_T")
 
 @final
 class BufferPool:
@@ -352,6 +352,52 @@ class TaskHandle:
 
 # --- batcher ---------------------------------------------------------------
 
+_T = TypeVar("_T")
+
+@final
+class BatchFuture(Generic[_T]):
+    """The outcome of one batch item (what ``Batcher.submit_async`` returns).
+
+    Speaks asyncio's future protocol, so tasks await it and gather, wait,
+    wait_for, shield and as_completed take it like an ``asyncio.Future``. A
+    batch's futures are settled by one loop callback that runs the awaiting
+    tasks' wake-ups directly (no per-item ``call_soon``).
+    """
+
+    def __new__(cls, *, loop: asyncio.AbstractEventLoop | None = None) -> BatchFuture[_T]: ...
+    @property
+    def _asyncio_future_blocking(self) -> bool: ...
+    @_asyncio_future_blocking.setter
+    def _asyncio_future_blocking(self, value: bool) -> None: ...
+    @property
+    def _cancel_message(self) -> Any: ...
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop this future belongs to."""
+    def done(self) -> bool:
+        """True once settled or cancelled."""
+    def cancelled(self) -> bool:
+        """True if cancelled."""
+    def result(self) -> _T:
+        """The result; raises the item's exception, CancelledError or InvalidStateError."""
+    def exception(self) -> BaseException | None:
+        """The item's exception or None; raises CancelledError or InvalidStateError."""
+    def add_done_callback(
+        self, fn: Callable[[BatchFuture[_T]], object], *, context: Context | None = None
+    ) -> None:
+        """Call ``fn(future)`` once done, in ``context`` (default: a copy of the current)."""
+    def remove_done_callback(self, fn: Callable[[BatchFuture[_T]], object]) -> int:
+        """Remove every registration of ``fn``; the number removed."""
+    def cancel(self, msg: Any | None = None) -> bool:
+        """Cancel (False if already done); callbacks are scheduled."""
+    def set_result(self, result: _T) -> None:
+        """Set the result (InvalidStateError if done)."""
+    def set_exception(self, exception: type[BaseException] | BaseException) -> None:
+        """Set an exception (InvalidStateError if done)."""
+    def _make_cancelled_error(self) -> asyncio.CancelledError: ...
+    def __await__(self) -> Generator[Any, None, _T]: ...
+    def __iter__(self) -> Generator[Any, None, _T]: ...
+    def __next__(self) -> BatchFuture[_T]: ...
+
 _Next = tuple[list[Any], Batch | None, str, float | None]
 
 @final
@@ -384,7 +430,8 @@ class BatchQueue:
     def submit_async(
         self, item: Any, priority: int = 0, deadline_ms: float | None = None, key: Any = None
     ) -> Any:
-        """Queue ``item`` from a coroutine; a future of the running loop."""
+        """Queue ``item`` from a coroutine; a BatchFuture of the running loop (or, for a
+        full ``block`` queue, a coroutine that waits for room)."""
     def set_hooks(self, foreign: Any | None = None, full: Any | None = None) -> None:
         """Wiring of the asyncio-handler mode (see overdrive.batching)."""
     def set_dispatch_loop(self, event_loop: Any | None) -> None:

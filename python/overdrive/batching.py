@@ -48,6 +48,7 @@ from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 from ._core import (
     Batch,
+    BatchFuture,
     BatchQueue,
     MessageQueue,
     _forget_running_loop,
@@ -62,6 +63,7 @@ from .exceptions import (
 )
 
 __all__ = [
+    "BatchFuture",
     "Batcher",
     "MessageBatcher",
     "batched",
@@ -116,7 +118,10 @@ class Batcher(Generic[T, R]):
       ``concurrent.futures.Future``; it blocks while the queue is full under
       ``on_full="block"`` (up to ``block_timeout`` seconds).
     - ``submit_async(item, priority=0, deadline_ms=None, key=None)`` returns
-      an awaitable (a future of the running loop) and never blocks the loop.
+      a :class:`~overdrive.BatchFuture` of the running loop (asyncio's future
+      protocol: await it, gather it, ``wait_for`` it, cancel it) and never
+      blocks the loop. A batch's futures are settled by one loop callback
+      that wakes the awaiting tasks directly, not one ``call_soon`` each.
 
     Both raise :class:`~overdrive.exceptions.BatcherClosed` after ``close()``,
     :class:`~overdrive.exceptions.QueueFull` for a full queue (per
@@ -141,7 +146,7 @@ class Batcher(Generic[T, R]):
     """
 
     submit: Callable[..., cf.Future[R]]
-    submit_async: Callable[..., asyncio.Future[R]]
+    submit_async: Callable[..., Awaitable[R]]
 
     def __init__(
         self,

@@ -233,6 +233,18 @@ fn report(py: Python<'_>, fut: &Bound<'_, PyBatchFuture>, cb: &Py<PyAny>, err: P
 
 #[pymethods]
 impl PyBatchFuture {
+    /// A pending future of `loop` (default: the running loop). The batcher
+    /// makes these; constructing one is for tests and adapters.
+    #[new]
+    #[pyo3(signature = (*, r#loop = None))]
+    fn py_new(py: Python<'_>, r#loop: Option<Bound<'_, PyAny>>) -> PyResult<Self> {
+        let lp = match r#loop {
+            Some(l) if !l.is_none() => l,
+            _ => py.import("asyncio")?.call_method0("get_running_loop")?,
+        };
+        Ok(Self::new(lp.unbind()))
+    }
+
     /// asyncio's duck-typing flag: True while a task is about to wait on it.
     #[getter(_asyncio_future_blocking)]
     fn blocking(&self) -> bool {
@@ -271,7 +283,7 @@ impl PyBatchFuture {
             )
         };
         match phase {
-            Phase::Pending => Err(invalid_state(py, "Result is not ready.")),
+            Phase::Pending => Err(invalid_state(py, "Result is not set.")),
             Phase::Cancelled => Err(PyErr::from_value(self.cancelled_error(py)?)),
             Phase::Finished => match exc {
                 Some(e) => Err(PyErr::from_value(e.into_bound(py))),
