@@ -9,6 +9,7 @@ reason is visible to every reader of the README and in the pytest report.
 
 from __future__ import annotations
 
+import builtins
 import re
 import subprocess
 import sys
@@ -16,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+import overdrive
+import overdrive.exceptions
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 TEXT = README.read_text(encoding="utf-8")
@@ -168,6 +172,51 @@ def test_fences_pair_and_every_python_block_is_collected() -> None:
     assert len(runnable) >= RUNNABLE_BLOCKS, (
         f"{len(runnable)} runnable ```python blocks, expected {RUNNABLE_BLOCKS}: a fence was lost?"
     )
+
+
+def test_sections_in_house_order() -> None:
+    found = [h for h, _ in sections(TEXT, 2)]
+    assert [h for h in found if h in SECTIONS] == SECTIONS, found
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_one_heading_per_class_with_a_runnable_example(cls: str) -> None:
+    word = re.compile(rf"\b{cls}\b")
+    headed = [(h, body) for h, body in sections(TEXT, 3) if word.search(h)]
+    assert len(headed) == 1, f"{cls}: headings {[h for h, _ in headed]}"
+    body = headed[0][1]
+    examples = [b for b in parse_blocks(body) if b.lang == "python" and word.search(b.code)]
+    assert any(b.not_run_reason is None for b in examples), f"{cls}: no runnable example"
+
+
+def test_names_the_readme_uses_exist() -> None:
+    # No promise of a feature before it exists: every od.X / overdrive.X resolves.
+    for name in sorted(set(re.findall(r"\b(?:od|overdrive)\.([A-Za-z_]\w*)", TEXT))):
+        assert hasattr(overdrive, name), f"README uses overdrive.{name}, which does not exist"
+
+
+def test_errors_section_names_every_exception() -> None:
+    (body,) = [b for h, b in sections(TEXT, 2) if h == "Errors"]
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", body, flags=re.M)
+    documented = {name: bases for name, bases in rows}
+    exported = set(overdrive.exceptions.__all__)
+    defined = {
+        n
+        for n, v in vars(overdrive.exceptions).items()
+        if isinstance(v, type)
+        and issubclass(v, BaseException)
+        and v.__module__.startswith("overdrive")
+    }
+    assert defined <= exported, f"defined but not in __all__: {defined - exported}"
+    assert sorted(exported - documented.keys()) == [], "missing from the README's Errors table"
+    assert sorted(documented.keys() - exported) == [], "in the Errors table, not exported"
+    # "re-exported by overdrive", as the section says
+    assert sorted(n for n in exported if not hasattr(overdrive, n)) == []
+    for name, bases in documented.items():
+        cls = getattr(overdrive.exceptions, name)
+        for base in re.findall(r"`(\w+)`", bases):
+            base_cls = getattr(overdrive.exceptions, base, None) or getattr(builtins, base)
+            assert issubclass(cls, base_cls), f"README: {name} is a {base}; it is not"
 
 
 # --- every example runs ---------------------------------------------------------------
