@@ -195,6 +195,12 @@ def test_names_the_readme_uses_exist() -> None:
         assert hasattr(overdrive, name), f"README uses overdrive.{name}, which does not exist"
 
 
+def test_docs_the_readme_points_to_exist() -> None:
+    root = README.parent
+    for doc in sorted(set(re.findall(r"\bdocs/[\w-]+\.md\b", TEXT))):
+        assert (root / doc).is_file(), f"README points to {doc}, which does not exist"
+
+
 def test_errors_section_names_every_exception() -> None:
     (body,) = [b for h, b in sections(TEXT, 2) if h == "Errors"]
     rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", body, flags=re.M)
