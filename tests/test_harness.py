@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from overdrive.bench import BenchConfig, Comparison, interleaved, load_suite
+from overdrive.bench import SUITES, BenchConfig, Comparison, interleaved, load_suite
 from overdrive.bench.compare import _mann_whitney_p
 
 
@@ -76,10 +76,35 @@ def test_compression_suite_rows_and_checks() -> None:
     assert {"overdrive", "python-zstandard", "zlib-6"} <= impls
     names = [c.name for c in result.checks]
     assert any("floor" in n for n in names)
-    assert any("compress_many" in n for n in names)
     for row in result.rows:
         assert row["ns/msg"] > 0
         assert row["MB/s"] > 0
+    # the batch APIs are checked against the peer's own batch API first
+    many = [n for n in names if n.startswith(("compress_many", "decompress_many"))]
+    assert many[0] == "compress_many vs python-zstandard multi_compress_to_buffer(threads=-1)"
+    assert "decompress_many vs python-zstandard multi_decompress_to_buffer(threads=-1)" in many
+
+
+def test_worker_pool_suite_rows_and_checks() -> None:
+    result = load_suite("worker_pool").run(BenchConfig(quick=True, repeats=2))
+    cases = {r["case"] for r in result.rows}
+    assert "submit->result no-op" in cases
+    assert any("CPU-bound" in c for c in cases)
+    assert any("time.sleep" in c for c in cases)
+    for case in cases:
+        impls = {r["impl"] for r in result.rows if r["case"] == case}
+        assert {"WorkerPool", "WorkerPool(help_on_wait=False)", "ThreadPoolExecutor"} <= impls
+    names = [c.name for c in result.checks]
+    assert any("help_on_wait=False" in n for n in names)
+    assert all(r["value"] > 0 for r in result.rows)
+    assert "worker_pool" in SUITES
+
+
+def test_pools_suite_leads_with_the_free_list() -> None:
+    result = load_suite("pools").run(BenchConfig(quick=True, repeats=2))
+    first_64k = [r["impl"] for r in result.rows if r["case"] == "64 KiB acquire+release"]
+    assert first_64k[:2] == ["overdrive", "Lock + list free list"]
+    assert result.checks[0].name == "64 KiB vs Lock + list free list"
 
 
 def test_cli_bench_and_report(tmp_path: Path) -> None:
