@@ -522,7 +522,7 @@ def _messages(config: BenchConfig, result: SuiteResult) -> None:
     per_msg = "python-zstandard per message (level 3)"
     s = interleaved(
         {mb_name: batcher, fair: frames, per_msg: per_message},
-        repeats=max(3, config.repeats // 2),
+        repeats=config.repeats,
         number=1,
     )
     batcher()
