@@ -1,9 +1,8 @@
-"""asv benchmarks for balancing: Balancer, WorkerPool, ShardRouter."""
+"""asv benchmarks for balancing: Balancer, ShardRouter (WorkerPool: benches/worker_pool.py)."""
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import overdrive as od
 from overdrive.bench.replica_sim import simulate
@@ -41,54 +40,6 @@ class ReplicaSimulation:
         return simulate(strategy, requests=200_000, warmup=20_000, seed=1).p99
 
     track_p99.unit = "service times"  # type: ignore[attr-defined]
-
-
-def _noop() -> None:
-    return None
-
-
-class PoolRoundTrip:
-    """submit -> result of a no-op, 200 in a row."""
-
-    params = (["WorkerPool", "WorkerPool(help_on_wait=False)", "ThreadPoolExecutor"],)
-    param_names: ClassVar[list[str]] = ["impl"]
-
-    def setup(self, impl: str) -> None:
-        self.pool: Any
-        if impl == "ThreadPoolExecutor":
-            self.pool = cf.ThreadPoolExecutor()
-        else:
-            self.pool = od.WorkerPool(help_on_wait=impl == "WorkerPool")
-
-    def teardown(self, impl: str) -> None:
-        self.pool.shutdown()
-
-    def time_submit_result(self, impl: str) -> None:
-        submit = self.pool.submit
-        for _ in range(200):
-            submit(_noop).result()
-
-
-class PoolThroughput:
-    """64 zstd compressions of 64 KiB (GIL released) through each pool."""
-
-    params = (["WorkerPool", "ThreadPoolExecutor"],)
-    param_names: ClassVar[list[str]] = ["impl"]
-
-    def setup(self, impl: str) -> None:
-        self.blob = bytes(range(256)) * 256
-        self.pool: Any = od.WorkerPool() if impl == "WorkerPool" else cf.ThreadPoolExecutor()
-
-    def teardown(self, impl: str) -> None:
-        self.pool.shutdown()
-
-    def time_compress_64_tasks(self, impl: str) -> None:
-        futs = [self.pool.submit(od.compress, self.blob) for _ in range(64)]
-        for f in futs:
-            f.result()
-
-    def peakmem_compress_64_tasks(self, impl: str) -> None:
-        self.time_compress_64_tasks(impl)
 
 
 class RouterRoute:

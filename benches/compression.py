@@ -57,26 +57,42 @@ class Envelope:
         self.blobs = [self.c.pack(m) for m in self.msgs]
 
     def time_pack(self, size: int) -> None:
+        pack = self.c.pack
         for m in self.msgs:
-            self.c.pack(m)
+            pack(m)
 
     def time_unpack(self, size: int) -> None:
+        unpack = self.c.unpack
         for b in self.blobs:
-            self.c.unpack(b)
+            unpack(b)
 
 
 class Batch:
+    """The batch APIs against python-zstandard's own multi-threaded ones (and its loop)."""
+
     def setup(self) -> None:
         self.msgs = json_messages(2000, 1024, seed=7)
         self.c = od.Compressor(level=3)
         self.zc = zstandard.ZstdCompressor(level=3)
+        self.zd = zstandard.ZstdDecompressor()
+        self.blobs = self.c.compress_many(self.msgs)
 
     def time_compress_many_2000x1k(self) -> None:
         self.c.compress_many(self.msgs)
 
+    def time_zstandard_multi_compress_2000x1k(self) -> None:
+        self.zc.multi_compress_to_buffer(self.msgs, threads=-1)
+
     def time_zstandard_loop_2000x1k(self) -> None:
+        compress = self.zc.compress
         for m in self.msgs:
-            self.zc.compress(m)
+            compress(m)
+
+    def time_decompress_many_2000x1k(self) -> None:
+        self.c.decompress_many(self.blobs)
+
+    def time_zstandard_multi_decompress_2000x1k(self) -> None:
+        self.zd.multi_decompress_to_buffer(self.blobs, threads=-1)
 
     def peakmem_compress_many_2000x1k(self) -> None:
         self.c.compress_many(self.msgs)
@@ -89,8 +105,9 @@ class Dictionary:
         self.c = od.Compressor(threshold=0, dictionary=od.train_dictionary(self.train))
 
     def time_compress_200b_with_dict(self) -> None:
+        compress = self.c.compress
         for m in self.msgs:
-            self.c.compress(m)
+            compress(m)
 
     def track_ratio_200b_with_dict(self) -> float:
         return sum(map(len, self.msgs)) / sum(len(self.c.compress(m)) for m in self.msgs)

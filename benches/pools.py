@@ -1,6 +1,7 @@
-"""asv benchmarks for the pools: BufferPool acquire+release vs a fresh
-bytearray, a threading.Lock-guarded free list and queue.Queue (64 KiB and
-1 MiB buffers); ObjectPool vs a locked free list; peak memory of many cycles.
+"""asv benchmarks for the pools: BufferPool acquire+release vs a
+threading.Lock-guarded free list (the honest peer), queue.Queue and a fresh
+bytearray (64 KiB and 1 MiB buffers); ObjectPool vs a locked free list; peak
+memory of many cycles. Every side binds its methods once, outside the loop.
 """
 
 from __future__ import annotations
@@ -47,18 +48,18 @@ class BufferAcquireRelease:
             del b
 
     def time_lock_free_list(self, size: int) -> None:
-        lock, free = self.lock, self.free
+        lock, pop, append = self.lock, self.free.pop, self.free.append
         for _ in range(CYCLES):
             with lock:
-                b = free.pop()
+                b = pop()
             with lock:
-                free.append(b)
+                append(b)
 
     def time_queue(self, size: int) -> None:
-        q = self.q
+        get, put = self.q.get, self.q.put
         for _ in range(CYCLES):
-            b = q.get()
-            q.put(b)
+            b = get()
+            put(b)
 
     def track_hit_ratio(self, size: int) -> float:
         self.time_overdrive(size)
@@ -92,11 +93,11 @@ class ObjectAcquireRelease:
                 d["k"] = 1
 
     def time_lock_free_list(self) -> None:
-        lock, free = self.lock, self.free
+        lock, pop, append = self.lock, self.free.pop, self.free.append
         for _ in range(CYCLES):
             with lock:
-                d = free.pop()
+                d = pop()
             d["k"] = 1
             d.clear()
             with lock:
-                free.append(d)
+                append(d)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -9,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from overdrive.bench import BenchConfig, Comparison, interleaved, load_suite
+import overdrive as od
+from overdrive.bench import SUITES, BenchConfig, Comparison, interleaved, load_suite
+from overdrive.bench.baselines import FrameBatcher, GreedyThreadBatcher, MinimalAsyncBatcher
 from overdrive.bench.compare import _mann_whitney_p
+from overdrive.bench.corpus import json_messages
 
 
 def test_comparison_ratio_is_baseline_over_candidate() -> None:
@@ -76,10 +80,35 @@ def test_compression_suite_rows_and_checks() -> None:
     assert {"overdrive", "python-zstandard", "zlib-6"} <= impls
     names = [c.name for c in result.checks]
     assert any("floor" in n for n in names)
-    assert any("compress_many" in n for n in names)
     for row in result.rows:
         assert row["ns/msg"] > 0
         assert row["MB/s"] > 0
+    # the batch APIs are checked against the peer's own batch API first
+    many = [n for n in names if n.startswith(("compress_many", "decompress_many"))]
+    assert many[0] == "compress_many vs python-zstandard multi_compress_to_buffer(threads=-1)"
+    assert "decompress_many vs python-zstandard multi_decompress_to_buffer(threads=-1)" in many
+
+
+def test_worker_pool_suite_rows_and_checks() -> None:
+    result = load_suite("worker_pool").run(BenchConfig(quick=True, repeats=2))
+    cases = {r["case"] for r in result.rows}
+    assert "submit->result no-op" in cases
+    assert any("CPU-bound" in c for c in cases)
+    assert any("time.sleep" in c for c in cases)
+    for case in cases:
+        impls = {r["impl"] for r in result.rows if r["case"] == case}
+        assert {"WorkerPool", "WorkerPool(help_on_wait=False)", "ThreadPoolExecutor"} <= impls
+    names = [c.name for c in result.checks]
+    assert any("help_on_wait=False" in n for n in names)
+    assert all(r["value"] > 0 for r in result.rows)
+    assert "worker_pool" in SUITES
+
+
+def test_pools_suite_leads_with_the_free_list() -> None:
+    result = load_suite("pools").run(BenchConfig(quick=True, repeats=2))
+    first_64k = [r["impl"] for r in result.rows if r["case"] == "64 KiB acquire+release"]
+    assert first_64k[:2] == ["overdrive", "Lock + list free list"]
+    assert result.checks[0].name == "64 KiB vs Lock + list free list"
 
 
 def test_cli_bench_and_report(tmp_path: Path) -> None:
@@ -107,3 +136,74 @@ def test_cli_bench_and_report(tmp_path: Path) -> None:
     )
     assert "run vs base" in shown.stdout
     assert "1.00x" in shown.stdout
+
+
+def test_minimal_async_batcher_returns_each_callers_result() -> None:
+    async def double(items: list[int]) -> list[int]:
+        return [2 * x for x in items]
+
+    def triple(items: list[int]) -> list[int]:
+        return [3 * x for x in items]
+
+    async def main() -> tuple[list[int], list[int], int]:
+        a = MinimalAsyncBatcher(double, max_batch_size=8, max_wait_ms=1.0)
+        s = MinimalAsyncBatcher(triple, max_batch_size=8, max_wait_ms=1.0)
+        got_a = await asyncio.gather(*[a.submit(i) for i in range(20)])
+        got_s = await asyncio.gather(*[s.submit(i) for i in range(20)])
+        one = await a.submit(5)  # a lone item goes after max_wait, not never
+        await a.aclose()
+        await s.aclose()
+        return got_a, got_s, one
+
+    got_a, got_s, one = asyncio.run(main())
+    assert got_a == [2 * i for i in range(20)]
+    assert got_s == [3 * i for i in range(20)]
+    assert one == 10
+
+
+def test_greedy_thread_batcher_returns_each_callers_result_and_drains_on_close() -> None:
+    g = GreedyThreadBatcher(lambda items: [x + 1 for x in items], max_batch_size=4)
+    futs = [g.submit(i) for i in range(50)]
+    g.close()
+    assert [f.result(timeout=5) for f in futs] == [i + 1 for i in range(50)]
+    assert g.items == 50
+    assert g.batches >= 50 // 4
+
+
+def test_frame_batcher_makes_messagebatchers_frames() -> None:
+    msgs = json_messages(120, 200, seed=3)
+    frames: list[bytes] = []
+    fb = FrameBatcher(frames.append, max_batch_size=50, level=-1)
+    for m in msgs:
+        fb.put(m)
+    fb.close()
+    assert [len(od.decode_batch(f)) for f in frames] == [50, 50, 20]
+    assert frames == [od.encode_batch(msgs[i : i + 50], 1024, -1) for i in (0, 50, 100)]
+    assert [m for f in frames for m in od.decode_batch(f)] == msgs
+
+
+def test_batching_suite_cases_and_goals() -> None:
+    result = load_suite("batching").run(BenchConfig(quick=True, repeats=2))
+    cases: dict[str, list[str]] = {r["case"]: [] for r in result.rows}
+    for r in result.rows:
+        cases[r["case"]].append(r["impl"])
+    overhead = [c for c in cases if c.startswith(("(a)", "(b)", "(c)"))]
+    assert len(overhead) == 3
+    for c in overhead:
+        assert cases[c] == [
+            "overdrive (sync handler)",
+            "minimal asyncio batcher (sync handler)",
+            "overdrive (async handler)",
+            "minimal asyncio batcher (async handler)",
+        ]
+    open_loop = [c for c in cases if c.startswith("open loop")]
+    assert open_loop == [f"open loop, device at {p}%" for p in (50, 80, 95)]
+    for c in open_loop:
+        assert cases[c] == ["overdrive", "greedy thread batcher"]
+    msgs = next(c for c in cases if "JSON msgs" in c)
+    assert cases[msgs][1] == "python-zstandard, same frames (50/frame, level -1)"
+    names = [c.name for c in result.checks]
+    assert sum("overdrive vs minimal asyncio batcher" in n for n in names) == 6
+    assert sum("p99 vs greedy thread batcher" in n for n in names) == 2
+    assert any(n.startswith("MessageBatcher vs the same frames") for n in names)
+    assert all(r["us/item"] > 0 for r in result.rows)

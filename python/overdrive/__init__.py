@@ -1,8 +1,23 @@
 """overdrive: Rust-accelerated wrappers that make Python services faster
 without changing what they compute.
 
-See README.md for a tour. Public names are re-exported here; submodules
-(``overdrive.compression``, ``overdrive.bench``, ...) hold the details.
+Every public name is re-exported here (``import overdrive as od``); the
+submodules named hold the details:
+
+- compression: :func:`compress`, :func:`decompress`, :class:`Compressor`,
+  :func:`train_dictionary` (``overdrive.compression``);
+- batching: :class:`Batcher`, :func:`batched` (``overdrive.batcher``) and
+  :class:`MessageBatcher`, :func:`encode_batch`, :func:`decode_batch`
+  (``overdrive.message_batcher``); ``overdrive.batching`` re-exports both;
+- pools: :class:`BufferPool`, :class:`ObjectPool`, :func:`acquire_async`
+  (``overdrive.pools``);
+- balancing: :class:`Balancer`, :class:`ShardRouter` (``overdrive.balancing``)
+  and :class:`WorkerPool` (``overdrive.worker_pool``);
+- errors: every exception class, in ``overdrive.exceptions`` and here.
+
+Every component has ``stats()``. ``overdrive.bench`` and the ``overdrive``
+command are the benchmark harness. README.md has a quick start per component;
+docs/architecture.md says how each one works inside.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 import asyncio
 from collections.abc import Callable, Generator, Iterable
 from contextvars import Context
-from typing import Any, Generic, TypeVar, final
+from typing import Any, Generic, Literal, TypedDict, TypeVar, final
 
 from typing_extensions import Buffer
 
@@ -12,6 +12,177 @@ DEFAULT_MAX_OUTPUT_SIZE: int
 
 def build_info() -> dict[str, Any]:
     """Version, build profile, rustc, features and zstd version of this build."""
+
+# --- stats() return types ----------------------------------------------------
+# For type checkers only: these TypedDicts do not exist at run time (stats()
+# returns a plain dict), so import them under ``if TYPE_CHECKING:``.
+# tests/test_stats_types.py checks every key against what the binding returns.
+
+_Strategy = Literal["load_score", "least_outstanding", "p2c", "round_robin"]
+_BackendState = Literal["up", "down", "ejected", "probing", "removed"]
+
+class CompressorStats(TypedDict):
+    """``Compressor.stats()``: counters since the Compressor was made."""
+
+    compress_calls: int
+    decompress_calls: int
+    bytes_in: int
+    bytes_out: int
+    ratio: float  # bytes_in / bytes_out (0.0 before any output)
+    raw_packed: int  # pack() calls stored raw (below threshold or incompressible)
+    errors: int
+
+class PoolStats(TypedDict):
+    """What ``BufferPoolStats`` and ``ObjectPoolStats`` share."""
+
+    hits: int
+    misses: int
+    hit_ratio: float
+    in_use: int
+    idle: int
+    high_water: int
+    exhausted: int
+    waiters: int
+
+class BufferPoolStats(PoolStats):
+    """``BufferPool.stats()``."""
+
+    bytes_allocated: int
+    capacity: int  # the auto-sizing target, between min_size and max_size
+    grows: int
+    shrinks: int
+    freed: int
+    buffer_size: int
+
+class ObjectPoolStats(PoolStats):
+    """``ObjectPool.stats()`` (idle objects past ``max_idle_s`` are evicted first)."""
+
+    created: int
+    discarded: int
+    evicted: int
+
+class BackendStats(TypedDict):
+    """One entry of ``BalancerStats["backends"]``."""
+
+    index: int
+    state: _BackendState
+    weight: float
+    in_flight: int
+    picks: int
+    completed: int
+    errors: int
+    ejections: int
+    ewma_latency_s: float | None  # None until a latency was reported
+    error_rate: float
+    queue_utilisation: float | None  # None until report_queue()
+
+class BalancerStats(TypedDict):
+    """``Balancer.stats()``: totals, and every backend ever added (removed ones too)."""
+
+    strategy: _Strategy
+    picks: int
+    in_flight: int
+    errors: int
+    no_backend: int  # picks that found no backend (NoBackendAvailable)
+    backends: list[BackendStats]
+
+class ScalingEvent(TypedDict):
+    """One entry of ``WorkerPoolStats["scaling_events"]`` (the last 64 are kept)."""
+
+    at_s: float  # seconds since the pool was made
+    delta: int  # +1 a worker added, -1 one retired
+    workers: int  # workers after the event
+    reason: str  # "demand", "queue depth", "utilisation" or "low utilisation"
+
+class WorkerPoolStats(TypedDict):
+    """``WorkerPoolCore.stats()``, which ``WorkerPool.stats()`` returns."""
+
+    workers: int
+    min_workers: int
+    max_workers: int
+    busy: int
+    idle: int
+    queued: int
+    queue_high_water: int
+    max_queue: int  # 0: unbounded
+    submitted: int
+    completed: int
+    cancelled: int
+    rejected: int
+    scale_ups: int
+    scale_downs: int
+    scaling_events: list[ScalingEvent]
+    shutdown: bool
+
+class NodeStats(TypedDict):
+    """One entry of ``ShardRouterStats["nodes"]``."""
+
+    node: Any  # the node object as given
+    weight: float
+    alive: bool
+    load: int
+    routes: int
+    cap: int  # the current load bound
+
+class ShardRouterStats(TypedDict):
+    """``ShardRouter.stats()``."""
+
+    routes: int
+    overflows: int  # routes that skipped a full node
+    load: int  # requests routed and not yet released, over all nodes
+    load_factor: float
+    nodes: list[NodeStats]  # every node ever added (removed ones: alive False)
+
+class LatencyPercentiles(TypedDict):
+    """Seconds, from a small histogram; 0.0 while ``count`` is 0."""
+
+    p50: float
+    p90: float
+    p99: float
+    count: int
+
+class FlushReasons(TypedDict):
+    """Batches formed, by what triggered them."""
+
+    size: int
+    time: int
+    weight: int
+    idle: int
+    flush: int
+    close: int
+
+class BatchModel(TypedDict):
+    """The adaptive model: handler time ~ ``a_s + b_s_per_item * n``."""
+
+    a_s: float
+    b_s_per_item: float
+    batch_size: int
+    aimd_cap: int
+
+class QueueStats(TypedDict):
+    """``BatchQueue.stats()`` and ``MessageQueue.stats()`` (one builder serves both).
+
+    ``Batcher.stats()`` adds ``name``, ``closed`` and ``handler``;
+    ``MessageBatcher.stats()`` adds ``frames``, ``bytes_out``, ``retries``,
+    ``given_up``, ``name`` and ``closed``.
+    """
+
+    submitted: int
+    completed: int
+    failed: int
+    expired: int
+    rejected: int
+    dropped: int
+    cancelled: int
+    batches: int
+    mean_batch_size: float
+    batch_sizes: dict[str, int]  # batches per size bucket ("1", "2-3", "4-7", ...)
+    flush_reasons: FlushReasons
+    queue_wait_s: LatencyPercentiles
+    handler_time_s: LatencyPercentiles
+    queue_depth: int
+    in_flight: int
+    model: BatchModel
 
 # --- compression -----------------------------------------------------------
 
@@ -71,7 +242,7 @@ class Compressor:
         """One zstd frame per item; releases the GIL and uses every core for large batches."""
     def decompress_many(self, blobs: Iterable[Buffer]) -> list[bytes]:
         """The bytes of every frame; parallel for large batches."""
-    def stats(self) -> dict[str, int | float]:
+    def stats(self) -> CompressorStats:
         """Counters: calls, bytes in/out, ratio, raw packs, errors."""
 
 # --- pools (BufferPool, ObjectPool) -----------------------------------------
@@ -114,7 +285,7 @@ class BufferPool:
     @property
     def window_s(self) -> float:
         """Length of the auto-sizing window in seconds."""
-    def stats(self) -> dict[str, int | float]:
+    def stats(self) -> BufferPoolStats:
         """hits, misses, hit_ratio, in_use, idle, high_water, bytes_allocated,
         capacity, grows, shrinks, freed, exhausted, waiters, buffer_size."""
 
@@ -174,7 +345,7 @@ class ObjectPool(Generic[_T]):
     @property
     def max_idle_s(self) -> float | None:
         """Idle objects older than this are evicted (None: never)."""
-    def stats(self) -> dict[str, int | float]:
+    def stats(self) -> ObjectPoolStats:
         """hits, misses, hit_ratio, in_use, idle, high_water, created, discarded,
         evicted, exhausted, waiters."""
 
@@ -195,7 +366,7 @@ class PooledObject(Generic[_T]):
         self, _exc_type: object = None, _exc: object = None, _tb: object = None
     ) -> bool: ...
 
-# --- balancing ---------------------------------------------------------------
+# --- balancing (Balancer, Pick) ----------------------------------------------
 
 @final
 class Balancer:
@@ -252,7 +423,7 @@ class Balancer:
     def state(self, index: int) -> str:
         """The backend's state: up, down, ejected, probing or removed."""
     def __len__(self) -> int: ...
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> BalancerStats:
         """Totals, and per backend: in_flight, picks, EWMA latency, errors, state."""
 
 @final
@@ -266,6 +437,8 @@ class Pick:
     @property
     def index(self) -> int | None:
         """The backend index while entered, else None."""
+
+# --- worker pool (facade: overdrive.worker_pool.WorkerPool) ------------------
 
 @final
 class WorkerPoolCore:
@@ -305,8 +478,17 @@ class WorkerPoolCore:
     @property
     def bounds(self) -> tuple[int, int]:
         """(min_workers, max_workers)."""
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> WorkerPoolStats:
         """Workers, busy/idle, queue depth, task counts, scaling events."""
+
+@final
+class TaskHandle:
+    """A queued WorkerPool task, so a thread waiting on its future can run it itself."""
+
+    def run_inline(self) -> bool:
+        """Run the task on this thread unless a worker took it; True if it ran here."""
+
+# --- shard router --------------------------------------------------------------
 
 @final
 class ShardRouter:
@@ -339,16 +521,9 @@ class ShardRouter:
         """Take a node off the ring; its keys move to their next nodes."""
     def reset_loads(self) -> None:
         """Forget all loads."""
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ShardRouterStats:
         """Totals and per-node load, routes, weight and bound."""
     def __len__(self) -> int: ...
-
-@final
-class TaskHandle:
-    """A queued WorkerPool task, so a thread waiting on its future can run it itself."""
-
-    def run_inline(self) -> bool:
-        """Run the task on this thread unless a worker took it; True if it ran here."""
 
 # --- batcher ---------------------------------------------------------------
 
@@ -455,7 +630,7 @@ class BatchQueue:
     def in_flight(self) -> int:
         """Batches running now."""
     def __len__(self) -> int: ...
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> QueueStats:
         """Counters, percentiles, flush reasons, queue depth, adaptive model."""
 
 @final
@@ -494,8 +669,8 @@ class MessageQueue:
     def compress_threshold(self) -> int:
         """Bodies longer than this many bytes are zstd-compressed."""
     def __len__(self) -> int: ...
-    def stats(self) -> dict[str, Any]:
-        """Counters, percentiles, flush reasons, queue depth."""
+    def stats(self) -> QueueStats:
+        """Counters, percentiles, flush reasons, queue depth (``model`` is unused here)."""
 
 def encode_batch(
     messages: Iterable[Buffer], compress_threshold: int = 1024, level: int = 3

@@ -19,8 +19,10 @@ SUITES: dict[str, str] = {
     "compression": "overdrive.bench.suites.compression",
     # pools (BufferPool, ObjectPool)
     "pools": "overdrive.bench.suites.pools",
-    # balancing
+    # balancing (Balancer, replica simulation, ShardRouter)
     "balancing": "overdrive.bench.suites.balancing",
+    # WorkerPool vs ThreadPoolExecutor
+    "worker_pool": "overdrive.bench.suites.worker_pool",
     # batcher
     "batching": "overdrive.bench.suites.batching",
 }

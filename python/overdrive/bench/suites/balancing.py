@@ -1,11 +1,10 @@
-"""Balancing suite: Balancer, WorkerPool and ShardRouter against the naive way and peers.
+"""Balancing suite: Balancer and ShardRouter against the naive way and peers
+(WorkerPool has its own suite, ``worker_pool``).
 
 - Balancer pick+release with 64 backends, per strategy, vs a Lock-guarded
-  pure-Python least-outstanding picker.
+  pure-Python least-outstanding picker (both sides' methods bound once).
 - Replica simulation (16 replicas, exponential service, utilisation 0.9, in
   virtual time, driving the real Balancer): p99 per strategy.
-- WorkerPool vs concurrent.futures.ThreadPoolExecutor: submit -> result of a
-  no-op, and throughput of GIL-releasing work (zstd of 64 KiB, numpy matmul).
 - ShardRouter: route() vs a pure-Python hash ring (bisect over md5 points),
   max/average load under Zipf keys, keys moved when a node is added.
 """
@@ -13,47 +12,21 @@
 from __future__ import annotations
 
 import bisect
-import concurrent.futures as cf
 import hashlib
-import json
 import os
 import random
 import statistics
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import overdrive as od
 
-from ..compare import Comparison, interleaved
-from ..corpus import json_blob
+from ..compare import interleaved
 from ..replica_sim import simulate
 from . import BenchConfig, Check, SuiteResult
+from ._common import VALUE_COLUMNS, add_rows, repeat, value_row
 
 __all__ = ["run"]
-
-COLUMNS = ["case", "impl", "value", "unit", "x_vs_od"]
-
-
-def _row(case: str, impl: str, value: float, unit: str, x: float | str = "") -> dict[str, Any]:
-    return {"case": case, "impl": impl, "value": value, "unit": unit, "x_vs_od": x}
-
-
-def _add_rows(
-    result: SuiteResult,
-    case: str,
-    samples: dict[str, list[float]],
-    od_key: str,
-    value: Callable[[float], float],
-    unit: str,
-) -> None:
-    """One row per implementation: ``value(median seconds)`` and the time ratio to ``od_key``."""
-    od_med = statistics.median(samples[od_key])
-    for impl, times in samples.items():
-        med = statistics.median(times)
-        result.rows.append(_row(case, impl, value(med), unit, med / od_med))
 
 
 class _PyLeastOutstanding:
@@ -94,10 +67,14 @@ class _PyRing:
         return self.nodes[i % len(self.nodes)]
 
 
-def _loop(n: int, body: Callable[[], Any]) -> Callable[[], None]:
+def _pick_release(
+    acquire: Callable[[], int], release: Callable[..., None], ops: int
+) -> Callable[[], None]:
+    """``ops`` acquire+release pairs through methods bound once (same for every side)."""
+
     def call() -> None:
-        for _ in range(n):
-            body()
+        for _ in range(ops):
+            release(acquire())
 
     return call
 
@@ -107,25 +84,18 @@ def _balancer(result: SuiteResult, repeats: int) -> None:
     cands: dict[str, Callable[[], None]] = {}
     for strategy in ("load_score", "least_outstanding", "p2c", "round_robin"):
         lb = od.Balancer(64, strategy)
-        acq, rel = lb.acquire, lb.release
-
-        def body(acq: Callable[[], int] = acq, rel: Callable[[int], None] = rel) -> None:
-            rel(acq())
-
-        cands[strategy] = _loop(ops, body)
+        cands[strategy] = _pick_release(lb.acquire, lb.release, ops)
     lb = od.Balancer(64)
 
     def with_pick() -> None:
         with lb.pick():
             pass
 
-    cands["load_score (with pick())"] = _loop(ops, with_pick)
+    cands["load_score (with pick())"] = repeat(ops, with_pick)
     naive = _PyLeastOutstanding(64)
-    cands["python Lock + min()"] = _loop(ops, lambda: naive.release(naive.acquire()))
+    cands["python Lock + min()"] = _pick_release(naive.acquire, naive.release, ops)
     s = interleaved(cands, repeats=repeats, number=1)
-    _add_rows(
-        result, "pick+release, 64 backends", s, "load_score", lambda m: m / ops * 1e9, "ns/op"
-    )
+    add_rows(result, "pick+release, 64 backends", s, "load_score", lambda m: m / ops * 1e9, "ns/op")
     ns = statistics.median(s["load_score"]) / ops * 1e9
     naive_ns = statistics.median(s["python Lock + min()"]) / ops * 1e9
     result.checks.append(
@@ -147,7 +117,7 @@ def _simulation(result: SuiteResult, quick: bool) -> None:
         r = simulate(strategy, requests=n, warmup=n // 10, seed=1)
         p99[strategy] = r.p99
         result.rows.append(
-            _row("replica sim p99 (16 x M/M/1, rho=0.9)", strategy, r.p99, "service times")
+            value_row("replica sim p99 (16 x M/M/1, rho=0.9)", strategy, r.p99, "service times")
         )
     for s in ("load_score", "least_outstanding"):
         vs_p2c = p99[s] / p99["p2c"]
@@ -184,142 +154,27 @@ def _simulation(result: SuiteResult, quick: bool) -> None:
     )
 
 
-def _noop() -> None:
-    return None
-
-
-def _worker_pool_overhead(result: SuiteResult, repeats: int) -> None:
-    calls = 200
-    tpe = cf.ThreadPoolExecutor()
-    wp = od.WorkerPool()
-    wp_nohelp = od.WorkerPool(help_on_wait=False)
-    try:
-        cands = {
-            "WorkerPool": _loop(calls, lambda: wp.submit(_noop).result()),
-            "WorkerPool(help_on_wait=False)": _loop(
-                calls, lambda: wp_nohelp.submit(_noop).result()
-            ),
-            "ThreadPoolExecutor": _loop(calls, lambda: tpe.submit(_noop).result()),
-        }
-        s = interleaved(cands, repeats=repeats, number=1)
-    finally:
-        tpe.shutdown()
-        wp.shutdown()
-        wp_nohelp.shutdown()
-    _add_rows(result, "submit->result no-op", s, "WorkerPool", lambda m: m / calls * 1e6, "us/task")
-    cmp = Comparison.from_samples(s["ThreadPoolExecutor"], s["WorkerPool"], 1)
-    frac = 1.0 / cmp.ratio
-    tpe_med = statistics.median(s["ThreadPoolExecutor"])
-    nohelp = statistics.median(s["WorkerPool(help_on_wait=False)"]) / tpe_med
-    result.checks.append(
-        Check(
-            "WorkerPool submit->result overhead vs ThreadPoolExecutor",
-            "<= 0.5x ThreadPoolExecutor's time",
-            frac,
-            frac <= 0.5,
-            detail=(
-                f"CI of speed-up {cmp.ci_low:.2f}-{cmp.ci_high:.2f}; the waiter runs a "
-                "not-yet-started task itself (help_on_wait); without it: "
-                f"{nohelp:.2f}x"
-            ),
-        )
-    )
-
-
-TASKS = 64
-
-
-def _pool_samples(fn: Callable[[], Any], repeats: int) -> dict[str, list[float]]:
-    """Seconds to run ``TASKS`` calls of ``fn`` through each pool (submit all, then wait)."""
-    tpe = cf.ThreadPoolExecutor()
-    wp = od.WorkerPool()
-
-    def batch(ex: cf.Executor) -> Callable[[], None]:
-        def call() -> None:
-            futs = [ex.submit(fn) for _ in range(TASKS)]
-            for f in futs:
-                f.result()
-
-        return call
-
-    try:
-        return interleaved(
-            {"WorkerPool": batch(wp), "ThreadPoolExecutor": batch(tpe)},
-            repeats=repeats,
-            number=1,
-        )
-    finally:
-        tpe.shutdown()
-        wp.shutdown()
-
-
-def numpy_samples(repeats: int) -> dict[str, list[float]]:
-    """The matmul case; run in a child process whose BLAS uses one thread."""
-    import numpy as np
-
-    a = np.random.default_rng(0).standard_normal((192, 192))
-    return _pool_samples(lambda: a @ a, repeats)
-
-
-_NUMPY_CHILD = (
-    "import json, sys\n"
-    "from overdrive.bench.suites.balancing import numpy_samples\n"
-    "print(json.dumps(numpy_samples(int(sys.argv[1]))))\n"
-)
-
-
-def _throughput(result: SuiteResult, repeats: int) -> None:
-    blob = json_blob(64 * 1024)
-    cases = {"zstd 64 KiB": _pool_samples(lambda: od.compress(blob, 3), repeats)}
-    # OpenBLAS threads would fight the pool threads for the 2 cores and make
-    # the result chaotic; one BLAS thread per task lets the pools do the work.
-    env = {
-        **os.environ,
-        "OPENBLAS_NUM_THREADS": "1",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-    }
-    child = subprocess.run(
-        [sys.executable, "-c", _NUMPY_CHILD, str(repeats)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=True,
-    )
-    cases["numpy matmul 192x192 (1 BLAS thread)"] = json.loads(child.stdout)
-    cores = os.cpu_count() or 1
-    for label, s in cases.items():
-        _add_rows(result, f"throughput: {label}", s, "WorkerPool", lambda m: TASKS / m, "tasks/s")
-        cmp = Comparison.from_samples(s["ThreadPoolExecutor"], s["WorkerPool"], 1)
-        result.checks.append(
-            Check(
-                f"WorkerPool throughput, {label}, {cores} cores",
-                ">= 0.95x ThreadPoolExecutor's tasks/s",
-                cmp.ratio,
-                cmp.ratio >= 0.95,
-                detail=f"CI {cmp.ci_low:.2f}-{cmp.ci_high:.2f}",
-            )
-        )
-
-
 def _router(result: SuiteResult, repeats: int) -> None:
     nodes = [f"10.0.0.{i}:6379" for i in range(10)]
     keys = [f"user:{i}" for i in range(1000)]
     r = od.ShardRouter(nodes)
     ring = _PyRing(nodes)
 
+    # Every side's methods are bound once, outside its loop.
     def od_route() -> None:
+        lookup = r.lookup
         for k in keys:
-            r.lookup(k)
+            lookup(k)
 
     def od_route_bounded() -> None:
+        route, release = r.route, r.release
         for k in keys:
-            r.release(r.route(k))
+            release(route(k))
 
     def py_route() -> None:
+        route = ring.route
         for k in keys:
-            ring.route(k)
+            route(k)
 
     s = interleaved(
         {
@@ -332,7 +187,7 @@ def _router(result: SuiteResult, repeats: int) -> None:
         number=1,
     )
     r.reset_loads()
-    _add_rows(
+    add_rows(
         result, "route 1 key", s, "ShardRouter.lookup", lambda m: m / len(keys) * 1e9, "ns/key"
     )
 
@@ -350,8 +205,9 @@ def _router(result: SuiteResult, repeats: int) -> None:
         n = r.lookup(k)
         plain[n] = plain.get(n, 0) + 1
     plain_ratio = max(plain.values()) / (len(zipf) / len(nodes))
-    result.rows.append(_row("Zipf 1.0 max/avg load", "ShardRouter(load_factor=1.25)", ratio, "x"))
-    result.rows.append(_row("Zipf 1.0 max/avg load", "plain consistent hashing", plain_ratio, "x"))
+    zipf_case = "Zipf 1.0 max/avg load"
+    result.rows.append(value_row(zipf_case, "ShardRouter(load_factor=1.25)", ratio, "x"))
+    result.rows.append(value_row(zipf_case, "plain consistent hashing", plain_ratio, "x"))
     result.checks.append(
         Check(
             "ShardRouter max/avg load, Zipf keys",
@@ -369,7 +225,8 @@ def _router(result: SuiteResult, repeats: int) -> None:
     r.add_node("10.0.0.10:6379")
     after = [r.lookup(k) for k in many]
     moved = sum(1 for x, y in zip(before, after, strict=True) if x != y) / len(many)
-    result.rows.append(_row("keys moved adding 1 node to 10", "ShardRouter", moved, "fraction"))
+    moved_case = "keys moved adding 1 node to 10"
+    result.rows.append(value_row(moved_case, "ShardRouter", moved, "fraction"))
     result.checks.append(
         Check(
             "ShardRouter keys moved when 1 node joins 10",
@@ -382,12 +239,10 @@ def _router(result: SuiteResult, repeats: int) -> None:
 
 
 def run(config: BenchConfig) -> SuiteResult:
-    result = SuiteResult("balancing", COLUMNS)
+    result = SuiteResult("balancing", VALUE_COLUMNS)
     repeats = config.repeats
     _balancer(result, repeats)
     _simulation(result, config.quick)
-    _worker_pool_overhead(result, repeats)
-    _throughput(result, 5 if config.quick else repeats)
     _router(result, repeats)
     result.notes.append(
         "x_vs_od = impl median time / overdrive median time (> 1: overdrive faster); "

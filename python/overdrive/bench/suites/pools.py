@@ -1,11 +1,14 @@
-"""Pools suite: BufferPool acquire+release vs allocating a fresh bytearray, a
-threading.Lock-guarded free list and queue.Queue; ObjectPool vs a locked free
-list; resident-memory growth over a million cycles.
+"""Pools suite: BufferPool acquire+release vs a threading.Lock-guarded free list
+(the honest peer: what a user writes to reuse buffers), queue.Queue and
+allocating a fresh bytearray; ObjectPool vs a locked free list; resident-memory
+growth over a million cycles.
 
 Every case times the implementations interleaved in one process, each callable
 running a loop of ``INNER`` operations (the loop's own cost is in every row
-alike); rows give ns per acquire+release and each implementation's time
-divided by overdrive's (``x_vs_od`` > 1 means overdrive is faster).
+alike, and every implementation's methods are bound once outside the loop, as
+overdrive's ``acquire`` is); rows give ns per acquire+release and each
+implementation's time divided by overdrive's (``x_vs_od`` > 1 means overdrive
+is faster).
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ __all__ = ["run"]
 COLUMNS = ["case", "impl", "ns/op", "x_vs_od"]
 INNER = 1000
 GOAL_NS = 150.0
-GOAL_SPEEDUP = 3.0
+# The goal (<= 150 ns) against the Lock-guarded free list's ~330 ns on this
+# machine class (DESIGN.md): at least 2x its speed.
+GOAL_VS_FREE_LIST = 2.0
+GOAL_VS_BYTEARRAY = 3.0
+FREE_LIST = "Lock + list free list"
 
 
 def _od_cycle(bp: od.BufferPool) -> Callable[[], None]:
@@ -60,15 +67,20 @@ def _fresh(size: int) -> Callable[[], None]:
 
 
 def _locked_list(size: int, n: int = 8) -> Callable[[], None]:
-    lock = threading.Lock()
     free = [bytearray(size) for _ in range(n)]
+    return _free_list_cycle(threading.Lock(), free)
+
+
+def _free_list_cycle(lock: threading.Lock, free: list[Any]) -> Callable[[], None]:
+    """Take from and give back to a Lock-guarded list, methods bound once."""
 
     def call() -> None:
+        pop, append = free.pop, free.append
         for _ in range(INNER):
             with lock:
-                b = free.pop()
+                b = pop()
             with lock:
-                free.append(b)
+                append(b)
 
     return call
 
@@ -79,9 +91,10 @@ def _queue(size: int, n: int = 8) -> Callable[[], None]:
         q.put(bytearray(size))
 
     def call() -> None:
+        get, put = q.get, q.put
         for _ in range(INNER):
-            b = q.get()
-            q.put(b)
+            b = get()
+            put(b)
 
     return call
 
@@ -99,6 +112,25 @@ def _rows(case: str, samples: dict[str, list[float]]) -> list[dict[str, Any]]:
     ]
 
 
+def _speedup_check(
+    result: SuiteResult,
+    name: str,
+    peer: list[float],
+    samples: dict[str, list[float]],
+    goal: float,
+) -> None:
+    cmp = Comparison.from_samples(peer, samples["overdrive"], INNER)
+    result.checks.append(
+        Check(
+            name,
+            f">= {goal:.0f}x faster",
+            cmp.ratio,
+            cmp.ratio >= goal,
+            detail=f"CI {cmp.ci_low:.2f}-{cmp.ci_high:.2f}, p={cmp.p_value:.3g}",
+        )
+    )
+
+
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -106,15 +138,17 @@ def _rss() -> int:
 
 def _buffer_case(result: SuiteResult, size: int, label: str, repeats: int) -> None:
     bp = od.BufferPool(buffer_size=size, min_size=8, max_size=64)
+    # The free list leads (the honest peer); bytearray() is secondary context.
     impls = {
         "overdrive": _od_cycle(bp),
+        FREE_LIST: _locked_list(size),
         "overdrive (with)": _od_with(bp),
-        f"bytearray({label})": _fresh(size),
-        "Lock + list free list": _locked_list(size),
         "queue.Queue": _queue(size),
+        f"bytearray({label})": _fresh(size),
     }
     s = interleaved(impls, repeats=repeats)
     result.rows += _rows(f"{label} acquire+release", s)
+    _speedup_check(result, f"{label} vs {FREE_LIST}", s[FREE_LIST], s, GOAL_VS_FREE_LIST)
     od_ns = statistics.median(s["overdrive"]) / INNER * 1e9
     result.checks.append(
         Check(
@@ -125,16 +159,8 @@ def _buffer_case(result: SuiteResult, size: int, label: str, repeats: int) -> No
             unit="ns",
         )
     )
-    cmp = Comparison.from_samples(s[f"bytearray({label})"], s["overdrive"], INNER)
-    result.checks.append(
-        Check(
-            f"{label} vs bytearray({label})",
-            f">= {GOAL_SPEEDUP:.0f}x faster",
-            cmp.ratio,
-            cmp.ratio >= GOAL_SPEEDUP,
-            detail=f"CI {cmp.ci_low:.2f}-{cmp.ci_high:.2f}, p={cmp.p_value:.3g}",
-        )
-    )
+    bytearray_times = s[f"bytearray({label})"]
+    _speedup_check(result, f"{label} vs bytearray({label})", bytearray_times, s, GOAL_VS_BYTEARRAY)
     stats = bp.stats()
     result.notes.append(
         f"{label}: hit_ratio={stats['hit_ratio']:.6f}, misses={stats['misses']}, "
@@ -158,18 +184,11 @@ def run(config: BenchConfig) -> SuiteResult:
             lease = acquire()
             lease.release()
 
-    lock = threading.Lock()
     objs: list[dict[str, Any]] = [{} for _ in range(8)]
-
-    def locked_obj() -> None:
-        for _ in range(INNER):
-            with lock:
-                o = objs.pop()
-            with lock:
-                objs.append(o)
-
-    s = interleaved({"overdrive": od_obj, "Lock + list free list": locked_obj}, repeats=repeats)
+    locked_obj = _free_list_cycle(threading.Lock(), objs)
+    s = interleaved({"overdrive": od_obj, FREE_LIST: locked_obj}, repeats=repeats)
     result.rows += _rows("ObjectPool acquire+release", s)
+    _speedup_check(result, f"ObjectPool vs {FREE_LIST}", s[FREE_LIST], s, 1.0)
 
     # Resident memory over a million cycles (after a warm-up): the "0 MB growth" goal.
     bp = od.BufferPool(buffer_size=64 * 1024, min_size=8, max_size=64)
