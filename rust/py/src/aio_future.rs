@@ -444,7 +444,10 @@ impl PyBatchFuture {
             return Ok(slf.clone());
         }
         let value = slf.get().result(py)?;
-        Err(pyo3::exceptions::PyStopIteration::new_err((value,)))
+        // The instance made here directly: a lazy PyErr would box the
+        // arguments and build the same object when raised.
+        let stop = py.get_type::<pyo3::exceptions::PyStopIteration>().call1((value,))?;
+        Err(PyErr::from_value(stop))
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
