@@ -446,7 +446,9 @@ impl PyBatchFuture {
         let value = slf.get().result(py)?;
         // The instance made here directly: a lazy PyErr would box the
         // arguments and build the same object when raised.
-        let stop = py.get_type::<pyo3::exceptions::PyStopIteration>().call1((value,))?;
+        let stop = py
+            .get_type::<pyo3::exceptions::PyStopIteration>()
+            .call1((value,))?;
         Err(PyErr::from_value(stop))
     }
 
