@@ -37,6 +37,7 @@ from .exceptions import (
     QueueFull,
     WorkerPoolShutdown,
     WorkerQueueFull,
+    WorkerStartError,
 )
 from .pools import (
     BufferExportedError,
@@ -101,4 +102,5 @@ __all__ = [
     "WorkerPool",
     "WorkerPoolShutdown",
     "WorkerQueueFull",
+    "WorkerStartError",
 ]

@@ -6,6 +6,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+mod args;
 mod balancer;
 mod batch_common;
 mod batcher;
