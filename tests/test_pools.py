@@ -839,6 +839,23 @@ def test_wrong_types_are_input_type_errors(call: Any, match: str) -> None:
         call()
 
 
+def test_a_huge_min_size_is_refused_before_any_factory_call() -> None:
+    # min_size objects are made up front: 2**40 meant 2**40 factory calls
+    # (a hang, then memory exhaustion) when max_size allowed it.
+    calls: list[int] = []
+
+    def factory() -> object:
+        calls.append(1)
+        if len(calls) > 70_000:  # the old behaviour, stopped early
+            raise RuntimeError("factory called for every one of min_size objects")
+        return object()
+
+    with pytest.raises(ConfigurationError, match="min_size=1099511627776: at most 65536"):
+        od.ObjectPool(factory, min_size=2**40, max_size=2**41)
+    assert calls == []
+    assert od.ObjectPool(factory, min_size=3, max_size=4).stats()["idle"] == 3
+
+
 def test_acquire_async_checks_its_arguments() -> None:
     bp = od.BufferPool(buffer_size=64, min_size=0, max_size=1)
 

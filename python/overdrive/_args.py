@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import threading
 
 from .exceptions import ConfigurationError, InputTypeError
 
@@ -33,8 +34,9 @@ def int_or_none(name: str, value: object) -> int | None:
 def seconds_or_none(name: str, value: object, *, inf_waits_forever: bool) -> float | None:
     """A timeout in seconds: None, or a real number >= 0 (not NaN).
 
-    ``inf`` means None (wait forever) when ``inf_waits_forever``, else it is
-    refused like NaN."""
+    ``inf`` means None (wait forever) when ``inf_waits_forever`` (so does a
+    timeout too long for ``threading``, which would raise OverflowError),
+    else it is refused like NaN."""
     if value is None:
         return None
     if not isinstance(value, numbers.Real):
@@ -47,9 +49,18 @@ def seconds_or_none(name: str, value: object, *, inf_waits_forever: bool) -> flo
     try:
         seconds = float(value)
     except OverflowError:
-        raise ConfigurationError(f"invalid {name}={value!r:.80}: {expected}") from None
-    if math.isinf(seconds) and seconds > 0 and inf_waits_forever:
+        raise ConfigurationError(f"invalid {name}={_show(value)}: {expected}") from None
+    if seconds > threading.TIMEOUT_MAX and inf_waits_forever:
         return None
     if not (seconds >= 0 and math.isfinite(seconds)):
-        raise ConfigurationError(f"invalid {name}={value!r}: {expected}")
+        raise ConfigurationError(f"invalid {name}={_show(value)}: {expected}")
     return seconds
+
+
+def _show(value: object) -> str:
+    """``repr(value)`` cut to 80 characters (an int over 4300 digits has none)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<{type(value).__name__} object>"
+    return text if len(text) <= 80 else text[:77] + "..."
