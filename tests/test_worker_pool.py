@@ -500,6 +500,14 @@ def test_submit_and_map_check_their_arguments(pool: od.WorkerPool) -> None:
     assert list(pool.map(abs, [-1, -2], timeout=float("inf"))) == [1, 2]
 
 
+def test_map_with_a_timeout_too_long_for_threading_waits() -> None:
+    # map(timeout=1e300) handed ~1e300 s to Future.result on a task a worker
+    # was running: threading raised OverflowError ("timeout value is too large").
+    p = od.WorkerPool(min_workers=1, max_workers=1, help_on_wait=False)
+    assert list(p.map(time.sleep, [0.05, 0], timeout=1e300)) == [None, None]
+    p.shutdown()
+
+
 def test_a_submit_no_worker_can_run_raises_and_leaks_nothing() -> None:
     # When the system refuses the first worker thread (here: the address
     # space is full, so its stack cannot be mapped), the task used to sit in

@@ -88,10 +88,19 @@ macro_rules! int_args {
 
             fn from_arg(obj: &Bound<'_, PyAny>, param: &'static str) -> PyResult<Self> {
                 let range = || format!("must be an int between {} and {}", <$t>::MIN, <$t>::MAX);
-                let wide: i128 = obj
-                    .extract()
-                    .map_err(|e| extraction_error(obj, param, Self::KIND, e, &range))?;
-                <$t>::try_from(wide).map_err(|_| bad_value(obj.py(), param, wide, &range()))
+                let out_of_range = || bad_value(obj.py(), param, show(obj), &range());
+                // One C call on the hot path (i64); u64 only for the ints
+                // above i64::MAX (i128 extraction is several calls under abi3).
+                match obj.extract::<i64>() {
+                    Ok(v) => <$t>::try_from(v).map_err(|_| out_of_range()),
+                    Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => {
+                        match obj.extract::<u64>() {
+                            Ok(v) => <$t>::try_from(v).map_err(|_| out_of_range()),
+                            Err(_) => Err(out_of_range()),
+                        }
+                    }
+                    Err(e) => Err(extraction_error(obj, param, Self::KIND, e, &range)),
+                }
             }
         }
     )*};
