@@ -9,12 +9,14 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import overdrive as od
+from isolated import run_isolated
 from overdrive.bench.replica_sim import simulate
 from overdrive.exceptions import ConfigurationError, InputTypeError, NoBackendAvailable
 
@@ -472,3 +474,104 @@ def test_errors_name_the_argument_given(kwargs: dict[str, object], param: str) -
         od.Balancer(**kwargs)  # type: ignore[arg-type]
     with pytest.raises(InputTypeError, match=rf"^{param} must be"):
         od.Balancer(**{param: "nope"})  # type: ignore[arg-type]
+
+
+# --- arguments: every bad number or type is an overdrive error ----------------
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: od.Balancer(2**70), "backends=1180591620717411303424"),
+        (lambda: od.Balancer(n_backends=-(2**64)), "n_backends=-18446744073709551616"),
+        (lambda: od.Balancer([1.0, 10**400]), "backends=1000.*too large for a float"),
+        (lambda: od.Balancer(2, max_in_flight=2**64), "max_in_flight=18446744073709551616"),
+        (lambda: od.Balancer(2, eject_min_requests=-1), "eject_min_requests=-1"),
+        (lambda: od.Balancer(2, cooldown_s=10**400), "cooldown_s="),
+        (lambda: od.Balancer(2).release(2**64), "index=18446744073709551616"),
+        (lambda: od.Balancer(2).mark_down(-(2**70)), "index=-1180591620717411303424"),
+        (lambda: od.Balancer(2).add(weight=10**400), "weight="),
+        (lambda: od.ShardRouter(["a"], vnodes=-1), "vnodes=-1"),
+        (lambda: od.ShardRouter(["a"], vnodes=2**64), "vnodes=18446744073709551616"),
+        (lambda: od.ShardRouter(["a"], load_factor=10**400), "load_factor="),
+        (lambda: od.ShardRouter({"a": 10**400}), "weight="),
+        (lambda: od.ShardRouter(["a"]).route("\ud800"), "key="),
+    ],
+)
+def test_huge_numbers_are_configuration_errors(call: Any, match: str) -> None:
+    # pyo3's own conversion raised OverflowError (or UnicodeEncodeError).
+    with pytest.raises(ConfigurationError, match=match):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: od.Balancer(2, strategy=None), "strategy must be a str, not NoneType"),
+        (lambda: od.Balancer(2, load_weight="1"), "load_weight must be a number, not str"),
+        (lambda: od.Balancer(2, max_in_flight=1.5), "max_in_flight must be an int, not float"),
+        (lambda: od.Balancer(2).release(0, latency_s="x"), "latency_s must be a number or None"),
+        (lambda: od.Balancer(2).release(0, ok=None), "ok must be a bool"),
+        (lambda: od.Balancer(2).report_queue(0, []), "utilisation must be a number, not list"),
+        (lambda: od.Balancer(2).state("0"), "index must be an int, not str"),
+        (lambda: od.ShardRouter(["a"], load_factor="x"), "load_factor must be a number"),
+        (lambda: od.ShardRouter(["a"], vnodes=None), "vnodes must be an int"),
+        (lambda: od.ShardRouter(["a"]).add_node("b", weight=None), "weight must be a number"),
+        (lambda: od.ShardRouter(["a"]).route_many(None), "keys must be an iterable"),
+    ],
+)
+def test_wrong_types_are_input_type_errors(call: Any, match: str) -> None:
+    # pyo3's own conversion raised a bare TypeError.
+    with pytest.raises(InputTypeError, match=match):
+        call()
+
+
+def test_a_numpy_int_still_counts_backends() -> None:
+    import numpy as np
+
+    assert len(od.Balancer(np.int64(3))) == 3
+
+
+def test_the_ring_size_is_capped_before_allocating() -> None:
+    # Each node may have a million ring points; a thousand such nodes made
+    # the ring a billion points (16 GB) and the allocation abort the process.
+    out = run_isolated(
+        """
+        import overdrive as od
+        try:
+            od.ShardRouter({f"n{i}": 6250.0 for i in range(1000)})
+        except od.ConfigurationError as e:
+            print("ConfigurationError:", e)
+        r = od.ShardRouter({f"n{i}": 6250.0 for i in range(16)})  # 16 M points: fine
+        try:
+            r.add_node("one-more", weight=6250.0)
+        except od.ConfigurationError as e:
+            print("ConfigurationError:", e)
+        print(len(r))
+        """
+    )
+    assert out.count("ConfigurationError:") == 2, out
+    assert "the ring would hold 1000000000 points" in out
+    assert "the ring would hold 17000000 points" in out
+    assert out.split()[-1] == "16"
+
+
+def test_a_router_in_a_reference_cycle_is_collected() -> None:
+    import gc
+    import weakref
+
+    class Token:
+        pass
+
+    class Node(str):
+        router: object = None
+        token: Token | None = None
+
+    node = Node("a")
+    node.token = Token()  # str subclasses take no weakrefs; the token does
+    r = od.ShardRouter([node, "b"])
+    node.router = r  # router -> node -> router
+    ref = weakref.ref(node.token)
+    del r, node
+    gc.collect()
+    assert ref() is None

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import overdrive as od
+from isolated import run_isolated
 from overdrive.bench.corpus import json_messages
 from overdrive.exceptions import (
     ConfigurationError,
@@ -162,6 +164,156 @@ def test_train_dictionary_errors() -> None:
         od.train_dictionary(json_messages(100, 200), size=10)
     with pytest.raises(InputTypeError):
         od.train_dictionary(["not bytes"] * 10)  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("call", "param"),
+    [
+        (lambda: od.compress(b"x", level=2**40), "level=1099511627776.*-131072 to 22"),
+        (lambda: od.compress(b"x", level=-(2**70)), "level=-1180591620717411303424"),
+        (lambda: od.Compressor(level=2**31), "level=2147483648.*-131072 to 22"),
+        (lambda: od.decompress(od.compress(b"x"), max_output_size=2**70), "max_output_size=1180"),
+        (lambda: od.decompress(od.compress(b"x"), max_output_size=2**63), "max_output_size=9223"),
+        (lambda: od.Compressor(threshold=2**80), "threshold=1208925819614629174706176"),
+        (lambda: od.Compressor(max_output_size=-(2**65)), "max_output_size=-3689"),
+        (lambda: od.train_dictionary([b"x"] * 8, size=-1), "size=-1"),
+        (lambda: od.train_dictionary([b"x"] * 8, size=2**64), "size=18446744073709551616"),
+    ],
+)
+def test_huge_and_negative_ints_are_configuration_errors(call: Any, param: str) -> None:
+    # pyo3's own int conversion raised OverflowError (not an overdrive error).
+    with pytest.raises(ConfigurationError, match=param):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("call", "param"),
+    [
+        (lambda: od.compress(b"x", level="3"), "level must be an int, not str"),
+        (lambda: od.compress(b"x", level=3.0), "level must be an int, not float"),
+        (lambda: od.decompress(b"x", max_output_size=None), "max_output_size must be an int"),
+        (lambda: od.Compressor(threshold=[1]), "threshold must be an int, not list"),
+        (lambda: od.train_dictionary([b"x"] * 8, size=object()), "size must be an int"),
+    ],
+)
+def test_wrong_argument_types_are_input_type_errors(call: Any, param: str) -> None:
+    # pyo3's own conversion raised a bare TypeError.
+    with pytest.raises(InputTypeError, match=param):
+        call()
+
+
+def test_huge_dictionary_size_is_refused_not_an_abort() -> None:
+    # `size` reached Vec::with_capacity unchecked: 2**62 aborted the process
+    # ("memory allocation failed"), 2**63 and up panicked (capacity overflow).
+    out = run_isolated(
+        """
+        import overdrive as od
+        samples = [b"sample %d " % i * 20 for i in range(64)]
+        for size in (2**62, 2**40, 2**31, 2**63 - 1):
+            try:
+                od.train_dictionary(samples, size=size)
+            except od.ConfigurationError as e:
+                print("ConfigurationError:", e)
+        """
+    )
+    assert out.count("ConfigurationError:") == 4, out
+    assert "size=4611686018427387904: must be between 256 and 1073741824 bytes" in out
+
+
+def test_a_lying_len_cannot_make_the_batch_calls_over_reserve() -> None:
+    # The batch calls reserved `len(items)` slots up front: a __len__ of
+    # 2**40 aborted the process, sys.maxsize panicked (capacity overflow).
+    out = run_isolated(
+        """
+        import sys
+        import overdrive as od
+
+        class Liar:
+            def __init__(self, n, items):
+                self.n, self.items = n, items
+            def __len__(self):
+                return self.n
+            def __iter__(self):
+                return iter(self.items)
+
+        c = od.Compressor()
+        for n in (2**40, sys.maxsize):
+            frames = c.compress_many(Liar(n, [b"a", b"bb"]))
+            print(c.decompress_many(Liar(n, frames)))
+            samples = [b"sample %d " % i * 20 for i in range(64)]
+            print(len(od.train_dictionary(Liar(n, samples), size=1024)) > 0)
+        """
+    )
+    assert out.split() == ["[b'a',", "b'bb']", "True"] * 2, out
+
+
+# Run in the child interpreters below (so a frame of any size needs no argv).
+FRAME_DECLARING = """
+def frame_declaring(size, body=b""):
+    # A zstd frame header declaring `size` bytes of content (single segment,
+    # 8-byte size), then `body` as raw 128 KiB blocks and an empty last block.
+    out = bytearray(b"\\x28\\xb5\\x2f\\xfd\\xe0") + size.to_bytes(8, "little")
+    for at in range(0, len(body), 128 << 10):
+        chunk = body[at : at + (128 << 10)]
+        out += (len(chunk) << 3).to_bytes(3, "little") + chunk
+    return bytes(out + b"\\x01\\x00\\x00")
+"""
+
+
+def test_a_declared_size_the_input_cannot_hold_is_refused_before_allocating() -> None:
+    # The size a frame header declares was allocated as is (up to the cap):
+    # a 16-byte frame claiming 1 TiB raised MemoryError from decompress()
+    # and aborted the process from the parallel decompress_many().
+    out = run_isolated(
+        FRAME_DECLARING
+        + """
+import os
+import overdrive as od
+
+tiny = frame_declaring(2**40)
+big = od.compress(os.urandom(40_000))  # makes decompress_many go parallel
+c = od.Compressor(max_output_size=2**50)
+for call in (
+    lambda: c.decompress_many([big, tiny]),
+    lambda: od.decompress(tiny, max_output_size=2**50),
+    lambda: c.decompress(tiny),
+    lambda: c.unpack(b"\\x11" + tiny),
+):
+    try:
+        call()
+    except od.DecompressionError as e:
+        print("DecompressionError:", e)
+"""
+    )
+    assert out.count("DecompressionError:") == 4, out
+    assert out.count("declares 1099511627776 bytes, more than 16 input bytes can hold") == 4
+
+
+def test_an_output_the_allocator_refuses_is_a_decompression_error() -> None:
+    # A header whose claim the input could hold (1 MiB of blocks: up to
+    # 128 GiB) but memory cannot: an abort from the parallel
+    # decompress_many(), MemoryError from decompress(). (The child's address
+    # space is capped at 2 GiB, so the 64 GiB allocation fails at once.)
+    out = run_isolated(
+        FRAME_DECLARING
+        + """
+import os
+import overdrive as od
+
+claim = frame_declaring(64 << 30, bytes(1 << 20))
+big = od.compress(os.urandom(40_000))
+c = od.Compressor(max_output_size=2**40)
+for call in (
+    lambda: c.decompress_many([big, claim]),
+    lambda: od.decompress(claim, max_output_size=2**40),
+):
+    try:
+        call()
+    except od.DecompressionError as e:
+        print("DecompressionError:", e)
+"""
+    )
+    assert out.count("cannot allocate the 68719476736 bytes the input declares") == 2, out
 
 
 def test_properties_and_repr(dictionary: bytes) -> None:

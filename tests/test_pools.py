@@ -760,9 +760,11 @@ class _Interrupted(Exception):
     pass
 
 
-def test_a_blocked_acquire_is_interruptible_by_signals() -> None:
-    # acquire(timeout=None) on an exhausted pool waits in slices and checks
-    # signals between them, so Ctrl-C (here: SIGALRM) gets through.
+@pytest.mark.parametrize("timeout", [None, 3600.0])
+def test_a_blocked_acquire_is_interruptible_by_signals(timeout: float | None) -> None:
+    # acquire() on an exhausted pool waits in slices and checks signals
+    # between them, so Ctrl-C (here: SIGALRM) gets through, whether it would
+    # wait forever or for an hour.
     def on_alarm(signum: int, frame: object) -> None:
         raise _Interrupted
 
@@ -774,7 +776,7 @@ def test_a_blocked_acquire_is_interruptible_by_signals() -> None:
         for pool in (bp, op):
             signal.setitimer(signal.ITIMER_REAL, 0.05)
             with pytest.raises(_Interrupted):
-                pool.acquire()
+                pool.acquire(timeout=timeout)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -791,3 +793,95 @@ def test_bad_timeout_is_refused_even_when_a_buffer_is_free(bad: float) -> None:
     assert bp.stats()["in_use"] == 0
     with bp.acquire(timeout=1e30) as buf:  # too large for a clock: waits forever, fine here
         assert len(memoryview(buf)) == 64
+
+
+# --- arguments: every bad number or type is an overdrive error ----------------
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: od.BufferPool(buffer_size=2**70), "buffer_size=1180591620717411303424"),
+        (lambda: od.BufferPool(min_size=-(2**64)), "min_size=-18446744073709551616"),
+        (lambda: od.BufferPool(max_size=2**64), "max_size=18446744073709551616"),
+        (lambda: od.BufferPool(window_s=10**400), "window_s="),
+        (lambda: od.ObjectPool(object, max_size=2**64), "max_size=18446744073709551616"),
+        (lambda: od.ObjectPool(object, min_size=-(2**70)), "min_size=-1180591620717411303424"),
+        (lambda: od.ObjectPool(object, max_idle_s=10**400), "max_idle_s="),
+        (lambda: od.BufferPool(buffer_size=64).trim(keep=2**64), "keep=18446744073709551616"),
+        (lambda: od.ObjectPool(object).trim(keep=-(2**64)), "keep=-18446744073709551616"),
+        (lambda: od.BufferPool(buffer_size=64).acquire(timeout=10**400), "timeout="),
+    ],
+)
+def test_huge_numbers_are_configuration_errors(call: Any, match: str) -> None:
+    # pyo3's own conversion raised OverflowError.
+    with pytest.raises(ConfigurationError, match=match):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: od.BufferPool(buffer_size="64"), "buffer_size must be an int, not str"),
+        (lambda: od.BufferPool(zero_on_release=None), "zero_on_release must be a bool"),
+        (lambda: od.BufferPool(window_s="1"), "window_s must be a number, not str"),
+        (lambda: od.ObjectPool(object, max_size=None), "max_size must be an int"),
+        (lambda: od.ObjectPool(object, max_idle_s=[]), "max_idle_s must be a number or None"),
+        (lambda: od.BufferPool(buffer_size=64).acquire(timeout="1"), "timeout must be a number"),
+        (lambda: od.BufferPool(buffer_size=64).acquire(block=None), "block must be a bool"),
+        (lambda: od.ObjectPool(object).acquire(timeout=object()), "timeout must be a number"),
+        (lambda: od.ObjectPool(object).trim(keep=1.5), "keep must be an int or None"),
+    ],
+)
+def test_wrong_types_are_input_type_errors(call: Any, match: str) -> None:
+    # pyo3's own conversion raised a bare TypeError.
+    with pytest.raises(InputTypeError, match=match):
+        call()
+
+
+def test_a_huge_min_size_is_refused_before_any_factory_call() -> None:
+    # min_size objects are made up front: 2**40 meant 2**40 factory calls
+    # (a hang, then memory exhaustion) when max_size allowed it.
+    calls: list[int] = []
+
+    def factory() -> object:
+        calls.append(1)
+        if len(calls) > 70_000:  # the old behaviour, stopped early
+            raise RuntimeError("factory called for every one of min_size objects")
+        return object()
+
+    with pytest.raises(ConfigurationError, match="min_size=1099511627776: at most 65536"):
+        od.ObjectPool(factory, min_size=2**40, max_size=2**41)
+    assert calls == []
+    assert od.ObjectPool(factory, min_size=3, max_size=4).stats()["idle"] == 3
+
+
+def test_acquire_async_checks_its_arguments() -> None:
+    bp = od.BufferPool(buffer_size=64, min_size=0, max_size=1)
+
+    async def main() -> None:
+        with pytest.raises(InputTypeError, match="timeout must be a number"):
+            await od.acquire_async(bp, timeout="1")  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match="timeout="):
+            await od.acquire_async(bp, timeout=10**400)
+        with pytest.raises(InputTypeError, match="pool must be a BufferPool or an ObjectPool"):
+            await od.acquire_async(None)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    assert bp.stats()["in_use"] == 0
+
+
+# --- garbage collection --------------------------------------------------------
+
+
+def test_a_held_object_in_a_cycle_with_its_lease_is_collected_and_its_slot_freed() -> None:
+    op = od.ObjectPool(Conn, max_size=1)
+    lease = op.acquire()
+    lease.value.lease = lease  # value -> lease -> value
+    ref = weakref.ref(lease.value)
+    del lease
+    gc.collect()
+    assert ref() is None
+    assert op.stats()["in_use"] == 0
+    with op.acquire(block=False) as conn:  # the slot is free again
+        assert isinstance(conn, Conn)

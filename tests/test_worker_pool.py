@@ -18,7 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import overdrive as od
-from overdrive.exceptions import ConfigurationError, WorkerPoolShutdown, WorkerQueueFull
+from isolated import run_isolated
+from overdrive.exceptions import (
+    ConfigurationError,
+    InputTypeError,
+    WorkerPoolShutdown,
+    WorkerQueueFull,
+)
 
 
 @pytest.fixture
@@ -437,3 +443,156 @@ def test_a_dropped_pool_closes_and_still_runs_its_tasks() -> None:
     gc.collect()
     gate.set()
     assert [f.result(10) for f in futs] == [True, True, True]
+
+
+# --- arguments: every bad number or type is an overdrive error ----------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_workers": 2**64}, "max_workers=18446744073709551616"),
+        ({"min_workers": -(2**70), "max_workers": 2}, "min_workers=-1180591620717411303424"),
+        ({"max_queue": 2**64}, "max_queue=18446744073709551616"),
+        ({"scale_up_depth": -1}, "scale_up_depth=-1"),
+        ({"aging_s": 10**400}, "aging_s="),
+        ({"scale_down_window_s": 10**400}, "scale_down_window_s="),
+        ({"full_timeout_s": 10**400}, "full_timeout_s="),
+    ],
+)
+def test_huge_numbers_are_configuration_errors(kwargs: dict[str, object], match: str) -> None:
+    # pyo3's own conversion raised OverflowError.
+    with pytest.raises(ConfigurationError, match=match):
+        od.WorkerPool(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_workers": "4"}, "max_workers must be an int or None, not str"),
+        ({"min_workers": 1.5}, "min_workers must be an int or None, not float"),
+        ({"max_queue": None}, "max_queue must be an int, not NoneType"),
+        ({"aging_s": "1"}, "aging_s must be a number or None, not str"),
+        ({"scale_up_util": []}, "scale_up_util must be a number, not list"),
+        ({"full_timeout_s": "1"}, "full_timeout_s must be a number of seconds or None"),
+        ({"thread_name_prefix": None}, "thread_name_prefix must be a str, not NoneType"),
+    ],
+)
+def test_wrong_types_are_input_type_errors(kwargs: dict[str, object], match: str) -> None:
+    # A bare TypeError before: from pyo3, or from the facade's own arithmetic.
+    with pytest.raises(InputTypeError, match=match):
+        od.WorkerPool(**kwargs)  # type: ignore[arg-type]
+
+
+def test_submit_and_map_check_their_arguments(pool: od.WorkerPool) -> None:
+    with pytest.raises(ConfigurationError, match="priority=9223372036854775808"):
+        pool.submit(int, "1", priority=2**63)
+    with pytest.raises(InputTypeError, match="priority must be an int, not str"):
+        pool.submit(int, "1", priority="high")
+    with pytest.raises(InputTypeError, match="fn must be callable, not NoneType"):
+        pool.submit(None)  # type: ignore[arg-type]
+    with pytest.raises(InputTypeError, match="timeout must be a number of seconds or None"):
+        pool.map(abs, [1], timeout="1")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="timeout=nan"):
+        pool.map(abs, [1], timeout=float("nan"))
+    with pytest.raises(InputTypeError, match=r"iterables\[1\] must be iterable, not NoneType"):
+        pool.map(pow, [1], None)  # type: ignore[arg-type]
+    assert list(pool.map(abs, [-1, -2], timeout=float("inf"))) == [1, 2]
+
+
+def test_map_with_a_timeout_too_long_for_threading_waits() -> None:
+    # map(timeout=1e300) handed ~1e300 s to Future.result on a task a worker
+    # was running: threading raised OverflowError ("timeout value is too large").
+    p = od.WorkerPool(min_workers=1, max_workers=1, help_on_wait=False)
+    assert list(p.map(time.sleep, [0.05, 0], timeout=1e300)) == [None, None]
+    p.shutdown()
+
+
+def test_a_submit_no_worker_can_run_raises_and_leaks_nothing() -> None:
+    # When the system refuses the first worker thread (here: the address
+    # space is full, so its stack cannot be mapped), the task used to sit in
+    # the queue forever, unrun, and its callable (which refers to the pool)
+    # kept the pool and its future alive: an uncollectable cycle through the
+    # native queue. Now submit raises and queues nothing.
+    out = run_isolated(
+        """
+        import gc, resource, weakref
+        import overdrive as od
+
+        def vm_bytes():
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmSize:"):
+                        return int(line.split()[1]) * 1024
+
+        pool = od.WorkerPool(1, 1)
+        ref = weakref.ref(pool)
+        gc.collect()
+        limit = resource.getrlimit(resource.RLIMIT_AS)
+        full = vm_bytes() + (1 << 20)  # less than one thread stack left
+        resource.setrlimit(resource.RLIMIT_AS, (full, limit[1]))
+        try:
+            fut = pool.submit(lambda p=pool: p)
+            print("queued", pool.stats()["workers"], pool.stats()["queued"])
+        except od.WorkerStartError as e:
+            print("WorkerStartError:", e)
+        resource.setrlimit(resource.RLIMIT_AS, limit)
+        print("queued after:", pool.stats()["queued"])
+        fut = None
+        del pool
+        gc.collect()
+        print("pool alive:", ref() is not None)
+        """
+    )
+    assert "WorkerStartError: could not start a worker thread" in out, out
+    assert "queued after: 0" in out
+    assert "pool alive: False" in out
+
+
+def test_a_task_handle_reports_its_callable_to_the_garbage_collector() -> None:
+    # TaskHandle held the future, the callable and its arguments with no
+    # GC support: gc could not see (or break) a cycle through a task.
+    import gc
+
+    p, gate = _blocked_single_worker(help_on_wait=True)
+    arg = object()
+    fut = p.submit(id, arg)
+    handle = fut._od_task  # type: ignore[attr-defined]
+    assert gc.is_tracked(handle)
+    referents = gc.get_referents(handle)
+    assert any(r is fut for r in referents)
+    assert any(r is id for r in referents)
+    assert any(isinstance(r, tuple) and r and r[0] is arg for r in referents)
+    gate.set()
+    assert fut.result(10) == id(arg)
+    # Ran: the payload is gone (only the handle's heap type is left).
+    assert [r for r in gc.get_referents(handle) if not isinstance(r, type)] == []
+    p.shutdown()
+
+
+def test_a_dropped_pool_whose_pending_tasks_refer_to_it_is_collected_once_they_ran() -> None:
+    # The queue belongs to the worker threads while they live (they will run
+    # it, as ThreadPoolExecutor's do), so the pool stays until its tasks ran;
+    # then nothing keeps it.
+    import gc
+    import weakref
+
+    p, gate = _blocked_single_worker(help_on_wait=False)
+    ran = threading.Event()
+
+    def uses(pool: od.WorkerPool) -> None:
+        ran.set()
+
+    for _ in range(3):
+        p.submit(uses, p)
+    ref = weakref.ref(p)
+    del p
+    gc.collect()
+    assert ref() is not None  # its tasks are still to run
+    gate.set()
+    assert ran.wait(10)
+    deadline = time.monotonic() + 10
+    while ref() is not None and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.01)
+    assert ref() is None

@@ -52,6 +52,7 @@ from .exceptions import (
     QueueFull,
     WorkerPoolShutdown,
     WorkerQueueFull,
+    WorkerStartError,
 )
 from .pools import (
     BufferExportedError,
@@ -117,4 +118,5 @@ __all__ = [
     "WorkerPool",
     "WorkerPoolShutdown",
     "WorkerQueueFull",
+    "WorkerStartError",
 ]

@@ -28,6 +28,7 @@ __all__ = [
     "ReleasedError",
     "WorkerPoolShutdown",
     "WorkerQueueFull",
+    "WorkerStartError",
 ]
 
 
@@ -90,6 +91,12 @@ class WorkerQueueFull(OverdriveError, RuntimeError):
 
 class WorkerPoolShutdown(OverdriveError, RuntimeError):
     """The WorkerPool is shut down: no new tasks (a RuntimeError, as ThreadPoolExecutor's)."""
+
+
+class WorkerStartError(OverdriveError, RuntimeError):
+    """No worker thread runs and the system refused to start one (thread or
+    memory limits): the task was not queued (a RuntimeError, as
+    ThreadPoolExecutor's "can't start new thread")."""
 
 
 # --- batcher -----------------------------------------------------------------

@@ -27,8 +27,9 @@ import asyncio
 import time
 from typing import Protocol, TypeVar
 
+from ._args import seconds_or_none
 from ._core import BufferPool, ObjectPool, PooledBuffer, PooledObject
-from .exceptions import BufferExportedError, ConfigurationError, PoolExhausted, ReleasedError
+from .exceptions import BufferExportedError, InputTypeError, PoolExhausted, ReleasedError
 
 __all__ = [
     "BufferExportedError",
@@ -62,10 +63,11 @@ async def acquire_async(pool: _Pool[_L_co], timeout: float | None = None) -> _L_
     (None: wait until one comes back). Cancelling the awaiting task is safe:
     nothing is taken while it sleeps.
     """
-    if timeout is not None and not (timeout >= 0 and timeout != float("inf")):
-        raise ConfigurationError(
-            f"invalid timeout={timeout}: must be a finite number of seconds >= 0, or None"
+    if not callable(getattr(pool, "try_acquire", None)):
+        raise InputTypeError(
+            f"pool must be a BufferPool or an ObjectPool, not {type(pool).__name__}"
         )
+    timeout = seconds_or_none("timeout", timeout, inf_waits_forever=False)
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = _POLL_MIN_S
     while True:

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import math
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from concurrent.futures._base import PENDING
 from typing import Any, Literal, TypeVar
 
+from ._args import int_or_none, seconds_or_none
 from ._core import TaskHandle, WorkerPoolCore
-from .exceptions import ConfigurationError, WorkerPoolShutdown
+from .exceptions import ConfigurationError, InputTypeError, WorkerPoolShutdown
 
 __all__ = ["WorkerPool", "default_bounds"]
 
@@ -113,6 +113,9 @@ class WorkerPool(Executor):
         thread_name_prefix: str = "overdrive-worker",
         help_on_wait: bool = True,
     ) -> None:
+        # Types checked before the arithmetic; ranges by the native half.
+        min_workers = int_or_none("min_workers", min_workers)
+        max_workers = int_or_none("max_workers", max_workers)
         lo, hi = default_bounds()
         if max_workers is None:
             max_workers = max(hi, min_workers or 0)
@@ -120,16 +123,12 @@ class WorkerPool(Executor):
             min_workers = min(lo, max_workers)
         if on_full not in ("block", "reject"):
             raise ConfigurationError(f"invalid on_full={on_full!r}: must be 'block' or 'reject'")
-        if full_timeout_s is not None:
-            if not full_timeout_s >= 0:  # negative or NaN
-                raise ConfigurationError(
-                    f"invalid full_timeout_s={full_timeout_s!r}: must be >= 0 seconds or None"
-                )
-            if math.isinf(full_timeout_s):
-                full_timeout_s = None  # wait forever, like None
         self._block = on_full == "block"
         self._help = help_on_wait
-        self._full_timeout = full_timeout_s
+        # inf waits forever, like None.
+        self._full_timeout = seconds_or_none(
+            "full_timeout_s", full_timeout_s, inf_waits_forever=True
+        )
         self._core = WorkerPoolCore(
             min_workers,
             max_workers,
@@ -160,6 +159,8 @@ class WorkerPool(Executor):
         self, fn: Callable[..., T], /, *args: Any, priority: int = 0, **kwargs: Any
     ) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)``; higher ``priority`` runs first."""
+        if not callable(fn):
+            raise InputTypeError(f"fn must be callable, not {type(fn).__name__}")
         if self._shutdown or self._pid != os.getpid():
             raise WorkerPoolShutdown(
                 "cannot schedule new tasks after shutdown"
@@ -178,6 +179,26 @@ class WorkerPool(Executor):
         )
         return plain
 
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[T]:
+        """As :meth:`concurrent.futures.Executor.map`; ``timeout`` is checked
+        like ``full_timeout_s`` (``inf``: no limit)."""
+        timeout = seconds_or_none("timeout", timeout, inf_waits_forever=True)
+        iters: list[Iterator[Any]] = []
+        for i, it in enumerate(iterables):
+            try:
+                iters.append(iter(it))
+            except TypeError:
+                raise InputTypeError(
+                    f"iterables[{i}] must be iterable, not {type(it).__name__}"
+                ) from None
+        return super().map(fn, *iters, timeout=timeout, chunksize=chunksize)
+
     async def submit_async(
         self, fn: Callable[..., T], /, *args: Any, priority: int = 0, **kwargs: Any
     ) -> T:
@@ -191,7 +212,7 @@ class WorkerPool(Executor):
             self._shutdown = True
             return
         self._shutdown = True
-        for fut in self._core.shutdown(cancel_futures):
+        for fut in self._core.shutdown(bool(cancel_futures)):
             fut.cancel()
         if wait:
             self._core.join(None)

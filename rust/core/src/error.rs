@@ -86,6 +86,10 @@ pub enum Error {
     /// The worker pool is shut down and accepts no new work.
     #[error("cannot schedule new tasks after shutdown")]
     PoolShutdown,
+    /// No worker runs and the system refused to start one (thread limits,
+    /// memory): the task was not queued.
+    #[error("{0}")]
+    WorkerStart(String),
     // --- batcher ---
     /// The batcher's queue is full (`on_full="reject"`, a block that timed
     /// out, or an item dropped by `on_full="drop_oldest"`).

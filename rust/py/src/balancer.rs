@@ -5,15 +5,12 @@ use std::time::{Duration, Instant};
 
 use overdrive_core::balance::{Balancer, BalancerConfig, Strategy};
 use parking_lot::Mutex;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyList};
+use pyo3::types::{PyBool, PyDict, PyList, PyString};
 
+use crate::args::{self, type_name, FromArg};
 use crate::errors::{bad_value, wrong_type, IntoPy};
-
-/// A Python int as an index, with a clear error for negatives.
-pub(crate) fn index_arg(py: Python<'_>, param: &'static str, v: i64) -> PyResult<usize> {
-    usize::try_from(v).map_err(|_| bad_value(py, param, v, "must be an index >= 0"))
-}
 
 /// `backends` as weights: an int count (all weight 1.0) or a sequence of weights.
 fn backend_weights(
@@ -21,57 +18,39 @@ fn backend_weights(
     backends: &Bound<'_, PyAny>,
     param: &'static str,
 ) -> PyResult<Vec<f64>> {
-    if backends.is_instance_of::<PyBool>() {
-        return Err(wrong_type(
+    let wrong = || {
+        wrong_type(
             py,
-            format!("{param} must be an int count or a sequence of weights, got bool"),
-        ));
+            format!(
+                "{param} must be an int count or a sequence of weights, got {}",
+                type_name(backends)
+            ),
+        )
+    };
+    if backends.is_instance_of::<PyBool>() || backends.is_instance_of::<PyString>() {
+        return Err(wrong());
     }
-    if let Ok(n) = backends.extract::<i64>() {
-        let n = usize::try_from(n)
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| bad_value(py, param, n, "need at least one backend"))?;
+    let Ok(iter) = backends.try_iter() else {
+        // A count: an int, or anything with `__index__` (numpy integers).
+        if !backends.hasattr(intern!(py, "__index__"))? {
+            return Err(wrong());
+        }
+        let n = usize::from_arg(backends, param)?;
         // Checked before allocating: Balancer(10**12) must not try 8 TB.
-        if n > overdrive_core::balance::MAX_BACKENDS {
+        let max = overdrive_core::balance::MAX_BACKENDS;
+        if !(1..=max).contains(&n) {
             return Err(bad_value(
                 py,
                 param,
                 n,
-                &format!("at most {} backends", overdrive_core::balance::MAX_BACKENDS),
+                &format!("need between 1 and {max} backends"),
             ));
         }
         return Ok(vec![1.0; n]);
-    }
-    if backends.is_instance_of::<pyo3::types::PyString>() {
-        return Err(wrong_type(
-            py,
-            format!("{param} must be an int count or a sequence of weights, got str"),
-        ));
-    }
+    };
     let mut out = Vec::new();
-    let iter = backends.try_iter().map_err(|_| {
-        let t = backends
-            .get_type()
-            .name()
-            .map_or_else(|_| "?".into(), |n| n.to_string());
-        wrong_type(
-            py,
-            format!("{param} must be an int count or a sequence of weights, got {t}"),
-        )
-    })?;
     for item in iter {
-        let item = item?;
-        let w: f64 = item.extract().map_err(|_| {
-            wrong_type(
-                py,
-                format!(
-                    "{param}: each weight must be a number, got {}",
-                    item.repr().map_or_else(|_| "?".into(), |r| r.to_string())
-                ),
-            )
-        })?;
-        out.push(w);
+        out.push(f64::from_arg(&item?, param)?);
     }
     if out.is_empty() {
         return Err(bad_value(py, param, "[]", "need at least one backend"));
@@ -96,18 +75,18 @@ impl PyBalancer {
     fn new(
         py: Python<'_>,
         backends: Option<&Bound<'_, PyAny>>,
-        strategy: &str,
+        #[pyo3(from_py_with = args::strategy)] strategy: &str,
         n_backends: Option<&Bound<'_, PyAny>>,
         weights: Option<&Bound<'_, PyAny>>,
-        load_weight: f64,
-        queue_weight: f64,
-        max_in_flight: i64,
-        active_request_bias: f64,
-        ewma_alpha: f64,
-        eject_error_rate: f64,
-        eject_min_requests: i64,
-        cooldown_s: f64,
-        max_ejected_fraction: f64,
+        #[pyo3(from_py_with = args::load_weight)] load_weight: f64,
+        #[pyo3(from_py_with = args::queue_weight)] queue_weight: f64,
+        #[pyo3(from_py_with = args::max_in_flight)] max_in_flight: u64,
+        #[pyo3(from_py_with = args::active_request_bias)] active_request_bias: f64,
+        #[pyo3(from_py_with = args::ewma_alpha)] ewma_alpha: f64,
+        #[pyo3(from_py_with = args::eject_error_rate)] eject_error_rate: f64,
+        #[pyo3(from_py_with = args::eject_min_requests)] eject_min_requests: u64,
+        #[pyo3(from_py_with = args::cooldown_s)] cooldown_s: f64,
+        #[pyo3(from_py_with = args::max_ejected_fraction)] max_ejected_fraction: f64,
     ) -> PyResult<Self> {
         // `backends` positionally, or `n_backends=` / `weights=` by name: exactly one.
         let given: Vec<(&Bound<'_, PyAny>, &'static str)> = [
@@ -129,10 +108,6 @@ impl PyBalancer {
                 ))
             }
         };
-        let max_in_flight = u64::try_from(max_in_flight)
-            .map_err(|_| bad_value(py, "max_in_flight", max_in_flight, "must be >= 1"))?;
-        let eject_min_requests = u64::try_from(eject_min_requests)
-            .map_err(|_| bad_value(py, "eject_min_requests", eject_min_requests, "must be >= 0"))?;
         let cooldown = Duration::try_from_secs_f64(cooldown_s).map_err(|_| {
             bad_value(
                 py,
@@ -174,12 +149,11 @@ impl PyBalancer {
     fn release(
         &self,
         py: Python<'_>,
-        index: i64,
-        latency_s: Option<f64>,
-        ok: bool,
+        #[pyo3(from_py_with = args::index)] index: usize,
+        #[pyo3(from_py_with = args::latency_s)] latency_s: Option<f64>,
+        #[pyo3(from_py_with = args::ok)] ok: bool,
     ) -> PyResult<()> {
-        let i = index_arg(py, "index", index)?;
-        self.inner.release(i, latency_s, ok).py(py)
+        self.inner.release(index, latency_s, ok).py(py)
     }
 
     /// A context manager: `with lb.pick() as i:` acquires on entry and releases
@@ -193,51 +167,77 @@ impl PyBalancer {
 
     /// Add a backend; returns its index.
     #[pyo3(signature = (weight = 1.0))]
-    fn add(&self, py: Python<'_>, weight: f64) -> PyResult<usize> {
+    fn add(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::weight)] weight: f64,
+    ) -> PyResult<usize> {
         self.inner.add(weight).py(py)
     }
 
     /// Remove a backend for good (its index is not reused).
-    fn remove(&self, py: Python<'_>, index: i64) -> PyResult<()> {
-        self.inner.remove(index_arg(py, "index", index)?).py(py)
+    fn remove(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::index)] index: usize,
+    ) -> PyResult<()> {
+        self.inner.remove(index).py(py)
     }
 
     /// Stop picking a backend until `mark_up`.
-    fn mark_down(&self, py: Python<'_>, index: i64) -> PyResult<()> {
-        self.inner.mark_down(index_arg(py, "index", index)?).py(py)
+    fn mark_down(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::index)] index: usize,
+    ) -> PyResult<()> {
+        self.inner.mark_down(index).py(py)
     }
 
     /// Pick a backend again (also ends an ejection early).
-    fn mark_up(&self, py: Python<'_>, index: i64) -> PyResult<()> {
-        self.inner.mark_up(index_arg(py, "index", index)?).py(py)
+    fn mark_up(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::index)] index: usize,
+    ) -> PyResult<()> {
+        self.inner.mark_up(index).py(py)
     }
 
     /// Change a backend's weight.
-    fn set_weight(&self, py: Python<'_>, index: i64, weight: f64) -> PyResult<()> {
-        self.inner
-            .set_weight(index_arg(py, "index", index)?, weight)
-            .py(py)
+    fn set_weight(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::index)] index: usize,
+        #[pyo3(from_py_with = args::weight)] weight: f64,
+    ) -> PyResult<()> {
+        self.inner.set_weight(index, weight).py(py)
     }
 
     /// Record a backend's own queue utilisation (0..1) for `load_score`.
-    fn report_queue(&self, py: Python<'_>, index: i64, utilisation: f64) -> PyResult<()> {
-        self.inner
-            .report_queue(index_arg(py, "index", index)?, utilisation)
-            .py(py)
+    fn report_queue(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::index)] index: usize,
+        #[pyo3(from_py_with = args::utilisation)] utilisation: f64,
+    ) -> PyResult<()> {
+        self.inner.report_queue(index, utilisation).py(py)
     }
 
     /// Requests in flight on `index`.
-    fn in_flight(&self, py: Python<'_>, index: i64) -> PyResult<u64> {
-        self.inner.in_flight(index_arg(py, "index", index)?).py(py)
+    fn in_flight(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::index)] index: usize,
+    ) -> PyResult<u64> {
+        self.inner.in_flight(index).py(py)
     }
 
     /// The state of `index`: "up", "down", "ejected", "probing" or "removed".
-    fn state(&self, py: Python<'_>, index: i64) -> PyResult<&'static str> {
-        Ok(self
-            .inner
-            .state(index_arg(py, "index", index)?)
-            .py(py)?
-            .name())
+    fn state(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::index)] index: usize,
+    ) -> PyResult<&'static str> {
+        Ok(self.inner.state(index).py(py)?.name())
     }
 
     fn __len__(&self) -> usize {

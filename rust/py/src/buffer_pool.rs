@@ -23,7 +23,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::errors::{bad_value, check_size, to_py, IntoPy};
+use crate::args;
+use crate::errors::{bad_value, to_py, IntoPy};
 use crate::wait::{check_timeout, wait_detached};
 
 /// Spare `PooledBuffer` wrapper objects kept per pool.
@@ -101,16 +102,12 @@ impl PyBufferPool {
     #[pyo3(signature = (buffer_size = 65536, min_size = 8, max_size = 1024, zero_on_release = false, window_s = 1.0))]
     fn new(
         py: Python<'_>,
-        buffer_size: i64,
-        min_size: i64,
-        max_size: i64,
-        zero_on_release: bool,
-        window_s: f64,
+        #[pyo3(from_py_with = args::buffer_size)] buffer_size: usize,
+        #[pyo3(from_py_with = args::min_size)] min_size: usize,
+        #[pyo3(from_py_with = args::max_size)] max_size: usize,
+        #[pyo3(from_py_with = args::zero_on_release)] zero_on_release: bool,
+        #[pyo3(from_py_with = args::window_s)] window_s: f64,
     ) -> PyResult<Self> {
-        let buffer_size = usize::try_from(buffer_size)
-            .map_err(|_| bad_value(py, "buffer_size", buffer_size, "must be >= 1 byte"))?;
-        let min_size = check_size(py, "min_size", min_size)?;
-        let max_size = check_size(py, "max_size", max_size)?;
         if !(window_s.is_finite() && window_s > 0.0) {
             return Err(bad_value(
                 py,
@@ -145,8 +142,8 @@ impl PyBufferPool {
     fn acquire<'py>(
         &self,
         py: Python<'py>,
-        timeout: Option<f64>,
-        block: bool,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+        #[pyo3(from_py_with = args::block)] block: bool,
     ) -> PyResult<Bound<'py, PyPooledBuffer>> {
         // Checked before the fast path: a bad timeout is an error even when a
         // buffer is free (None, the common case, costs nothing to check).
@@ -176,14 +173,11 @@ impl PyBufferPool {
     /// Free idle buffers now, keeping `keep` (default `min_size`) idle.
     /// Returns the number of bytes freed.
     #[pyo3(signature = (keep = None))]
-    fn trim(&self, py: Python<'_>, keep: Option<i64>) -> PyResult<usize> {
+    fn trim(&self, #[pyo3(from_py_with = args::keep)] keep: Option<usize>) -> usize {
         let core = &self.shared.core;
-        let keep = match keep {
-            None => core.config().min_size,
-            Some(k) => check_size(py, "keep", k)?,
-        };
+        let keep = keep.unwrap_or(core.config().min_size);
         while self.shared.spare.pop().is_some() {}
-        Ok(core.trim(keep))
+        core.trim(keep)
     }
 
     /// Bytes per buffer.

@@ -87,6 +87,9 @@ impl<'py> Input<'py> {
     }
 }
 
+/// Most items reserved up front from an iterable's `len()`.
+const MAX_LEN_HINT: usize = 4096;
+
 /// Extract every item of an iterable as an [`Input`].
 pub(crate) fn extract_all<'py>(
     items: &Bound<'py, PyAny>,
@@ -102,7 +105,9 @@ pub(crate) fn extract_all<'py>(
             format!("{param} must be an iterable of bytes-like objects, not {name}"),
         )
     })?;
-    let mut out = Vec::with_capacity(items.len().unwrap_or(0));
+    // `len()` is only a hint (a user `__len__` may say anything): capped, so
+    // a lying one cannot make the reservation abort the process.
+    let mut out = Vec::with_capacity(items.len().unwrap_or(0).min(MAX_LEN_HINT));
     for (i, item) in iter.enumerate() {
         let item = item?;
         out.push(Input::extract(&item, &|| format!("{param}[{i}]"))?);

@@ -1,11 +1,13 @@
 //! Bindings for zstd compression: module functions and `Compressor`.
 
 use overdrive_core::compress::{self as core, Codec, Compressor, Unpacked};
+use pyo3::exceptions::PyMemoryError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
+use crate::args;
 use crate::buffers::{extract_all, Input};
-use crate::errors::{at_item, bad_value, IntoPy};
+use crate::errors::{at_item, bad_value, to_py, IntoPy};
 
 /// Inputs at least this large are processed with the GIL released.
 const DETACH_MIN: usize = 16 * 1024;
@@ -47,13 +49,11 @@ fn decompress_one<'py, 's>(
     cap: usize,
 ) -> PyResult<Bound<'py, PyBytes>> {
     match Codec::declared_size(src, cap).py(py)? {
-        Some(n) if n >= DETACH_MIN * 4 || src.len() >= DETACH_MIN => {
-            PyBytes::new_with(py, n, |out| {
-                let src = owned();
-                py.detach(|| codec.decompress_exact(&src, out)).py(py)
-            })
-        }
-        Some(n) => PyBytes::new_with(py, n, |out| codec.decompress_exact(src, out).py(py)),
+        Some(n) if n >= DETACH_MIN * 4 || src.len() >= DETACH_MIN => output_bytes(py, n, |out| {
+            let src = owned();
+            py.detach(|| codec.decompress_exact(&src, out)).py(py)
+        }),
+        Some(n) => output_bytes(py, n, |out| codec.decompress_exact(src, out).py(py)),
         None => {
             let src = owned();
             let chunks = py
@@ -72,15 +72,40 @@ fn decompress_one<'py, 's>(
     }
 }
 
-fn check_cap(py: Python<'_>, max_output_size: i64) -> PyResult<usize> {
-    match usize::try_from(max_output_size) {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(bad_value(
+/// Largest `max_output_size`: the largest Python `bytes`.
+const MAX_OUTPUT_CAP: usize = isize::MAX as usize;
+
+/// A new `bytes` of the `size` a frame declares, filled by `fill`; a size
+/// the allocator refuses is a `DecompressionError`, not a `MemoryError`.
+fn output_bytes<'py>(
+    py: Python<'py>,
+    size: usize,
+    fill: impl FnOnce(&mut [u8]) -> PyResult<()>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    PyBytes::new_with(py, size, fill).map_err(|e| {
+        if e.is_instance_of::<PyMemoryError>(py) {
+            to_py(py, core::output_alloc_error(size))
+        } else {
+            e
+        }
+    })
+}
+
+/// What a valid `max_output_size` is, for error messages.
+pub(crate) fn cap_expected() -> String {
+    format!("must be between 1 and {MAX_OUTPUT_CAP} bytes")
+}
+
+fn check_cap(py: Python<'_>, max_output_size: usize) -> PyResult<usize> {
+    if (1..=MAX_OUTPUT_CAP).contains(&max_output_size) {
+        Ok(max_output_size)
+    } else {
+        Err(bad_value(
             py,
             "max_output_size",
             max_output_size,
-            "must be a positive number of bytes",
-        )),
+            &cap_expected(),
+        ))
     }
 }
 
@@ -92,7 +117,7 @@ fn check_cap(py: Python<'_>, max_output_size: i64) -> PyResult<usize> {
 pub(crate) fn compress<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
-    level: i32,
+    #[pyo3(from_py_with = args::level)] level: i32,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let codec = Codec::plain(level).py(py)?;
     let input = Input::extract(data, &|| "data".into())?;
@@ -105,7 +130,7 @@ pub(crate) fn compress<'py>(
 pub(crate) fn decompress<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
-    max_output_size: i64,
+    #[pyo3(from_py_with = args::max_output_size)] max_output_size: usize,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let cap = check_cap(py, max_output_size)?;
     let codec = Codec::plain(core::DEFAULT_LEVEL).py(py)?;
@@ -119,10 +144,8 @@ pub(crate) fn decompress<'py>(
 pub(crate) fn train_dictionary<'py>(
     py: Python<'py>,
     samples: &Bound<'py, PyAny>,
-    size: i64,
+    #[pyo3(from_py_with = args::size)] size: usize,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let size = usize::try_from(size)
-        .map_err(|_| bad_value(py, "size", size, "must be a positive number of bytes"))?;
     let inputs = extract_all(samples, "samples")?;
     let owned: Vec<_> = inputs.iter().map(Input::detachable).collect();
     let refs: Vec<&[u8]> = owned.iter().map(|c| c.as_ref()).collect();
@@ -142,13 +165,11 @@ impl PyCompressor {
     #[pyo3(signature = (level = 3, threshold = 1024, dictionary = None, max_output_size = 268435456))]
     fn new(
         py: Python<'_>,
-        level: i32,
-        threshold: i64,
+        #[pyo3(from_py_with = args::level)] level: i32,
+        #[pyo3(from_py_with = args::threshold)] threshold: usize,
         dictionary: Option<&Bound<'_, PyAny>>,
-        max_output_size: i64,
+        #[pyo3(from_py_with = args::max_output_size)] max_output_size: usize,
     ) -> PyResult<Self> {
-        let threshold = usize::try_from(threshold)
-            .map_err(|_| bad_value(py, "threshold", threshold, "must be >= 0 bytes"))?;
         let cap = check_cap(py, max_output_size)?;
         let dict = dictionary
             .map(|d| Input::extract(d, &|| "dictionary".into()))

@@ -36,6 +36,7 @@ exception_classes! {
     no_backend_available => "NoBackendAvailable",
     worker_queue_full => "WorkerQueueFull",
     worker_pool_shutdown => "WorkerPoolShutdown",
+    worker_start_error => "WorkerStartError",
     // batcher
     queue_full => "QueueFull",
     batcher_closed => "BatcherClosed",
@@ -69,6 +70,7 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         Error::NoBackendAvailable(_) => no_backend_available(py),
         Error::WorkerQueueFull { .. } => worker_queue_full(py),
         Error::PoolShutdown => worker_pool_shutdown(py),
+        Error::WorkerStart(_) => worker_start_error(py),
         // batcher
         Error::QueueFull(_) => queue_full(py),
         Error::Closed(_) => batcher_closed(py),
@@ -116,9 +118,4 @@ pub(crate) fn at_item(py: Python<'_>, err: PyErr, index: usize) -> PyErr {
         .str()
         .map_or_else(|_| String::new(), |s| s.to_string());
     PyErr::from_type(err.get_type(py), format!("item {index}: {msg}"))
-}
-
-/// A count or size from Python: any non-negative integer.
-pub(crate) fn check_size(py: Python<'_>, param: &'static str, value: i64) -> PyResult<usize> {
-    usize::try_from(value).map_err(|_| bad_value(py, param, value, "must be >= 0"))
 }

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 mod aio_future;
+mod args;
 mod balancer;
 mod batch_common;
 mod batcher;

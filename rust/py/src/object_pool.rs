@@ -12,7 +12,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3::PyTraverseError;
 
-use crate::errors::{bad_value, check_size, to_py, IntoPy};
+use crate::args;
+use crate::errors::{bad_value, to_py, IntoPy};
 use crate::wait::{check_timeout, wait_detached};
 
 struct Callbacks {
@@ -144,9 +145,9 @@ impl PyObjectPool {
         factory: Py<PyAny>,
         reset: Option<Py<PyAny>>,
         validate: Option<Py<PyAny>>,
-        min_size: i64,
-        max_size: i64,
-        max_idle_s: Option<f64>,
+        #[pyo3(from_py_with = args::min_size)] min_size: usize,
+        #[pyo3(from_py_with = args::max_size)] max_size: usize,
+        #[pyo3(from_py_with = args::max_idle_s)] max_idle_s: Option<f64>,
     ) -> PyResult<Self> {
         for (name, f) in [
             ("factory", Some(&factory)),
@@ -167,8 +168,6 @@ impl PyObjectPool {
                 }
             }
         }
-        let min_size = check_size(py, "min_size", min_size)?;
-        let max_size = check_size(py, "max_size", max_size)?;
         let max_idle = match max_idle_s {
             None => None,
             Some(s) if s.is_finite() && s > 0.0 => Some(
@@ -221,8 +220,8 @@ impl PyObjectPool {
     #[pyo3(signature = (timeout = None, block = true))]
     fn acquire(
         slf: &Bound<'_, Self>,
-        timeout: Option<f64>,
-        block: bool,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+        #[pyo3(from_py_with = args::block)] block: bool,
     ) -> PyResult<Py<PyPooledObject>> {
         let py = slf.py();
         let timeout = check_timeout(py, timeout)?;
@@ -244,13 +243,9 @@ impl PyObjectPool {
 
     /// Drop idle objects beyond `keep` (default `min_size`) now; returns how many.
     #[pyo3(signature = (keep = None))]
-    fn trim(&self, py: Python<'_>, keep: Option<i64>) -> PyResult<usize> {
-        let keep = match keep {
-            None => self.core.config().min_size,
-            Some(k) => check_size(py, "keep", k)?,
-        };
-        let dropped = self.core.trim(keep);
-        Ok(dropped.len())
+    fn trim(&self, #[pyo3(from_py_with = args::keep)] keep: Option<usize>) -> usize {
+        let keep = keep.unwrap_or(self.core.config().min_size);
+        self.core.trim(keep).len()
     }
 
     /// Most objects in existence; acquire waits when all are out.
@@ -429,6 +424,16 @@ impl PyPooledObject {
             }
         }
         Ok(())
+    }
+
+    /// Collected in a cycle while still held: as when dropped, the object
+    /// is dropped (not reset, so not pooled) and its slot freed.
+    fn __clear__(&self) {
+        let value = self.value.lock().take();
+        if value.is_some() {
+            self.pool.get().core.discard(true);
+        }
+        drop(value);
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {

@@ -4,9 +4,12 @@ use std::collections::HashMap;
 
 use overdrive_core::balance::{Key, Router};
 use parking_lot::RwLock;
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString};
+use pyo3::PyTraverseError;
 
+use crate::args::{self, show, type_name, FromArg};
 use crate::errors::{bad_value, wrong_type, IntoPy};
 
 /// Call `f` with the routing key of `obj` (str, bytes or an int in i64 range).
@@ -17,7 +20,15 @@ fn with_key<R>(
 ) -> PyResult<R> {
     let py = obj.py();
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(f(Key::Str(s.to_str()?)));
+        let s = s.to_str().map_err(|_| {
+            bad_value(
+                py,
+                param,
+                show(obj),
+                "a str key must be valid Unicode (no lone surrogates)",
+            )
+        })?;
+        return Ok(f(Key::Str(s)));
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(f(Key::Bytes(b.as_bytes())));
@@ -27,19 +38,15 @@ fn with_key<R>(
             bad_value(
                 py,
                 param,
-                obj.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+                show(obj),
                 "an int key must fit in 64 bits (use str(key) for larger ones)",
             )
         })?;
         return Ok(f(Key::Int(i)));
     }
-    let t = obj
-        .get_type()
-        .name()
-        .map_or_else(|_| "?".into(), |n| n.to_string());
     Err(wrong_type(
         py,
-        format!("{param} must be str, bytes or int, got {t}"),
+        format!("{param} must be str, bytes or int, got {}", type_name(obj)),
     ))
 }
 
@@ -73,14 +80,7 @@ impl PyShardRouter {
         let h = node_hash(node)?;
         // Copy out and drop the lock before `repr()` can run Python code.
         let found = self.nodes.read().by_hash.get(&h).copied();
-        found.ok_or_else(|| {
-            bad_value(
-                node.py(),
-                "node",
-                node.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
-                "not a node of this router",
-            )
-        })
+        found.ok_or_else(|| bad_value(node.py(), "node", show(node), "not a node of this router"))
     }
 }
 
@@ -91,8 +91,8 @@ impl PyShardRouter {
     fn new(
         py: Python<'_>,
         nodes: &Bound<'_, PyAny>,
-        load_factor: f64,
-        vnodes: usize,
+        #[pyo3(from_py_with = args::load_factor)] load_factor: f64,
+        #[pyo3(from_py_with = args::vnodes)] vnodes: usize,
     ) -> PyResult<Self> {
         let pairs: Vec<(Bound<'_, PyAny>, f64)> = if let Ok(d) = nodes.cast::<PyDict>() {
             // A snapshot of the items: extracting a weight may run Python code
@@ -100,12 +100,7 @@ impl PyShardRouter {
             let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = d.items().extract()?;
             items
                 .into_iter()
-                .map(|(k, v)| {
-                    let w: f64 = v.extract().map_err(|_| {
-                        wrong_type(py, "nodes: each weight must be a number".into())
-                    })?;
-                    Ok((k, w))
-                })
+                .map(|(k, v)| Ok((k, f64::from_arg(&v, "weight")?)))
                 .collect::<PyResult<_>>()?
         } else if nodes.is_instance_of::<PyString>() || nodes.is_instance_of::<PyBytes>() {
             return Err(wrong_type(
@@ -132,7 +127,7 @@ impl PyShardRouter {
                 return Err(bad_value(
                     py,
                     "nodes",
-                    n.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+                    show(n),
                     "node names must be distinct",
                 ));
             }
@@ -190,7 +185,18 @@ impl PyShardRouter {
         py: Python<'py>,
         keys: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let keys: Vec<Bound<'py, PyAny>> = keys.try_iter()?.collect::<PyResult<_>>()?;
+        let keys: Vec<Bound<'py, PyAny>> = keys
+            .try_iter()
+            .map_err(|_| {
+                wrong_type(
+                    py,
+                    format!(
+                        "keys must be an iterable of str, bytes or int keys, not {}",
+                        type_name(keys)
+                    ),
+                )
+            })?
+            .collect::<PyResult<_>>()?;
         // Check every key before routing any, so a bad key leaves no load
         // counted on nodes the caller never learns about.
         for k in &keys {
@@ -228,7 +234,12 @@ impl PyShardRouter {
 
     /// Add a node (weight 1.0 by default); about 1/N of keys move to it.
     #[pyo3(signature = (node, weight = 1.0))]
-    fn add_node(&self, py: Python<'_>, node: &Bound<'_, PyAny>, weight: f64) -> PyResult<()> {
+    fn add_node(
+        &self,
+        py: Python<'_>,
+        node: &Bound<'_, PyAny>,
+        #[pyo3(from_py_with = args::weight)] weight: f64,
+    ) -> PyResult<()> {
         let h = node_hash(node)?;
         // Validate the key type before locking, so no error path (which may
         // call `repr()`) runs under the lock.
@@ -252,7 +263,7 @@ impl PyShardRouter {
             return Err(bad_value(
                 py,
                 "node",
-                node.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+                show(node),
                 "already a node of this router",
             ));
         }
@@ -300,6 +311,24 @@ impl PyShardRouter {
 
     fn __len__(&self) -> usize {
         self.nodes.read().alive.iter().filter(|a| **a).count()
+    }
+
+    /// The node objects are the router's own (a `str` subclass with an
+    /// attribute pointing back at the router makes a cycle).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // Written only briefly, never while calling Python code; a busy
+        // lock just defers the collection.
+        if let Some(nodes) = self.nodes.try_read() {
+            for o in &nodes.objs {
+                visit.call(o)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let objs = std::mem::take(&mut self.nodes.write().objs);
+        drop(objs);
     }
 
     fn __repr__(&self) -> String {

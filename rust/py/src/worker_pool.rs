@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use overdrive_core::worker_pool::{Hooks, PoolConfig, Rejected, WorkerPool};
 use parking_lot::Mutex;
+use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::PyTraverseError;
 
+use crate::args;
 use crate::errors::{bad_value, IntoPy};
 use crate::wait::wait_detached;
 
@@ -24,38 +27,60 @@ struct Payload {
     kwargs: Option<Py<PyDict>>,
 }
 
-/// A queued call, shared by the queue and the future's `TaskHandle`: whoever
-/// takes the payload first runs it (a worker, or a thread waiting on the
-/// result), so it runs exactly once. Taking it also breaks the reference
-/// cycle future -> handle -> payload -> future.
-struct TaskSlot(Mutex<Option<Payload>>);
-
-impl TaskSlot {
-    fn take(&self) -> Option<Payload> {
-        self.0.lock().take()
-    }
-}
-
-type Task = Arc<TaskSlot>;
-
-/// Lets a thread that waits on a future run its task itself if no worker has
-/// started it yet ("help on wait", as Java's ForkJoinPool joins do).
+/// A queued call. The queue holds a reference to the handle (a Python
+/// object) and so does the future (`_od_task`); whoever takes the payload
+/// first runs it (a worker, or a thread waiting on the result), so it runs
+/// exactly once. Taking it also breaks the reference cycle future -> handle
+/// -> payload -> future.
+///
+/// The payload belongs to the handle alone, so the handle reports it to the
+/// garbage collector: a handle that is neither queued nor running (the pool
+/// is gone) is collected with its future and callable. While queued it is
+/// reachable from the queue, which the pool's worker threads hold.
 #[pyclass(frozen, module = "overdrive._core", name = "TaskHandle")]
 pub(crate) struct PyTaskHandle {
-    slot: Task,
+    payload: Mutex<Option<Payload>>,
+}
+
+type Task = Py<PyTaskHandle>;
+
+impl PyTaskHandle {
+    fn take(&self) -> Option<Payload> {
+        self.payload.lock().take()
+    }
 }
 
 #[pymethods]
 impl PyTaskHandle {
     /// Run the task on this thread unless a worker took it; True if it ran here.
     fn run_inline(&self, py: Python<'_>) -> bool {
-        match self.slot.take() {
+        match self.take() {
             Some(p) => {
                 run(py, p);
                 true
             }
             None => false,
         }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // Held only for a moment by a thread taking the payload; skipping a
+        // busy payload just keeps it alive until the next collection.
+        if let Some(p) = self.payload.try_lock() {
+            if let Some(p) = &*p {
+                visit.call(&p.future)?;
+                visit.call(&p.func)?;
+                visit.call(&p.args)?;
+                if let Some(k) = &p.kwargs {
+                    visit.call(k)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        drop(self.take());
     }
 }
 
@@ -95,7 +120,7 @@ impl Hooks<Task> for PyHooks {
     fn run(&self, task: Task) {
         // Re-entrant: the thread is already attached by `thread`.
         Python::attach(|py| {
-            if let Some(p) = task.take() {
+            if let Some(p) = task.get().take() {
                 run(py, p);
             }
             drop(task);
@@ -108,7 +133,10 @@ impl Hooks<Task> for PyHooks {
     }
 
     fn is_live(&self, task: &Task) -> bool {
-        task.0.lock().is_some()
+        // Detached: `get()` on a frozen class touches no Python state. A dead
+        // task is then dropped detached, its reference released at the next
+        // attach (pyo3's deferred decref).
+        task.get().payload.lock().is_some()
     }
 
     fn blocking(&self, wait: &mut (dyn FnMut() + Send)) {
@@ -119,10 +147,6 @@ impl Hooks<Task> for PyHooks {
 fn seconds(py: Python<'_>, param: &'static str, v: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(v)
         .map_err(|_| bad_value(py, param, v, "must be a number of seconds >= 0"))
-}
-
-fn count(py: Python<'_>, param: &'static str, v: i64) -> PyResult<usize> {
-    usize::try_from(v).map_err(|_| bad_value(py, param, v, "must be >= 0"))
 }
 
 /// The native half of `overdrive.WorkerPool` (use that class instead).
@@ -140,15 +164,15 @@ impl PyWorkerPool {
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        min_workers: i64,
-        max_workers: i64,
-        max_queue: i64,
-        aging_s: Option<f64>,
-        scale_up_depth: i64,
-        scale_up_util: f64,
-        scale_down_util: f64,
-        scale_down_window_s: f64,
-        name: &str,
+        #[pyo3(from_py_with = args::min_workers)] min_workers: usize,
+        #[pyo3(from_py_with = args::max_workers)] max_workers: usize,
+        #[pyo3(from_py_with = args::max_queue)] max_queue: usize,
+        #[pyo3(from_py_with = args::aging_s)] aging_s: Option<f64>,
+        #[pyo3(from_py_with = args::scale_up_depth)] scale_up_depth: usize,
+        #[pyo3(from_py_with = args::scale_up_util)] scale_up_util: f64,
+        #[pyo3(from_py_with = args::scale_down_util)] scale_down_util: f64,
+        #[pyo3(from_py_with = args::scale_down_window_s)] scale_down_window_s: f64,
+        #[pyo3(from_py_with = args::name)] name: &str,
     ) -> PyResult<Self> {
         if name.contains('\0') {
             return Err(bad_value(
@@ -159,11 +183,11 @@ impl PyWorkerPool {
             ));
         }
         let config = PoolConfig {
-            min_workers: count(py, "min_workers", min_workers)?,
-            max_workers: count(py, "max_workers", max_workers)?,
-            max_queue: count(py, "max_queue", max_queue)?,
+            min_workers,
+            max_workers,
+            max_queue,
             aging: aging_s.map(|a| seconds(py, "aging_s", a)).transpose()?,
-            scale_up_depth: count(py, "scale_up_depth", scale_up_depth)?,
+            scale_up_depth,
             scale_up_util,
             scale_down_util,
             scale_down_window: seconds(py, "scale_down_window_s", scale_down_window_s)?,
@@ -185,20 +209,22 @@ impl PyWorkerPool {
         func: Py<PyAny>,
         args: Py<PyTuple>,
         kwargs: Option<Py<PyDict>>,
-        priority: i64,
-        block: bool,
-        timeout: Option<f64>,
-    ) -> PyResult<PyTaskHandle> {
-        let task: Task = Arc::new(TaskSlot(Mutex::new(Some(Payload {
-            future,
-            func,
-            args,
-            kwargs,
-        }))));
-        let handle = PyTaskHandle {
-            slot: Arc::clone(&task),
-        };
-        let task = match self.inner.try_push(task, priority) {
+        #[pyo3(from_py_with = args::priority)] priority: i64,
+        #[pyo3(from_py_with = args::block)] block: bool,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+    ) -> PyResult<Task> {
+        let handle = Py::new(
+            py,
+            PyTaskHandle {
+                payload: Mutex::new(Some(Payload {
+                    future,
+                    func,
+                    args,
+                    kwargs,
+                })),
+            },
+        )?;
+        let task = match self.inner.try_push(handle.clone_ref(py), priority) {
             Ok(()) => return Ok(handle),
             Err(Rejected {
                 task,
@@ -247,18 +273,26 @@ impl PyWorkerPool {
 
     /// Stop accepting tasks; with `cancel`, return the futures of tasks that
     /// never started (the caller cancels them), highest priority first.
-    fn shutdown<'py>(&self, py: Python<'py>, cancel: bool) -> PyResult<Bound<'py, PyList>> {
+    fn shutdown<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = args::cancel)] cancel: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
         let drained = self.inner.close(cancel);
         let futures: Vec<Py<PyAny>> = drained
             .into_iter()
-            .filter_map(|t| t.take().map(|p| p.future))
+            .filter_map(|t| t.get().take().map(|p| p.future))
             .collect();
         PyList::new(py, futures)
     }
 
     /// Wait (interpreter released) for every worker to exit; False on timeout.
     #[pyo3(signature = (timeout = None))]
-    fn join(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+    fn join(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+    ) -> PyResult<bool> {
         let timeout = timeout.map(|t| seconds(py, "timeout", t)).transpose()?;
         // In slices, so a signal (Ctrl-C) interrupts a long join.
         let (joined, _) = wait_detached(py, timeout, |slice| {

@@ -36,16 +36,38 @@ struct Ring {
 }
 
 impl Ring {
+    /// Ring points of the live nodes.
+    fn live_points(&self, vnodes: usize) -> u64 {
+        self.nodes
+            .iter()
+            .filter(|n| n.alive)
+            .fold(0, |acc, n| acc.saturating_add(points_for(n.weight, vnodes)))
+    }
+
+    /// Refuse a ring of more than [`MAX_RING_POINTS`] (the live nodes'
+    /// points plus `extra`), before anything is allocated.
+    fn check_points(&self, vnodes: usize, extra: u64) -> std::result::Result<(), String> {
+        let total = self.live_points(vnodes).saturating_add(extra);
+        if total > MAX_RING_POINTS {
+            return Err(format!(
+                "the ring would hold {total} points (weight * vnodes summed over the nodes, vnodes={vnodes}); at most {MAX_RING_POINTS}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Place every live node's points (their count is checked by
+    /// [`Ring::check_points`] first).
     fn rebuild(&mut self, vnodes: usize) {
-        let mut points = Vec::new();
+        let count = usize::try_from(self.live_points(vnodes)).unwrap_or(0);
+        let mut points = Vec::with_capacity(count);
         let mut total = 0.0;
         for (i, n) in self.nodes.iter().enumerate() {
             if !n.alive {
                 continue;
             }
             total += n.weight;
-            let count = ((vnodes as f64) * n.weight).round().max(1.0) as u64;
-            for v in 0..count {
+            for v in 0..points_for(n.weight, vnodes) {
                 points.push((mix(n.hash ^ mix(v.wrapping_add(1))), i as u32));
             }
         }
@@ -93,6 +115,15 @@ pub struct Router {
 
 /// Most ring points one node may have (`vnodes * weight`).
 const MAX_POINTS_PER_NODE: f64 = 1_000_000.0;
+
+/// Most ring points in all (16 bytes each: 256 MiB), so a long node list
+/// cannot make the ring's allocation fail.
+pub const MAX_RING_POINTS: u64 = 1 << 24;
+
+/// A node's points on the ring: `vnodes * weight`, at least one.
+fn points_for(weight: f64, vnodes: usize) -> u64 {
+    ((vnodes as f64) * weight).round().max(1.0) as u64
+}
 
 /// Check a node weight (and that its ring points stay bounded).
 fn check_weight(w: f64, vnodes: usize) -> Result<f64> {
@@ -150,6 +181,8 @@ impl Router {
                     routes: AtomicU64::new(0),
                 });
             }
+            ring.check_points(vnodes, 0)
+                .map_err(|why| Error::invalid("nodes", format!("<{} nodes>", nodes.len()), why))?;
             ring.rebuild(vnodes);
         }
         Ok(r)
@@ -169,6 +202,8 @@ impl Router {
     pub fn add_node(&self, key: Key<'_>, weight: f64) -> Result<usize> {
         let weight = check_weight(weight, self.vnodes)?;
         let mut ring = self.ring.write();
+        ring.check_points(self.vnodes, points_for(weight, self.vnodes))
+            .map_err(|why| Error::invalid("weight", weight, why))?;
         ring.nodes.push(Node {
             hash: key.hash(),
             weight,

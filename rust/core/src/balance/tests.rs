@@ -289,3 +289,20 @@ fn router_release_and_errors() {
     assert_ne!(Key::Str("1").hash(), Key::Int(1).hash());
     assert_ne!(Key::Str("1").hash(), Key::Bytes(b"1").hash());
 }
+
+#[test]
+fn the_ring_is_capped_before_it_is_built() {
+    let names: Vec<String> = (0..100).map(|i| format!("n{i}")).collect();
+    // 100 nodes x 1 M points (vnodes * weight at the per-node limit).
+    let heavy: Vec<(Key<'_>, f64)> = names.iter().map(|n| (Key::Str(n), 100.0)).collect();
+    match Router::new(&heavy, 1.25, 10_000).map(|_| ()) {
+        Err(Error::InvalidParameter {
+            param: "nodes",
+            expected,
+            ..
+        }) => assert!(expected.contains("100000000 points"), "{expected}"),
+        other => panic!("{other:?}"),
+    }
+    let r = ok(Router::new(&[(Key::Str("a"), 1.0)], 1.25, 10_000));
+    assert!(r.add_node(Key::Str("b"), 1.0).is_ok());
+}

@@ -25,6 +25,10 @@ use crate::error::{Error, Result, SizeHint};
 pub const DEFAULT_LEVEL: i32 = 3;
 /// Default cap on decompressed output: 256 MiB.
 pub const DEFAULT_MAX_OUTPUT_SIZE: usize = 256 * 1024 * 1024;
+/// The most output one input byte of a zstd frame can stand for: a block
+/// decodes to at most 128 KiB and takes at least its 3-byte header (so this
+/// overstates the bound threefold, on purpose).
+const MAX_BLOCK_OUTPUT: u64 = 128 << 10;
 /// Batches with at least this many input bytes are spread over threads.
 pub const PARALLEL_MIN_BYTES: usize = 128 * 1024;
 /// A parallel batch is cut into this many blocks per thread.
@@ -59,12 +63,14 @@ pub fn check_level(level: i32) -> Result<i32> {
     if (lo..=hi).contains(&level) {
         Ok(level)
     } else {
-        Err(Error::invalid(
-            "level",
-            level,
-            format!("zstd levels run from {lo} to {hi}"),
-        ))
+        Err(Error::invalid("level", level, level_expected()))
     }
+}
+
+/// What a valid level is, for error messages.
+pub fn level_expected() -> String {
+    let (lo, hi) = level_range();
+    format!("zstd levels run from {lo} to {hi}")
 }
 
 fn zstd_err(code: usize) -> String {
@@ -318,7 +324,18 @@ impl Codec {
         }
         match zstd_safe::find_decompressed_size(src) {
             Ok(Some(n)) => match usize::try_from(n) {
-                Ok(size) if size <= cap => Ok(Some(size)),
+                Ok(size) if size <= cap => {
+                    // The header's claim is what gets allocated: a claim the
+                    // frames cannot hold is refused before any allocation.
+                    let most = (src.len() as u64).saturating_mul(MAX_BLOCK_OUTPUT);
+                    if n > most {
+                        return Err(Error::Decompression(format!(
+                            "corrupt zstd input: the header declares {n} bytes, more than {} input bytes can hold (at most {most})",
+                            src.len()
+                        )));
+                    }
+                    Ok(Some(size))
+                }
                 _ => Err(Error::OutputTooLarge {
                     size: SizeHint::Exact(n),
                     limit: cap,
@@ -352,7 +369,10 @@ impl Codec {
     pub fn decompress(&self, src: &[u8], cap: usize) -> Result<Vec<u8>> {
         match Self::declared_size(src, cap)? {
             Some(n) => {
-                let mut out = vec![0u8; n];
+                let mut out = Vec::new();
+                out.try_reserve_exact(n)
+                    .map_err(|_| output_alloc_error(n))?;
+                out.resize(n, 0);
                 self.decompress_exact(src, &mut out)?;
                 Ok(out)
             }
@@ -560,6 +580,14 @@ fn split_by_bytes<'a, 'b>(srcs: &'a [&'b [u8]], total: usize, parts: usize) -> V
     out
 }
 
+/// The error for an output buffer of the declared `size` that could not be
+/// allocated (the cap allowed it, the memory did not).
+pub fn output_alloc_error(size: usize) -> Error {
+    Error::Decompression(format!(
+        "cannot allocate the {size} bytes the input declares (lower max_output_size to refuse such input at once)"
+    ))
+}
+
 /// Explain why `src` is not a sequence of complete zstd frames.
 fn diagnose(src: &[u8]) -> Error {
     if src.is_empty() {
@@ -603,13 +631,20 @@ fn decode_error(src: &[u8], code: usize) -> Error {
     }
 }
 
+/// Smallest dictionary zstd's trainer makes.
+pub const MIN_DICTIONARY_SIZE: usize = 256;
+/// Largest dictionary `train_dictionary` makes (1 GiB: zstd's trainer
+/// counts in 32 bits, and useful dictionaries are 16-128 KiB). The size is
+/// reserved up front, so it is checked before anything is allocated.
+pub const MAX_DICTIONARY_SIZE: usize = 1 << 30;
+
 /// Train a dictionary of at most `size` bytes from `samples`.
 pub fn train_dictionary(samples: &[&[u8]], size: usize) -> Result<Vec<u8>> {
-    if size < 256 {
+    if !(MIN_DICTIONARY_SIZE..=MAX_DICTIONARY_SIZE).contains(&size) {
         return Err(Error::invalid(
             "size",
             size,
-            "a dictionary needs at least 256 bytes",
+            format!("must be between {MIN_DICTIONARY_SIZE} and {MAX_DICTIONARY_SIZE} bytes"),
         ));
     }
     if samples.len() < 8 {
@@ -621,7 +656,10 @@ pub fn train_dictionary(samples: &[&[u8]], size: usize) -> Result<Vec<u8>> {
     }
     let sizes: Vec<usize> = samples.iter().map(|s| s.len()).collect();
     let joined: Vec<u8> = samples.concat();
-    let mut dict = Vec::with_capacity(size);
+    let mut dict = Vec::new();
+    dict.try_reserve_exact(size).map_err(|_| {
+        Error::Dictionary(format!("cannot allocate a {size}-byte dictionary buffer"))
+    })?;
     zstd_safe::train_from_buffer(&mut dict, &joined, &sizes).map_err(|code| {
         Error::Dictionary(format!(
             "{} (give more, or more varied, samples)",

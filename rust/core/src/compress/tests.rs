@@ -208,3 +208,37 @@ fn compress_with_gives_the_same_frame() {
         assert_eq!(ok(codec.compress_with(data, <[u8]>::to_vec)), expected);
     }
 }
+
+#[test]
+fn dictionary_size_is_checked_before_allocating() {
+    let samples = json_corpus(64);
+    let refs: Vec<&[u8]> = samples.iter().map(Vec::as_slice).collect();
+    for size in [0, 255, MAX_DICTIONARY_SIZE + 1, 1 << 62, usize::MAX] {
+        match train_dictionary(&refs, size) {
+            Err(Error::InvalidParameter { param: "size", .. }) => {}
+            other => panic!("size={size}: {:?}", other.map(|d| d.len())),
+        }
+    }
+}
+
+/// A frame header declaring `size` content bytes with one empty last block.
+fn frame_declaring(size: u64) -> Vec<u8> {
+    let mut f = vec![0x28, 0xb5, 0x2f, 0xfd, 0xe0];
+    f.extend_from_slice(&size.to_le_bytes());
+    f.extend_from_slice(&[1, 0, 0]);
+    f
+}
+
+#[test]
+fn a_declared_size_the_input_cannot_hold_is_refused() {
+    let claim = frame_declaring(1 << 40);
+    let err = Codec::declared_size(&claim, usize::MAX)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("more than 16 input bytes can hold"), "{err}");
+    // What the frames can hold is still accepted (an empty frame declaring 0).
+    assert_eq!(ok(Codec::declared_size(&frame_declaring(0), 10)), Some(0));
+    let codec = ok(Codec::plain(3));
+    assert!(codec.decompress(&claim, usize::MAX).is_err());
+}

@@ -22,7 +22,7 @@ pub use buffer::{
     Buf, BufferPool, BufferPoolConfig, BufferPoolStats, BUF_ALIGN, MAX_BUFFER_SIZE, MAX_IDLE_SLOTS,
 };
 pub use lease::{Lease, LeaseError};
-pub use object::{ObjectPool, ObjectPoolConfig, ObjectPoolStats, Take};
+pub use object::{ObjectPool, ObjectPoolConfig, ObjectPoolStats, Take, MAX_MIN_SIZE};
 
 use std::sync::atomic::{
     fence, AtomicUsize,

@@ -90,10 +90,21 @@ pub struct ObjectPool<T> {
     gate: Gate,
 }
 
+/// Most items made up front (`min_size`): each is one factory call while
+/// the pool is made, and the idle list holds them all.
+pub const MAX_MIN_SIZE: usize = 1 << 16;
+
 impl<T> ObjectPool<T> {
     /// An empty pool; the caller creates `min_size` items with [`Self::take`].
     pub fn new(cfg: ObjectPoolConfig) -> Result<Self> {
         check_sizes(cfg.min_size, cfg.max_size)?;
+        if cfg.min_size > MAX_MIN_SIZE {
+            return Err(Error::invalid(
+                "min_size",
+                cfg.min_size,
+                format!("at most {MAX_MIN_SIZE} objects are made up front"),
+            ));
+        }
         if cfg.max_idle.is_some_and(|d| d.is_zero()) {
             return Err(Error::invalid("max_idle_s", 0, "must be > 0 or None"));
         }

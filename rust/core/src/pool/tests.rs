@@ -335,6 +335,13 @@ fn object_pool_lifo_reuse_and_counts() {
         max_idle: None
     })
     .is_err());
+    // Made up front one by one: a huge min_size is refused, not attempted.
+    assert!(ObjectPool::<u32>::new(ObjectPoolConfig {
+        min_size: MAX_MIN_SIZE + 1,
+        max_size: usize::MAX,
+        max_idle: None
+    })
+    .is_err());
 }
 
 #[test]

@@ -351,20 +351,46 @@ impl<T: Send + 'static> WorkerPool<T> {
         let depth = q.heap.len();
         let idle = q.idle;
         drop(q);
-        s.submitted.fetch_add(1, Relaxed);
         s.high_water.fetch_max(depth, Relaxed);
         if idle > 0 {
             s.not_empty.notify_one();
         }
-        self.maybe_scale_up(depth, idle);
+        let spawn_error = self.maybe_scale_up(depth, idle);
+        if s.workers.load(Acquire) == 0 {
+            // No worker runs and none could be started (the system refused a
+            // thread): the task would wait forever, so hand it back.
+            if let Some(task) = self.retract(seq) {
+                return Err(Rejected {
+                    task,
+                    error: Error::WorkerStart(spawn_error.unwrap_or_else(|| {
+                        "no worker thread is running and none could be started".into()
+                    })),
+                });
+            }
+        }
+        s.submitted.fetch_add(1, Relaxed);
         Ok(())
     }
 
-    fn maybe_scale_up(&self, depth: usize, idle: usize) {
+    /// Take the task pushed as `seq` back out of the queue, if no worker took it.
+    fn retract(&self, seq: u64) -> Option<T> {
+        let mut q = self.shared.queue.lock();
+        let mut entries = std::mem::take(&mut q.heap).into_vec();
+        let task = entries
+            .iter()
+            .position(|e| e.seq == seq)
+            .map(|i| entries.swap_remove(i).task);
+        q.heap = BinaryHeap::from(entries);
+        task
+    }
+
+    /// Start a worker if the queue or the utilisation asks for one; the
+    /// error text when the system refused the thread.
+    fn maybe_scale_up(&self, depth: usize, idle: usize) -> Option<String> {
         let s = &self.shared;
         let workers = s.workers.load(Acquire);
         if workers >= s.config.max_workers {
-            return;
+            return None;
         }
         let reason = if workers == 0 || (idle == 0 && workers < s.config.min_workers) {
             "demand"
@@ -374,14 +400,14 @@ impl<T: Send + 'static> WorkerPool<T> {
         {
             "utilisation"
         } else {
-            return;
+            return None;
         };
         // Reserve the slot so concurrent submitters do not overshoot.
         if s.workers
             .compare_exchange(workers, workers + 1, AcqRel, Relaxed)
             .is_err()
         {
-            return;
+            return None;
         }
         let shared = Arc::clone(s);
         let spawned = std::thread::Builder::new()
@@ -394,9 +420,11 @@ impl<T: Send + 'static> WorkerPool<T> {
                 let mut threads = s.threads.lock();
                 threads.retain(|t| !t.is_finished());
                 threads.push(h);
+                None
             }
-            Err(_) => {
+            Err(e) => {
                 s.workers.fetch_sub(1, AcqRel);
+                Some(format!("could not start a worker thread: {e}"))
             }
         }
     }
