@@ -165,6 +165,8 @@ pub struct StatsSnapshot {
     pub stats: Stats,
     /// Items queued now.
     pub queue_depth: usize,
+    /// Lanes (one per key with queued items) now.
+    pub lanes: usize,
     /// Batches running now.
     pub in_flight: usize,
     /// The adaptive model: (a seconds, b seconds per item, chosen size, AIMD cap).
