@@ -13,7 +13,7 @@ from . import exceptions
 from ._core import __version__
 from ._core import build_info as _build_info
 from .balancing import Balancer, ShardRouter
-from .batching import Batcher, MessageBatcher, batched, decode_batch, encode_batch
+from .batcher import Batcher, batched
 from .compression import (
     DEFAULT_MAX_OUTPUT_SIZE,
     Compressor,
@@ -38,6 +38,7 @@ from .exceptions import (
     WorkerPoolShutdown,
     WorkerQueueFull,
 )
+from .message_batcher import MessageBatcher, decode_batch, encode_batch
 from .pools import (
     BufferExportedError,
     BufferPool,

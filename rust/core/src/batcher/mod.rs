@@ -20,7 +20,9 @@ mod state;
 mod stats;
 mod window;
 
-pub use frame::{decode_frame, encode_frame, FrameEncoder, FRAME_MAGIC, FRAME_VERSION};
+pub use frame::{
+    declared_body_len, decode_frame, encode_frame, FrameEncoder, FRAME_MAGIC, FRAME_VERSION,
+};
 pub use model::Model;
 pub use pipeline::{FramePipeline, Framed, Received};
 pub use queue::{Next, PushError, PushOk, Queue};

@@ -549,6 +549,11 @@ impl<T> Queue<T> {
         self.inner.lock().in_flight
     }
 
+    /// Items accepted and not finished yet (see [`Stats::outstanding`]).
+    pub fn outstanding(&self) -> u64 {
+        self.inner.lock().stats.outstanding()
+    }
+
     /// Counters and live values.
     pub fn snapshot(&self) -> StatsSnapshot {
         let g = self.inner.lock();

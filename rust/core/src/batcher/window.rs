@@ -460,6 +460,11 @@ impl Window {
         self.len() == 0
     }
 
+    /// Items accepted and not finished yet (see [`Stats::outstanding`]).
+    pub fn outstanding(&self) -> u64 {
+        self.inner.lock().stats.outstanding()
+    }
+
     /// Counters and live values (`model` is unused here: zeros).
     pub fn snapshot(&self) -> StatsSnapshot {
         let g = self.inner.lock();
