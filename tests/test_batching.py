@@ -630,3 +630,16 @@ def test_stress_threads_and_asyncio_producers() -> None:
     assert (alive, errors) == (0, 0), res.stderr
     assert returned == handled == submitted == completed == expected
     assert failed == 0
+
+
+def test_batching_module_re_exports_the_split_modules() -> None:
+    from overdrive import batcher, batching, message_batcher
+
+    assert sorted(batching.__all__) == sorted(
+        ["Batcher", "MessageBatcher", "batched", "decode_batch", "encode_batch"]
+    )
+    assert batching.Batcher is batcher.Batcher is od.Batcher
+    assert batching.batched is batcher.batched is od.batched
+    assert batching.MessageBatcher is message_batcher.MessageBatcher is od.MessageBatcher
+    assert batching.encode_batch is message_batcher.encode_batch is od.encode_batch
+    assert batching.decode_batch is message_batcher.decode_batch is od.decode_batch
