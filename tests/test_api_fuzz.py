@@ -365,17 +365,7 @@ def test_the_fuzz_covers_every_public_class() -> None:
 
 # =============================================================================
 # Batcher, MessageBatcher, encode_batch, decode_batch.
-#
-# Owned by the batcher work stream: the targets marked `BATCHER_PENDING` fail
-# on this branch (OverflowError / bare TypeError from pyo3's int conversion)
-# until its argument fixes land. The marks are strict, so once those fixes
-# are merged these tests XPASS and fail: remove the marks then.
 # =============================================================================
-
-BATCHER_PENDING = pytest.mark.xfail(
-    strict=True,
-    reason="batcher argument conversion (OverflowError / TypeError) is fixed in the batcher branch",
-)
 
 
 def batcher() -> od.Batcher[Any, Any]:
@@ -424,13 +414,11 @@ BATCH_TARGETS = [
             "name": None,
         },
         od.Batcher,
-        marks=(BATCHER_PENDING,),
     ),
     Target(
         "Batcher.submit",
         {"item": 1, "priority": 0, "deadline_ms": None, "key": None},
         lambda item, **kw: with_batcher(lambda b: b.submit(item, **kw)),
-        marks=(BATCHER_PENDING,),
     ),
     Target(
         "MessageBatcher",
@@ -450,7 +438,6 @@ BATCH_TARGETS = [
             "block_timeout": None,
         },
         od.MessageBatcher,
-        marks=(BATCHER_PENDING,),
     ),
     Target(
         "MessageBatcher.put",
@@ -461,13 +448,11 @@ BATCH_TARGETS = [
         "encode_batch",
         {"messages": [b"a", b"bb"], "compress_threshold": 1024, "level": 3},
         od.encode_batch,
-        marks=(BATCHER_PENDING,),
     ),
     Target(
         "decode_batch",
         {"frame": od.encode_batch([b"a", b"bb"]), "max_output_size": 10_000},
         od.decode_batch,
-        marks=(BATCHER_PENDING,),
     ),
 ]
 

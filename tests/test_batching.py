@@ -7,6 +7,7 @@ import concurrent.futures as cf
 import subprocess
 import sys
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import overdrive as od
+from batching_support import WAIT, Recorder, f, held_batcher
 from overdrive.exceptions import (
     BatcherClosed,
     BatchResultError,
@@ -23,47 +25,6 @@ from overdrive.exceptions import (
     OverdriveError,
     QueueFull,
 )
-
-WAIT = 30.0  # generous per-future timeout: a hang fails, slowness never does
-
-
-def f(x: Any) -> Any:
-    """The per-item computation the handlers apply."""
-    return x * 31 + 7 if isinstance(x, int) else f"<{x}>"
-
-
-class Recorder:
-    """A sync handler that applies ``f`` and records every batch it gets."""
-
-    def __init__(self, gate: threading.Event | None = None) -> None:
-        self.batches: list[list[Any]] = []
-        self.lock = threading.Lock()
-        self.gate = gate
-        self.started = threading.Event()
-
-    def __call__(self, items: list[Any]) -> list[Any]:
-        with self.lock:
-            self.batches.append(list(items))
-        self.started.set()
-        if self.gate is not None:
-            assert self.gate.wait(WAIT)
-        return [f(x[-1]) if isinstance(x, tuple) else f(x) for x in items]
-
-    def seen(self) -> list[Any]:
-        return [x for b in self.batches for x in b]
-
-
-def held_batcher(
-    **kw: Any,
-) -> tuple[od.Batcher[Any, Any], Recorder, threading.Event, cf.Future[Any]]:
-    """A batcher whose handler is stuck in a first batch (item -1) until the gate opens."""
-    gate = threading.Event()
-    rec = Recorder(gate)
-    b: od.Batcher[Any, Any] = od.Batcher(rec, **kw)
-    first = b.submit(-1)
-    assert rec.started.wait(WAIT)
-    return b, rec, gate, first
-
 
 # --- equivalence (hypothesis) ------------------------------------------------
 
@@ -254,6 +215,40 @@ def test_adaptive_aimd_halves_on_failures() -> None:
     assert cap == 8
 
 
+class Key:
+    """A hashable key object whose lifetime a test can watch."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __hash__(self) -> int:
+        return hash(self.n)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Key) and other.n == self.n
+
+
+def test_unique_keys_do_not_accumulate() -> None:
+    """A key is remembered only while items with it are queued: rounds of
+    fresh unique keys leave no lanes and no key objects behind."""
+    b = od.Batcher(lambda xs: xs, max_batch_size=64)
+    watched: list[weakref.ref[Key]] = []
+    for rnd in range(3):
+        keys = [Key(rnd * 100_000 + i) for i in range(3000)]
+        watched += [weakref.ref(k) for k in keys[::100]]
+        futs = [b.submit(i, key=k) for i, k in enumerate(keys)]
+        assert [fu.result(WAIT) for fu in futs] == list(range(3000))
+        del keys, futs
+        assert all(r() is None for r in watched), "key objects are let go once their items ran"
+        s = b.stats()
+        assert (s["lanes"], s["keys"]) == (0, 0)
+    # A key seen again after its lane emptied still never mixes with others.
+    k1, k2 = Key(1), Key(2)
+    futs = [b.submit(i, key=k1 if i % 2 else k2) for i in range(10)]
+    assert [fu.result(WAIT) for fu in futs] == list(range(10))
+    b.close()
+
+
 # --- one test per failure, exact exception types ----------------------------------
 
 
@@ -321,20 +316,22 @@ def test_cancelled_async_item_never_reaches_the_handler() -> None:
     assert seen == [1]
 
 
-def test_poison_item_is_isolated_by_retry_individually() -> None:
+@pytest.mark.parametrize("poison", [ValueError, SystemExit, KeyboardInterrupt])
+def test_poison_item_is_isolated_by_retry_individually(poison: type[BaseException]) -> None:
     def handler(xs: list[Any]) -> list[Any]:
         if "poison" in xs:
-            raise ValueError("poison in batch")
+            raise (ValueError if len(xs) > 1 else poison)("poison in batch")
         return [str(x).upper() for x in xs]
 
-    b, _rec, gate, _ = held_batcher(retry_individually=True)
-    b._handler = handler  # the held first batch used the recorder
+    b, rec, gate, _ = held_batcher(retry_individually=True)
+    rec.fn = handler
     futs = [b.submit(x) for x in ["a", "poison", "b"]]
     gate.set()
     assert futs[0].result(WAIT) == "A"
     assert futs[2].result(WAIT) == "B"
-    with pytest.raises(ValueError, match="poison"):
+    with pytest.raises(poison, match="poison"):
         futs[1].result(WAIT)
+    assert b.submit("c").result(WAIT) == "C", "the dispatcher carries on"
     b.close()
     assert b.stats()["failed"] == 1
 
@@ -355,8 +352,8 @@ def test_handler_exception_fails_every_item_of_the_batch() -> None:
     def handler(xs: list[int]) -> list[int]:
         raise Boom("handler failed")
 
-    b, _rec, gate, _ = held_batcher()
-    b._handler = handler
+    b, rec, gate, _ = held_batcher()
+    rec.fn = handler
     futs = [b.submit(i) for i in range(3)]
     gate.set()
     for fu in futs:
@@ -635,28 +632,14 @@ def test_stress_threads_and_asyncio_producers() -> None:
     assert failed == 0
 
 
-def test_interpreter_exit_drains_what_was_never_closed() -> None:
-    code = """
-import sys, time
-import overdrive as od
+def test_batching_module_re_exports_the_split_modules() -> None:
+    from overdrive import batcher, batching, message_batcher
 
-def handler(xs):
-    time.sleep(0.001)
-    sys.stdout.write("B%d\\n" % len(xs))
-    sys.stdout.flush()
-    return xs
-
-b = od.Batcher(handler, max_batch_size=8)
-futs = [b.submit(i) for i in range(100)]
-frames = []
-mb = od.MessageBatcher(lambda fr: sys.stdout.write("M%d\\n" % len(od.decode_batch(fr))))
-for i in range(1000):
-    mb.put(b"m%d" % i)
-# no close(): the atexit hook must drain both
-"""
-    res = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    assert sorted(batching.__all__) == sorted(
+        ["Batcher", "MessageBatcher", "batched", "decode_batch", "encode_batch"]
     )
-    lines = res.stdout.split()
-    assert sum(int(x[1:]) for x in lines if x.startswith("B")) == 100
-    assert sum(int(x[1:]) for x in lines if x.startswith("M")) == 1000
+    assert batching.Batcher is batcher.Batcher is od.Batcher
+    assert batching.batched is batcher.batched is od.batched
+    assert batching.MessageBatcher is message_batcher.MessageBatcher is od.MessageBatcher
+    assert batching.encode_batch is message_batcher.encode_batch is od.encode_batch
+    assert batching.decode_batch is message_batcher.decode_batch is od.decode_batch

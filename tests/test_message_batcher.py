@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import struct
+import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import overdrive as od
+from batching_support import WAIT, fill_until_queued
 from overdrive.bench.corpus import json_messages
 from overdrive.exceptions import (
     BatcherClosed,
@@ -19,8 +22,6 @@ from overdrive.exceptions import (
     InputTypeError,
     QueueFull,
 )
-
-WAIT = 30.0
 
 
 class Sink:
@@ -102,6 +103,66 @@ def test_truncated_and_lying_frames_raise() -> None:
         od.decode_batch(big, max_output_size=1000)
 
 
+class Ticker:
+    """A thread counting while it holds the GIL, and letting go between counts."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.wait(0.0005):
+            self.count += 1
+
+
+def makes_progress_during(work: Callable[[], Any]) -> bool:
+    """Does another thread run while ``work()`` runs? The switch interval is
+    raised so that this thread never hands the GIL over by itself: the ticker
+    can only count while ``work`` releases it."""
+    ticker = Ticker()
+    old = sys.getswitchinterval()
+    ticker.thread.start()
+    try:
+        while ticker.count == 0:
+            threading.Event().wait(0.001)
+        sys.setswitchinterval(1000.0)
+        for _ in range(10):  # a loaded machine may not schedule it every time
+            before = ticker.count
+            work()
+            if ticker.count > before:
+                return True
+        return False
+    finally:
+        sys.setswitchinterval(old)
+        ticker.stop.set()
+        ticker.thread.join(WAIT)
+
+
+def test_large_encode_and_decode_release_the_gil() -> None:
+    msgs = json_messages(40_000, 400, seed=3)  # ~16 MiB
+    frame = od.encode_batch(msgs, level=3)
+    assert frame[5] & 1 == 1
+    assert makes_progress_during(lambda: od.encode_batch(msgs, level=3))
+    assert makes_progress_during(lambda: od.decode_batch(frame))
+    views = [bytearray(m) for m in msgs]
+    assert makes_progress_during(lambda: od.encode_batch(views, level=3))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    msgs=st.lists(st.binary(max_size=40_000), max_size=4),
+    kind=st.sampled_from([bytes, bytearray, memoryview]),
+    threshold=st.sampled_from([0, 1024, 1 << 30]),
+)
+def test_frames_round_trip_exactly_across_the_release_size(
+    msgs: list[bytes], kind: Callable[[bytes], Any], threshold: int
+) -> None:
+    frame = od.encode_batch([kind(m) for m in msgs], compress_threshold=threshold)
+    assert od.decode_batch(frame) == msgs
+    assert od.decode_batch(bytearray(frame)) == msgs
+
+
 # --- delivery -------------------------------------------------------------------------
 
 
@@ -158,19 +219,6 @@ def test_exhausted_retries_go_to_on_error_never_dropped() -> None:
     s = mb.stats()
     assert s["failed"] == 30
     assert s["given_up"] == len(failed)
-
-
-def fill_until_queued(mb: od.MessageBatcher, n: int) -> list[bytes]:
-    """Put messages until ``n`` stay queued (the framer is blocked on a busy sink)."""
-    sent: list[bytes] = []
-    for i in range(1000):
-        m = b"m%d" % i
-        mb.put(m)
-        sent.append(m)
-        threading.Event().wait(0.005)  # let the framer take it if it can
-        if len(mb) >= n:
-            return sent
-    raise AssertionError("the queue never filled")
 
 
 def test_drop_oldest_hands_the_dropped_message_to_on_error() -> None:

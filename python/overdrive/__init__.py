@@ -28,7 +28,7 @@ from . import exceptions
 from ._core import __version__
 from ._core import build_info as _build_info
 from .balancing import Balancer, ShardRouter
-from .batching import Batcher, BatchFuture, MessageBatcher, batched, decode_batch, encode_batch
+from .batcher import BatchFuture, Batcher, batched
 from .compression import (
     DEFAULT_MAX_OUTPUT_SIZE,
     Compressor,
@@ -47,6 +47,7 @@ from .exceptions import (
     FrameError,
     InputTypeError,
     NoBackendAvailable,
+    NoRunningEventLoop,
     OutputLimitExceeded,
     OverdriveError,
     QueueFull,
@@ -54,6 +55,7 @@ from .exceptions import (
     WorkerQueueFull,
     WorkerStartError,
 )
+from .message_batcher import MessageBatcher, decode_batch, encode_batch
 from .pools import (
     BufferExportedError,
     BufferPool,
@@ -114,6 +116,7 @@ __all__ = [
     # balancing
     "Balancer",
     "NoBackendAvailable",
+    "NoRunningEventLoop",
     "ShardRouter",
     "WorkerPool",
     "WorkerPoolShutdown",

@@ -577,10 +577,13 @@ _Next = tuple[list[Any], Batch | None, str, float | None]
 
 @final
 class BatchQueue:
-    """The queue, timing and batch formation of a Batcher (thread-safe).
+    """The producers' handle of a Batcher's queue (thread-safe): submitting,
+    flushing, closing, stats. The dispatcher takes batches through a
+    :class:`BatchReceiver` of the same queue.
 
-    Items and futures are opaque Python objects; overdrive.batching calls the
-    handler and resolves the futures.
+    Items and futures are opaque Python objects; overdrive.batcher calls the
+    handler and resolves the futures. When the last reference to this handle
+    goes, the queue closes (as by close()); what it holds still drains.
     """
 
     def __new__(
@@ -607,18 +610,12 @@ class BatchQueue:
     ) -> Any:
         """Queue ``item`` from a coroutine; a BatchFuture of the running loop (or, for a
         full ``block`` queue, a coroutine that waits for room)."""
-    def set_hooks(self, foreign: Any | None = None, full: Any | None = None) -> None:
-        """Wiring of the asyncio-handler mode (see overdrive.batching)."""
-    def set_dispatch_loop(self, event_loop: Any | None) -> None:
-        """The event loop the async dispatcher runs on."""
-    def arm(self, waiter: Any) -> None:
-        """The async dispatcher sleeps on ``waiter``; the next push sets it."""
-    def wake(self) -> None:
-        """Set the armed waiter now, if any."""
-    def next(self, timeout: float | None = None) -> _Next | None:
-        """Block (GIL released) for (items, Batch, reason, None); None once closed and drained."""
-    def poll(self) -> _Next | None:
-        """Non-blocking; with nothing due the last field is seconds to wait (-1: until woken)."""
+    def set_hooks(
+        self, foreign: Any | None = None, full: Any | None = None, dropped: Any | None = None
+    ) -> None:
+        """The facade's callbacks (see overdrive.batcher)."""
+    def receiver(self) -> BatchReceiver:
+        """The dispatcher's handle of this queue."""
     def flush(self) -> None:
         """Force out everything queued so far."""
     def close(self) -> None:
@@ -631,11 +628,33 @@ class BatchQueue:
         """Batches running now."""
     def __len__(self) -> int: ...
     def stats(self) -> QueueStats:
-        """Counters, percentiles, flush reasons, queue depth, adaptive model."""
+        """Counters, percentiles, flush reasons, queue depth, lanes, keys, adaptive model."""
+
+@final
+class BatchReceiver:
+    """The dispatcher's handle of a Batcher's queue (from BatchQueue.receiver())."""
+
+    def set_dispatch_loop(self, event_loop: Any | None) -> None:
+        """The event loop the async dispatcher runs on."""
+    def arm(self, waiter: Any) -> None:
+        """The async dispatcher sleeps on ``waiter``; the next push sets it."""
+    def wake(self) -> None:
+        """Set the armed waiter now, if any."""
+    def next(self, timeout: float | None = None) -> _Next | None:
+        """Block (GIL released) for (items, Batch, reason, None); None once closed and drained."""
+    def poll(self) -> _Next | None:
+        """Non-blocking; with nothing due the last field is seconds to wait (-1: until woken)."""
+    def close(self) -> None:
+        """Stop accepting; queued items still drain."""
+    @property
+    def outstanding(self) -> int:
+        """Items queued or in a running batch (neither finished nor failed)."""
 
 @final
 class MessageQueue:
-    """The queue and framing of a MessageBatcher (thread-safe)."""
+    """The producers' handle of a MessageBatcher's queue and framing (thread-safe).
+    When the last reference to it goes, the queue closes; what it holds is
+    still delivered through the :class:`MessageReceiver`."""
 
     def __new__(
         cls,
@@ -652,12 +671,8 @@ class MessageQueue:
     def put(self, message: Buffer, timeout: float | None = None) -> bytes | None:
         """Queue a copy (timeout None: the block_timeout given at construction);
         returns a message evicted by drop_oldest, or None."""
-    def next_frames(
-        self, timeout: float | None = None, max_frames: int = 64
-    ) -> list[tuple[bytes, int, str]] | None:
-        """Block (GIL released) for [(frame, count, reason)]; None once closed and drained."""
-    def done(self, n: int, ok: bool) -> None:
-        """A frame of ``n`` messages was delivered (ok) or given up on."""
+    def receiver(self) -> MessageReceiver:
+        """The sink dispatcher's handle of this queue."""
     def flush(self) -> None:
         """Force out everything queued so far."""
     def close(self) -> None:
@@ -671,6 +686,22 @@ class MessageQueue:
     def __len__(self) -> int: ...
     def stats(self) -> QueueStats:
         """Counters, percentiles, flush reasons, queue depth (``model`` is unused here)."""
+
+@final
+class MessageReceiver:
+    """The sink dispatcher's handle of a MessageBatcher's queue."""
+
+    def next_frames(
+        self, timeout: float | None = None, max_frames: int = 64
+    ) -> list[tuple[bytes, int, str]] | None:
+        """Block (GIL released) for [(frame, count, reason)]; None once closed and drained."""
+    def done(self, n: int, ok: bool) -> None:
+        """A frame of ``n`` messages was delivered (ok) or given up on."""
+    def close(self) -> None:
+        """Stop accepting; queued messages still drain."""
+    @property
+    def outstanding(self) -> int:
+        """Messages accepted and not yet delivered or given up on."""
 
 def encode_batch(
     messages: Iterable[Buffer], compress_threshold: int = 1024, level: int = 3

@@ -13,6 +13,7 @@ __all__ = [
     "BatcherClosed",
     "DeadlineExceeded",
     "FrameError",
+    "NoRunningEventLoop",
     "QueueFull",
     "CompressionError",
     "ConfigurationError",
@@ -123,3 +124,8 @@ class BatchResultError(OverdriveError, ValueError):
 
 class FrameError(OverdriveError, ValueError):
     """Bytes given to ``decode_batch`` are not a valid message batch frame."""
+
+
+class NoRunningEventLoop(OverdriveError, RuntimeError):
+    """``submit_async`` was called outside a running asyncio event loop (a
+    RuntimeError, as asyncio's own "no running event loop")."""

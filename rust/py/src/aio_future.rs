@@ -113,12 +113,18 @@ impl PyBatchFuture {
     /// Record `outcome` (an exception instance fails the item) if still
     /// pending; returns the callbacks to run (none if it was already done).
     fn set_outcome(&self, outcome: &Bound<'_, PyAny>) -> Vec<Callback> {
+        // Made before locking: the wrapper's message runs the outcome's repr.
+        let wrapped = outcome
+            .is_instance_of::<pyo3::exceptions::PyStopIteration>()
+            .then(|| crate::batch_futures::handler_raised(outcome));
+        let outcome = wrapped.as_ref().unwrap_or(outcome);
+        let failed = outcome.is_instance_of::<pyo3::exceptions::PyBaseException>();
         let mut s = self.state.lock();
         if s.phase != Phase::Pending {
             return Vec::new();
         }
         s.phase = Phase::Finished;
-        if outcome.is_instance_of::<pyo3::exceptions::PyBaseException>() {
+        if failed {
             s.exception = Some(outcome.clone().unbind());
         } else {
             s.result = Some(outcome.clone().unbind());
@@ -240,7 +246,13 @@ impl PyBatchFuture {
     fn py_new(py: Python<'_>, r#loop: Option<Bound<'_, PyAny>>) -> PyResult<Self> {
         let lp = match r#loop {
             Some(l) if !l.is_none() => l,
-            _ => py.import("asyncio")?.call_method0("get_running_loop")?,
+            _ => crate::batch_futures::running_loop(py).ok_or_else(|| {
+                let msg = "BatchFuture() needs loop= outside a running event loop";
+                match crate::errors::no_running_event_loop(py) {
+                    Some(t) => PyErr::from_type(t, msg),
+                    None => pyo3::exceptions::PyRuntimeError::new_err(msg),
+                }
+            })?,
         };
         Ok(Self::new(lp.unbind()))
     }
@@ -453,23 +465,30 @@ impl PyBatchFuture {
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        let s = self.state.lock();
-        match s.phase {
-            Phase::Pending => "<BatchFuture pending>".to_string(),
-            Phase::Cancelled => "<BatchFuture cancelled>".to_string(),
-            Phase::Finished => match (&s.exception, &s.result) {
-                (Some(e), _) => format!("<BatchFuture finished exception={}>", e.bind(py)),
-                (None, Some(r)) => {
-                    let r = r.clone_ref(py);
-                    drop(s);
-                    let shown = r
-                        .bind(py)
-                        .repr()
-                        .map_or_else(|_| "?".into(), |r| r.to_string());
-                    format!("<BatchFuture finished result={shown}>")
-                }
-                (None, None) => "<BatchFuture finished result=None>".to_string(),
-            },
+        // References are copied out: repr() runs Python code, never under the lock.
+        let (phase, exc, result) = {
+            let s = self.state.lock();
+            (
+                s.phase,
+                s.exception.as_ref().map(|e| e.clone_ref(py)),
+                s.result.as_ref().map(|r| r.clone_ref(py)),
+            )
+        };
+        let shown = |o: Py<PyAny>| {
+            o.bind(py)
+                .repr()
+                .map_or_else(|_| "?".into(), |r| r.to_string())
+        };
+        match (phase, exc, result) {
+            (Phase::Pending, _, _) => "<BatchFuture pending>".to_string(),
+            (Phase::Cancelled, _, _) => "<BatchFuture cancelled>".to_string(),
+            (Phase::Finished, Some(e), _) => {
+                format!("<BatchFuture finished exception={}>", shown(e))
+            }
+            (Phase::Finished, None, r) => format!(
+                "<BatchFuture finished result={}>",
+                r.map_or_else(|| "None".into(), shown)
+            ),
         }
     }
 

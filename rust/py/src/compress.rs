@@ -10,7 +10,7 @@ use crate::buffers::{extract_all, Input};
 use crate::errors::{at_item, bad_value, to_py, IntoPy};
 
 /// Inputs at least this large are processed with the GIL released.
-const DETACH_MIN: usize = 16 * 1024;
+pub(crate) const DETACH_MIN: usize = 16 * 1024;
 
 fn threads() -> usize {
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();

@@ -42,6 +42,7 @@ exception_classes! {
     batcher_closed => "BatcherClosed",
     deadline_exceeded => "DeadlineExceeded",
     frame_error => "FrameError",
+    no_running_event_loop => "NoRunningEventLoop",
 }
 
 fn raise(class: Option<Bound<'_, PyType>>, msg: String) -> PyErr {

@@ -9,7 +9,9 @@ use pyo3::types::PyDict;
 mod aio_future;
 mod args;
 mod balancer;
+mod batch;
 mod batch_common;
+mod batch_futures;
 mod batcher;
 mod buffer_pool;
 mod buffers;
@@ -73,10 +75,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // batcher
     m.add_class::<aio_future::PyBatchFuture>()?;
     m.add_class::<batcher::PyBatchQueue>()?;
-    m.add_class::<batcher::PyBatch>()?;
-    m.add_function(wrap_pyfunction!(batcher::settle, m)?)?;
-    m.add_function(wrap_pyfunction!(batcher::forget_running_loop, m)?)?;
+    m.add_class::<batcher::PyBatchReceiver>()?;
+    m.add_class::<batch::PyBatch>()?;
+    m.add_function(wrap_pyfunction!(batch_futures::settle, m)?)?;
+    m.add_function(wrap_pyfunction!(batch_futures::forget_running_loop, m)?)?;
     m.add_class::<message_batcher::PyMessageQueue>()?;
+    m.add_class::<message_batcher::PyMessageReceiver>()?;
     m.add_function(wrap_pyfunction!(message_batcher::encode_batch, m)?)?;
     m.add_function(wrap_pyfunction!(message_batcher::decode_batch, m)?)?;
     Ok(())

@@ -13,13 +13,22 @@ pub(crate) const WAIT_SLICE: Duration = Duration::from_millis(50);
 
 /// A non-negative, finite timeout in seconds (None: wait forever).
 pub(crate) fn check_timeout(py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    check_timeout_named(py, "timeout", timeout)
+}
+
+/// [`check_timeout`] for a parameter with another name (e.g. `block_timeout`).
+pub(crate) fn check_timeout_named(
+    py: Python<'_>,
+    param: &'static str,
+    timeout: Option<f64>,
+) -> PyResult<Option<Duration>> {
     match timeout {
         None => Ok(None),
         // A timeout too large for a Duration waits forever, like None.
         Some(t) if t.is_finite() && t >= 0.0 => Ok(Duration::try_from_secs_f64(t).ok()),
         Some(t) => Err(bad_value(
             py,
-            "timeout",
+            param,
             t,
             "must be a finite number of seconds >= 0, or None to wait forever",
         )),

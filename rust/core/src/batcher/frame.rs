@@ -121,6 +121,11 @@ fn read_u32(b: &[u8], at: usize) -> Option<u32> {
         .map(u32::from_le_bytes)
 }
 
+/// The body size a frame's header declares (uncompressed), if it has a header.
+pub fn declared_body_len(frame: &[u8]) -> Option<usize> {
+    (frame.len() >= HEADER).then(|| read_u32(frame, 12).unwrap_or(0) as usize)
+}
+
 /// A decoded frame: the uncompressed body and each message's (offset, length).
 pub type Decoded<'a> = (Cow<'a, [u8]>, Vec<(usize, usize)>);
 

@@ -20,7 +20,9 @@ mod state;
 mod stats;
 mod window;
 
-pub use frame::{decode_frame, encode_frame, FrameEncoder, FRAME_MAGIC, FRAME_VERSION};
+pub use frame::{
+    declared_body_len, decode_frame, encode_frame, FrameEncoder, FRAME_MAGIC, FRAME_VERSION,
+};
 pub use model::Model;
 pub use pipeline::{FramePipeline, Framed, Received};
 pub use queue::{Next, PushError, PushOk, Queue};
@@ -141,6 +143,9 @@ pub struct Config {
     /// message queue [`Window`] always does), so a fast consumer does not
     /// take one-item batches.
     pub idle_dispatch: bool,
+    /// Remember the keys whose lanes emptied, for [`Queue::take_emptied_keys`]
+    /// (a binding that maps its own key objects to lane ids forgets them then).
+    pub track_emptied_keys: bool,
 }
 
 impl Default for Config {
@@ -157,6 +162,7 @@ impl Default for Config {
             aging: Duration::from_millis(100),
             admission: false,
             idle_dispatch: true,
+            track_emptied_keys: false,
         }
     }
 }
@@ -203,6 +209,64 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The error of a push into a closed queue.
+fn closed_error() -> Error {
+    Error::Closed("the batcher is closed: it accepts no more items".to_string())
+}
+
+/// The error of a push refused by a full queue under `policy`.
+fn full_error(max_queue: usize, policy: &str) -> Error {
+    Error::QueueFull(format!(
+        "queue full: max_queue={max_queue} items are waiting (on_full={policy:?})"
+    ))
+}
+
+/// The error of a push that found no room within `timeout` (None: forever).
+fn room_timeout_error(max_queue: usize, timeout: Option<Duration>) -> Error {
+    let secs = timeout.map_or(0.0, |t| t.as_secs_f64());
+    Error::QueueFull(format!(
+        "queue full (max_queue={max_queue}): no room within timeout={secs}s"
+    ))
+}
+
+/// How a push into a full `block` queue waits for room.
+#[derive(Debug, Clone, Copy)]
+enum Room {
+    /// Not at all: `WouldBlock`.
+    Never,
+    /// Up to this long (None: forever), then fail with `QueueFull`.
+    Until(Option<Duration>),
+    /// Up to this long, then `WouldBlock` (the caller waits again or gives up).
+    Within(Duration),
+}
+
+/// Wait on `room` while `blocked(g)` (full and open), as `how` allows.
+/// Returns false when the wait ended with the queue still blocked (time out).
+/// `waiting(g)` is the producers-waiting counter the queue keeps.
+fn wait_for_room<I>(
+    room: &parking_lot::Condvar,
+    g: &mut parking_lot::MutexGuard<'_, I>,
+    until: Option<Instant>,
+    blocked: impl Fn(&I) -> bool,
+    waiting: impl Fn(&mut I) -> &mut usize,
+) -> bool {
+    while blocked(g) {
+        *waiting(g) += 1;
+        let timed_out = match until {
+            Some(u) => room.wait_until(g, u).timed_out(),
+            None => {
+                room.wait(g);
+                false
+            }
+        };
+        *waiting(g) -= 1;
+        if timed_out {
+            return !blocked(g);
+        }
+    }
+    true
 }
 
 /// Per-item metadata.

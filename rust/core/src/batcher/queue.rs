@@ -3,11 +3,15 @@
 //!
 //! No method calls user code; the lock is held only for queue operations.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{Batch, Config, Formation, Meta, Model, OnFull, State, Stats, StatsSnapshot};
+use super::{
+    closed_error, full_error, room_timeout_error, wait_for_room, Batch, Config, Formation, Meta,
+    Model, OnFull, Room, State, Stats, StatsSnapshot,
+};
 use crate::error::{Error, Result};
 
 struct Inner<T> {
@@ -61,15 +65,20 @@ pub struct Queue<T> {
     work: Condvar,
     room: Condvar,
     formed: Condvar,
+    /// Set when `State` holds emptied keys to hand out (`track_emptied_keys`),
+    /// so checking costs no lock.
+    emptied: AtomicBool,
 }
 
 impl<T> Queue<T> {
     /// A queue with checked settings.
     pub fn new(cfg: Config) -> Result<Self> {
         cfg.validate()?;
+        let mut state = State::new();
+        state.track_emptied_keys(cfg.track_emptied_keys);
         Ok(Queue {
             inner: Mutex::new(Inner {
-                state: State::new(),
+                state,
                 stats: Stats::default(),
                 model: Model::new(cfg.max_batch_size),
                 in_flight: 0,
@@ -80,6 +89,7 @@ impl<T> Queue<T> {
             work: Condvar::new(),
             room: Condvar::new(),
             formed: Condvar::new(),
+            emptied: AtomicBool::new(false),
         })
     }
 
@@ -99,6 +109,35 @@ impl<T> Queue<T> {
         block: bool,
         timeout: Option<Duration>,
     ) -> Result<PushOk<T>, PushError<T>> {
+        let room = if block {
+            Room::Until(timeout)
+        } else {
+            Room::Never
+        };
+        self.push_with(value, meta, room)
+    }
+
+    /// Like [`Queue::push`] with `block`, but wait at most `wait` for room
+    /// and then return `WouldBlock` (nothing counted): a caller waiting in
+    /// slices checks for signals between them, and gives up with
+    /// [`Queue::blocked_too_long`].
+    pub fn push_within(
+        &self,
+        value: T,
+        meta: Meta,
+        wait: Duration,
+    ) -> Result<PushOk<T>, PushError<T>> {
+        self.push_with(value, meta, Room::Within(wait))
+    }
+
+    /// Count a push that waited for room in slices (`push_within`) and gave
+    /// up after `timeout`; the error to report.
+    pub fn blocked_too_long(&self, timeout: Option<Duration>) -> Error {
+        self.inner.lock().stats.rejected += 1;
+        room_timeout_error(self.cfg.max_queue, timeout)
+    }
+
+    fn push_with(&self, value: T, meta: Meta, room: Room) -> Result<PushOk<T>, PushError<T>> {
         // One clock read per push (clock reads cost ~150 ns on some VMs),
         // taken before the lock so the critical section stays short.
         let mut now = Instant::now();
@@ -123,33 +162,31 @@ impl<T> Queue<T> {
                 OnFull::DropOldest => {
                     dropped = g.state.pop_oldest();
                     g.stats.dropped += u64::from(dropped.is_some());
+                    self.note_emptied(&g);
                 }
                 OnFull::Block => {
-                    if !block {
-                        return Err(PushError::WouldBlock(value));
-                    }
-                    let until = timeout.map(|t| now + t);
-                    while g.state.len() >= self.cfg.max_queue && !g.state.is_closed() {
-                        g.producers_waiting += 1;
-                        let timed_out = match until {
-                            Some(u) => self.room.wait_until(&mut g, u).timed_out(),
-                            None => {
-                                self.room.wait(&mut g);
-                                false
-                            }
-                        };
-                        g.producers_waiting -= 1;
-                        if timed_out && g.state.len() >= self.cfg.max_queue {
-                            g.stats.rejected += 1;
-                            let secs = timeout.map_or(0.0, |t| t.as_secs_f64());
-                            return Err(PushError::Failed(
-                                value,
-                                Error::QueueFull(format!(
-                                    "queue full (max_queue={}): no room within timeout={secs}s",
-                                    self.cfg.max_queue
-                                )),
-                            ));
+                    let (wait, fail) = match room {
+                        Room::Never => return Err(PushError::WouldBlock(value)),
+                        Room::Until(t) => (t, true),
+                        Room::Within(d) => (Some(d), false),
+                    };
+                    let max_queue = self.cfg.max_queue;
+                    let got_room = wait_for_room(
+                        &self.room,
+                        &mut g,
+                        wait.map(|t| now + t),
+                        |i: &Inner<T>| i.state.len() >= max_queue && !i.state.is_closed(),
+                        |i: &mut Inner<T>| &mut i.producers_waiting,
+                    );
+                    if !got_room {
+                        if !fail {
+                            return Err(PushError::WouldBlock(value));
                         }
+                        g.stats.rejected += 1;
+                        return Err(PushError::Failed(
+                            value,
+                            room_timeout_error(max_queue, wait),
+                        ));
                     }
                     if g.state.is_closed() {
                         g.stats.rejected += 1;
@@ -207,10 +244,7 @@ impl<T> Queue<T> {
     }
 
     fn full_error_for(&self, policy: &str) -> Error {
-        Error::QueueFull(format!(
-            "queue full: max_queue={} items are waiting (on_full={policy:?})",
-            self.cfg.max_queue
-        ))
+        full_error(self.cfg.max_queue, policy)
     }
 
     /// The error an item evicted by `drop_oldest` fails with.
@@ -262,10 +296,11 @@ impl<T> Queue<T> {
         let expired = g.state.take_expired(now);
         g.stats.expired += expired.len() as u64;
         let cap = self.cap(g);
-        match g
+        let formed = g
             .state
-            .form(now, &self.cfg, cap, self.cfg.max_wait, g.in_flight)
-        {
+            .form(now, &self.cfg, cap, self.cfg.max_wait, g.in_flight);
+        self.note_emptied(g);
+        match formed {
             Formation::Batch(b) => {
                 g.in_flight += 1;
                 g.stats.batch(b.items.len(), b.reason);
@@ -305,6 +340,25 @@ impl<T> Queue<T> {
                 }
             }
         }
+    }
+
+    fn note_emptied(&self, g: &Inner<T>) {
+        if g.state.has_emptied_keys() {
+            self.emptied.store(true, Ordering::Release);
+        }
+    }
+
+    /// True when [`Queue::take_emptied_keys`] has keys to hand out (no lock).
+    pub fn has_emptied_keys(&self) -> bool {
+        self.emptied.load(Ordering::Acquire)
+    }
+
+    /// The keys whose lanes emptied since the last call (with
+    /// `track_emptied_keys`): no item with them is queued now.
+    pub fn take_emptied_keys(&self) -> Vec<u64> {
+        let mut g = self.inner.lock();
+        self.emptied.store(false, Ordering::Release);
+        g.state.take_emptied_keys()
     }
 
     /// Non-blocking: a batch if one is due now, else when to ask again.
@@ -365,7 +419,9 @@ impl<T> Queue<T> {
         while out.len() < max {
             let now = Instant::now();
             let cap = self.cap(&g);
-            match g.state.form(now, &cfg, cap, never, 1) {
+            let formed = g.state.form(now, &cfg, cap, never, 1);
+            self.note_emptied(&g);
+            match formed {
                 Formation::Batch(b) => {
                     g.in_flight += 1;
                     g.stats.batch(b.items.len(), b.reason);
@@ -473,6 +529,7 @@ impl<T> Queue<T> {
     pub fn drain_all(&self) -> Vec<T> {
         let mut g = self.inner.lock();
         let all = g.state.drain_all();
+        self.note_emptied(&g);
         self.room.notify_all();
         all
     }
@@ -492,18 +549,20 @@ impl<T> Queue<T> {
         self.inner.lock().in_flight
     }
 
+    /// Items accepted and not finished yet (see [`Stats::outstanding`]).
+    pub fn outstanding(&self) -> u64 {
+        self.inner.lock().stats.outstanding()
+    }
+
     /// Counters and live values.
     pub fn snapshot(&self) -> StatsSnapshot {
         let g = self.inner.lock();
         StatsSnapshot {
             stats: g.stats.clone(),
             queue_depth: g.state.len(),
+            lanes: g.state.lanes(),
             in_flight: g.in_flight,
             model: (g.model.a(), g.model.b(), self.cap(&g), g.model.aimd_cap()),
         }
     }
-}
-
-fn closed_error() -> Error {
-    Error::Closed("the batcher is closed: it accepts no more items".to_string())
 }

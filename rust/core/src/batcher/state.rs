@@ -110,9 +110,19 @@ pub enum Formation<T> {
     Wait(Option<Instant>),
 }
 
+/// Below this many slots the lane map is never shrunk.
+const MIN_LANE_CAPACITY: usize = 64;
+
 /// Queued items and the formation rules over them.
+///
+/// A lane exists only while items of its key are queued: an emptied lane is
+/// removed at once, and the map gives memory back when most of its slots are
+/// free (so many distinct keys over time cost nothing once they drained).
 pub struct State<T> {
     lanes: HashMap<u64, Lane<T>>,
+    /// Keys whose lanes emptied, kept only with `track_emptied`.
+    emptied: Vec<u64>,
+    track_emptied: bool,
     len: usize,
     seq: u64,
     next_deadline: Option<Instant>,
@@ -132,6 +142,8 @@ impl<T> State<T> {
     pub fn new() -> Self {
         State {
             lanes: HashMap::new(),
+            emptied: Vec::new(),
+            track_emptied: false,
             len: 0,
             seq: 0,
             next_deadline: None,
@@ -144,6 +156,58 @@ impl<T> State<T> {
     /// Items queued.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Lanes (keys with queued items).
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Slots the lane map holds memory for (at least `lanes()`).
+    pub fn lane_capacity(&self) -> usize {
+        self.lanes.capacity()
+    }
+
+    /// Remember (or not) the keys whose lanes empty, for `take_emptied_keys`.
+    pub fn track_emptied_keys(&mut self, on: bool) {
+        self.track_emptied = on;
+        if !on {
+            self.emptied = Vec::new();
+        }
+    }
+
+    /// True when `take_emptied_keys` has keys to hand out.
+    pub fn has_emptied_keys(&self) -> bool {
+        !self.emptied.is_empty()
+    }
+
+    /// The keys (other than 0, the unkeyed lane) whose lanes emptied since
+    /// the last call; none of their items is queued now.
+    pub fn take_emptied_keys(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.emptied)
+    }
+
+    /// Drop the lane of `key`, which just emptied.
+    fn remove_lane(&mut self, key: u64) {
+        self.lanes.remove(&key);
+        self.lane_removed(key);
+        self.shrink_lanes();
+    }
+
+    fn lane_removed(&mut self, key: u64) {
+        if self.track_emptied && key != 0 {
+            self.emptied.push(key);
+        }
+    }
+
+    /// Give memory back once three quarters of the map's slots are free
+    /// (amortised: the map must have halved since it was last sized).
+    fn shrink_lanes(&mut self) {
+        let cap = self.lanes.capacity();
+        if cap > MIN_LANE_CAPACITY && self.lanes.len() * 4 < cap {
+            self.lanes
+                .shrink_to((self.lanes.len() * 2).max(MIN_LANE_CAPACITY));
+        }
     }
 
     /// True when nothing is queued.
@@ -214,7 +278,7 @@ impl<T> State<T> {
             .map(|(lvl, _)| lvl)?;
         let e = lane.pop(level)?;
         if lane.len == 0 {
-            self.lanes.remove(&key);
+            self.remove_lane(key);
         }
         self.len -= 1;
         Some(e.value)
@@ -252,7 +316,17 @@ impl<T> State<T> {
             }
             lane.levels.retain(|_, q| !q.is_empty());
         }
-        self.lanes.retain(|_, l| l.len > 0);
+        let emptied: Vec<u64> = self
+            .lanes
+            .iter()
+            .filter(|(_, l)| l.len == 0)
+            .map(|(&k, _)| k)
+            .collect();
+        for key in emptied {
+            self.lanes.remove(&key);
+            self.lane_removed(key);
+        }
+        self.shrink_lanes();
         self.len -= out.len();
         self.next_deadline = next;
         out
@@ -261,7 +335,9 @@ impl<T> State<T> {
     /// Remove everything (in arrival order), e.g. to fail it.
     pub fn drain_all(&mut self) -> Vec<T> {
         let mut all: Vec<Entry<T>> = Vec::with_capacity(self.len);
-        for (_, lane) in self.lanes.drain() {
+        let lanes = std::mem::take(&mut self.lanes);
+        for (key, lane) in lanes {
+            self.lane_removed(key);
             for (_, q) in lane.levels {
                 all.extend(q);
             }
@@ -381,7 +457,7 @@ impl<T> State<T> {
             taken.push(e);
         }
         if lane.len == 0 {
-            self.lanes.remove(&key);
+            self.remove_lane(key);
         }
         self.len -= taken.len();
         if taken.is_empty() {

@@ -129,6 +129,14 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Items accepted and not yet completed, failed, expired, dropped or
+    /// cancelled: queued, or in a batch that has not finished.
+    pub fn outstanding(&self) -> u64 {
+        self.submitted.saturating_sub(
+            self.completed + self.failed + self.expired + self.dropped + self.cancelled,
+        )
+    }
+
     /// Count one dispatched batch.
     pub fn batch(&mut self, size: usize, reason: Reason) {
         self.batches += 1;
@@ -165,6 +173,8 @@ pub struct StatsSnapshot {
     pub stats: Stats,
     /// Items queued now.
     pub queue_depth: usize,
+    /// Lanes (one per key with queued items) now.
+    pub lanes: usize,
     /// Batches running now.
     pub in_flight: usize,
     /// The adaptive model: (a seconds, b seconds per item, chosen size, AIMD cap).

@@ -484,3 +484,201 @@ fn window_sends_a_partial_batch_after_max_wait() {
     let b = window_batch(w.next());
     assert_eq!((b.reason, b.body.count), (Reason::Time, 1));
 }
+
+proptest! {
+    // Formation scans every lane, so a case costs keys²: few, mid-sized cases.
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn emptied_lanes_are_dropped_and_the_lane_map_shrinks_back(
+        rounds in 1usize..4,
+        keys in 100u64..700,
+        cap in 1usize..50,
+    ) {
+        let c = cfg(cap);
+        let mut s = State::new();
+        s.track_emptied_keys(true);
+        let t0 = Instant::now();
+        let mut next_key = 1u64;
+        for _ in 0..rounds {
+            let first = next_key;
+            for _ in 0..keys {
+                s.push(next_key, Meta { key: next_key, ..Meta::default() }, t0);
+                next_key += 1;
+            }
+            prop_assert_eq!(s.lanes(), keys as usize);
+            while !s.is_empty() {
+                let b = batch(s.form(t0, &c, cap, c.max_wait, 0));
+                prop_assert_eq!(b.items.len(), 1, "one item per key");
+            }
+            prop_assert_eq!(s.lanes(), 0);
+            prop_assert!(s.lane_capacity() <= 128, "capacity {} kept", s.lane_capacity());
+            let mut emptied = s.take_emptied_keys();
+            emptied.sort_unstable();
+            prop_assert_eq!(emptied, (first..next_key).collect::<Vec<_>>());
+        }
+    }
+}
+
+#[test]
+fn expired_and_dropped_lanes_are_reported_once() {
+    let mut s = State::new();
+    s.track_emptied_keys(true);
+    let t0 = Instant::now();
+    let soon = Some(t0 + Duration::from_millis(1));
+    s.push(
+        1,
+        Meta {
+            key: 7,
+            deadline: soon,
+            ..Meta::default()
+        },
+        t0,
+    );
+    s.push(
+        2,
+        Meta {
+            key: 8,
+            ..Meta::default()
+        },
+        t0,
+    );
+    s.push(3, Meta::default(), t0);
+    assert_eq!(s.take_expired(t0 + Duration::from_millis(2)), vec![1]);
+    assert_eq!(s.pop_oldest(), Some(2));
+    // The unkeyed lane (key 0) is never reported.
+    assert_eq!(s.pop_oldest(), Some(3));
+    assert_eq!(s.take_emptied_keys(), vec![7, 8]);
+    assert_eq!(s.lanes(), 0);
+    // Without tracking, nothing is kept.
+    let mut s = State::new();
+    s.push(
+        1,
+        Meta {
+            key: 7,
+            ..Meta::default()
+        },
+        t0,
+    );
+    assert_eq!(s.pop_oldest(), Some(1));
+    assert!(!s.has_emptied_keys());
+}
+
+#[test]
+fn queue_hands_out_emptied_keys_and_counts_lanes() {
+    let q = ok(Queue::new(Config {
+        track_emptied_keys: true,
+        ..cfg(4)
+    }));
+    for k in 1..=3u64 {
+        assert!(q
+            .push(
+                k,
+                Meta {
+                    key: k,
+                    ..Meta::default()
+                },
+                false,
+                None
+            )
+            .is_ok());
+    }
+    assert_eq!(q.snapshot().lanes, 3);
+    assert!(!q.has_emptied_keys());
+    for _ in 0..3 {
+        match q.poll() {
+            Next::Batch(b, _) => {
+                assert_eq!(b.items.len(), 1);
+                q.done(1, Duration::ZERO, true, 1, 0);
+            }
+            other => panic!("expected a batch, got {other:?}"),
+        }
+    }
+    assert!(q.has_emptied_keys());
+    let mut keys = q.take_emptied_keys();
+    keys.sort_unstable();
+    assert_eq!(keys, vec![1, 2, 3]);
+    assert!(!q.has_emptied_keys());
+    assert_eq!(q.snapshot().lanes, 0);
+}
+
+#[test]
+fn push_within_waits_a_slice_without_counting_a_rejection() {
+    let q = ok(Queue::new(Config {
+        max_queue: 1,
+        ..cfg(4)
+    }));
+    assert!(q.push(1, Meta::default(), false, None).is_ok());
+    let r = q.push_within(2, Meta::default(), Duration::from_millis(5));
+    assert!(matches!(r, Err(PushError::WouldBlock(2))));
+    assert_eq!(q.snapshot().stats.rejected, 0);
+    assert!(matches!(
+        q.blocked_too_long(Some(Duration::from_secs(1))),
+        Error::QueueFull(m) if m.contains("timeout=1s")
+    ));
+    assert_eq!(q.snapshot().stats.rejected, 1);
+    // Room again: the next slice pushes.
+    assert!(matches!(q.poll(), Next::Batch(..)));
+    assert!(q
+        .push_within(2, Meta::default(), Duration::from_millis(5))
+        .is_ok());
+    q.close();
+    let r = q.push_within(3, Meta::default(), Duration::from_millis(5));
+    assert!(matches!(r, Err(PushError::Failed(3, Error::Closed(_)))));
+
+    let w = ok(Window::new(Config {
+        max_queue: 1,
+        max_wait: Duration::from_secs(3600),
+        ..cfg(4)
+    }));
+    assert!(w.push(b"1", false, None).is_ok());
+    let r = w.push_within(b"2", Duration::from_millis(5));
+    assert!(matches!(r, Err(PushError::WouldBlock(()))));
+    assert_eq!(w.snapshot().stats.rejected, 0);
+    assert!(matches!(w.blocked_too_long(None), Error::QueueFull(_)));
+    assert_eq!(w.snapshot().stats.rejected, 1);
+}
+
+#[test]
+fn window_body_reservation_shrinks_back_after_an_oversize_message() {
+    let w = ok(Window::new(Config {
+        max_wait: Duration::from_secs(3600),
+        ..cfg(50)
+    }));
+    let big = vec![7u8; 8 << 20];
+    assert!(w.push(&big, false, None).is_ok());
+    w.flush();
+    let b = window_batch(w.next());
+    assert_eq!(b.body.count, 1);
+    w.done(Duration::ZERO);
+    // Twenty small frames after it: none reserves the big message's size.
+    let mut pending = Vec::new();
+    for i in 0..20u8 {
+        assert!(w.push(&[i; 200], false, None).is_ok());
+        w.flush();
+        pending.push(window_batch(w.next()));
+        w.done(Duration::ZERO);
+    }
+    let reserved: usize = pending.iter().map(|b| b.body.bytes.capacity()).sum();
+    assert!(
+        reserved <= 4 << 20,
+        "20 small frames reserve {reserved} bytes after one 8 MiB message"
+    );
+    assert!(w.reserve() <= 1 << 20);
+    // With a weight limit, never more than a configured batch needs.
+    let w = ok(Window::new(Config {
+        max_wait: Duration::from_secs(3600),
+        max_batch_weight: Some(1000),
+        ..cfg(10)
+    }));
+    assert!(w.push(&big, false, None).is_ok());
+    assert!(w.push(b"x", false, None).is_ok());
+    w.flush();
+    let _ = window_batch(w.next());
+    w.done(Duration::ZERO);
+    let b = window_batch(w.next());
+    assert!(
+        b.body.bytes.capacity() <= 1000 + 40,
+        "{}",
+        b.body.bytes.capacity()
+    );
+}

@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use super::{Config, OnFull, PushError, Reason, Stats, StatsSnapshot};
+use super::{
+    closed_error, full_error, room_timeout_error, wait_for_room, Config, OnFull, PushError, Reason,
+    Room, Stats, StatsSnapshot,
+};
 use crate::error::{Error, Result};
 
 /// A batch of messages in frame-body layout: `count` records of
@@ -93,13 +96,20 @@ struct Inner {
     stats: Stats,
     dispatchers_waiting: usize,
     producers_waiting: usize,
-    /// Body capacity to reserve for a new batch (the last full batch's size).
+    /// Body capacity to reserve for a new batch (what the last ones needed,
+    /// at most `Window::reserve_cap`).
     reserve: usize,
 }
+
+/// Most body capacity reserved ahead for a batch when no weight limit says
+/// what a batch needs (a larger body grows as messages arrive).
+const MAX_RESERVE: usize = 1 << 20;
 
 /// The message queue shared by producers and framing threads.
 pub struct Window {
     cfg: Config,
+    /// Most body capacity reserved ahead for a new batch.
+    reserve_cap: usize,
     inner: Mutex<Inner>,
     work: Condvar,
     room: Condvar,
@@ -109,7 +119,16 @@ impl Window {
     /// A queue with checked settings (`max_concurrency` = framing threads).
     pub fn new(cfg: Config) -> Result<Self> {
         cfg.validate()?;
+        // A batch of the configured size: max_batch_size records of at most
+        // max_batch_weight bytes in all (each record has a 4-byte length).
+        let reserve_cap = cfg.max_batch_weight.map_or(MAX_RESERVE, |w| {
+            usize::try_from(w)
+                .unwrap_or(usize::MAX)
+                .saturating_add(cfg.max_batch_size.saturating_mul(4))
+                .min(MAX_RESERVE)
+        });
         Ok(Window {
+            reserve_cap,
             cfg,
             inner: Mutex::new(Inner {
                 open: None,
@@ -134,11 +153,20 @@ impl Window {
     }
 
     /// Seal the open batch (if any) with `reason`.
-    fn seal(g: &mut Inner, reason: Reason) {
+    fn seal(&self, g: &mut Inner, reason: Reason) {
         if let Some(b) = g.open.take() {
-            g.reserve = g.reserve.max(b.bytes.len());
+            // Reserve what the last batch needed (decaying, so one large
+            // batch is not reserved for ever), never more than a batch of
+            // the configured size needs: after an oversize message the
+            // next bodies are back to their usual size.
+            g.reserve = b.bytes.len().max(g.reserve / 2).min(self.reserve_cap);
             g.sealed.push_back((b, reason));
         }
+    }
+
+    /// Body capacity reserved for the next batch (tests and diagnostics).
+    pub fn reserve(&self) -> usize {
+        self.inner.lock().reserve
     }
 
     /// Queue a copy of `m`. With `on_full="block"` and a full queue this
@@ -150,6 +178,29 @@ impl Window {
         block: bool,
         timeout: Option<Duration>,
     ) -> Result<Option<Vec<u8>>, PushError<()>> {
+        let room = if block {
+            Room::Until(timeout)
+        } else {
+            Room::Never
+        };
+        self.push_with(m, room)
+    }
+
+    /// Like [`Window::push`] with `block`, but wait at most `wait` for room
+    /// and then return `WouldBlock` (nothing counted); give up with
+    /// [`Window::blocked_too_long`].
+    pub fn push_within(&self, m: &[u8], wait: Duration) -> Result<Option<Vec<u8>>, PushError<()>> {
+        self.push_with(m, Room::Within(wait))
+    }
+
+    /// Count a push that waited for room in slices and gave up after
+    /// `timeout`; the error to report.
+    pub fn blocked_too_long(&self, timeout: Option<Duration>) -> Error {
+        self.inner.lock().stats.rejected += 1;
+        room_timeout_error(self.cfg.max_queue, timeout)
+    }
+
+    fn push_with(&self, m: &[u8], room: Room) -> Result<Option<Vec<u8>>, PushError<()>> {
         let Ok(n) = u32::try_from(m.len()) else {
             let msg = format!(
                 "a message of {} bytes exceeds the frame format's 4 GiB limit",
@@ -174,12 +225,7 @@ impl Window {
                     dropped = Self::pop_oldest(&mut g);
                     g.stats.dropped += u64::from(dropped.is_some());
                 }
-                OnFull::Block => {
-                    if !block {
-                        return Err(PushError::WouldBlock(()));
-                    }
-                    g = self.wait_for_room(g, now, timeout)?;
-                }
+                OnFull::Block => self.wait_for_room(&mut g, now, room)?,
             }
         }
         let cap = self.cfg.max_batch_size;
@@ -189,7 +235,7 @@ impl Window {
         // pass it; a message heavier than the limit travels alone.
         if let (Some(w), Some(open)) = (limit, g.open.as_ref()) {
             if open.count > 0 && open.weight.saturating_add(len) > w {
-                Self::seal(&mut g, Reason::Weight);
+                self.seal(&mut g, Reason::Weight);
             }
         }
         let reserve = g.reserve;
@@ -199,10 +245,10 @@ impl Window {
         g.len += 1;
         g.stats.submitted += 1;
         let was_sealed = if count >= cap {
-            Self::seal(&mut g, Reason::Size);
+            self.seal(&mut g, Reason::Size);
             true
         } else if limit.is_some_and(|w| weight >= w) {
-            Self::seal(&mut g, Reason::Weight);
+            self.seal(&mut g, Reason::Weight);
             true
         } else {
             false
@@ -221,40 +267,38 @@ impl Window {
         Ok(dropped)
     }
 
-    fn wait_for_room<'a>(
+    /// A full `block` queue: wait for room as `room` allows.
+    fn wait_for_room(
         &self,
-        mut g: MutexGuard<'a, Inner>,
+        g: &mut MutexGuard<'_, Inner>,
         now: Instant,
-        timeout: Option<Duration>,
-    ) -> Result<MutexGuard<'a, Inner>, PushError<()>> {
-        let until = timeout.map(|t| now + t);
-        while g.len >= self.cfg.max_queue && !g.closed {
-            g.producers_waiting += 1;
-            let timed_out = match until {
-                Some(u) => self.room.wait_until(&mut g, u).timed_out(),
-                None => {
-                    self.room.wait(&mut g);
-                    false
-                }
-            };
-            g.producers_waiting -= 1;
-            if timed_out && g.len >= self.cfg.max_queue {
-                g.stats.rejected += 1;
-                let secs = timeout.map_or(0.0, |t| t.as_secs_f64());
-                return Err(PushError::Failed(
-                    (),
-                    Error::QueueFull(format!(
-                        "queue full (max_queue={}): no room within timeout={secs}s",
-                        self.cfg.max_queue
-                    )),
-                ));
+        room: Room,
+    ) -> Result<(), PushError<()>> {
+        let (wait, fail) = match room {
+            Room::Never => return Err(PushError::WouldBlock(())),
+            Room::Until(t) => (t, true),
+            Room::Within(d) => (Some(d), false),
+        };
+        let max_queue = self.cfg.max_queue;
+        let got_room = wait_for_room(
+            &self.room,
+            g,
+            wait.map(|t| now + t),
+            |i: &Inner| i.len >= max_queue && !i.closed,
+            |i: &mut Inner| &mut i.producers_waiting,
+        );
+        if !got_room {
+            if !fail {
+                return Err(PushError::WouldBlock(()));
             }
+            g.stats.rejected += 1;
+            return Err(PushError::Failed((), room_timeout_error(max_queue, wait)));
         }
         if g.closed {
             g.stats.rejected += 1;
             return Err(PushError::Failed((), closed_error()));
         }
-        Ok(g)
+        Ok(())
     }
 
     fn pop_oldest(g: &mut Inner) -> Option<Vec<u8>> {
@@ -285,10 +329,7 @@ impl Window {
     }
 
     fn full_error_for(&self, policy: &str) -> Error {
-        Error::QueueFull(format!(
-            "queue full: max_queue={} items are waiting (on_full={policy:?})",
-            self.cfg.max_queue
-        ))
+        full_error(self.cfg.max_queue, policy)
     }
 
     /// Take a batch that is due now, if a framing slot is free.
@@ -309,7 +350,7 @@ impl Window {
             } else {
                 Reason::Time
             };
-            Self::seal(g, reason);
+            self.seal(g, reason);
         }
         let (body, reason) = g.sealed.pop_front()?;
         g.len -= body.count;
@@ -391,7 +432,7 @@ impl Window {
     /// Force out everything queued so far.
     pub fn flush(&self) {
         let mut g = self.inner.lock();
-        Self::seal(&mut g, Reason::Flush);
+        self.seal(&mut g, Reason::Flush);
         self.work.notify_all();
     }
 
@@ -399,7 +440,7 @@ impl Window {
     pub fn close(&self) {
         let mut g = self.inner.lock();
         g.closed = true;
-        Self::seal(&mut g, Reason::Close);
+        self.seal(&mut g, Reason::Close);
         self.work.notify_all();
         self.room.notify_all();
     }
@@ -419,18 +460,20 @@ impl Window {
         self.len() == 0
     }
 
+    /// Items accepted and not finished yet (see [`Stats::outstanding`]).
+    pub fn outstanding(&self) -> u64 {
+        self.inner.lock().stats.outstanding()
+    }
+
     /// Counters and live values (`model` is unused here: zeros).
     pub fn snapshot(&self) -> StatsSnapshot {
         let g = self.inner.lock();
         StatsSnapshot {
             stats: g.stats.clone(),
             queue_depth: g.len,
+            lanes: usize::from(g.len > 0),
             in_flight: g.in_flight,
             model: (0.0, 0.0, self.cfg.max_batch_size, self.cfg.max_batch_size),
         }
     }
-}
-
-fn closed_error() -> Error {
-    Error::Closed("the batcher is closed: it accepts no more items".to_string())
 }
