@@ -636,8 +636,9 @@ def test_batching_module_re_exports_the_split_modules() -> None:
     from overdrive import batcher, batching, message_batcher
 
     assert sorted(batching.__all__) == sorted(
-        ["Batcher", "MessageBatcher", "batched", "decode_batch", "encode_batch"]
+        ["BatchFuture", "Batcher", "MessageBatcher", "batched", "decode_batch", "encode_batch"]
     )
+    assert batching.BatchFuture is batcher.BatchFuture is od.BatchFuture
     assert batching.Batcher is batcher.Batcher is od.Batcher
     assert batching.batched is batcher.batched is od.batched
     assert batching.MessageBatcher is message_batcher.MessageBatcher is od.MessageBatcher

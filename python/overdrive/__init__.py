@@ -28,7 +28,7 @@ from . import exceptions
 from ._core import __version__
 from ._core import build_info as _build_info
 from .balancing import Balancer, ShardRouter
-from .batcher import BatchFuture, Batcher, batched
+from .batcher import Batcher, BatchFuture, batched
 from .compression import (
     DEFAULT_MAX_OUTPUT_SIZE,
     Compressor,

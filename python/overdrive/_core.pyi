@@ -182,7 +182,13 @@ class QueueStats(TypedDict):
     handler_time_s: LatencyPercentiles
     queue_depth: int
     in_flight: int
+    lanes: int  # per-key lanes holding items now
     model: BatchModel
+
+class BatchQueueStats(QueueStats):
+    """``BatchQueue.stats()``: QueueStats and ``keys``, the key objects held now."""
+
+    keys: int
 
 # --- compression -----------------------------------------------------------
 
@@ -627,7 +633,7 @@ class BatchQueue:
     def in_flight(self) -> int:
         """Batches running now."""
     def __len__(self) -> int: ...
-    def stats(self) -> QueueStats:
+    def stats(self) -> BatchQueueStats:
         """Counters, percentiles, flush reasons, queue depth, lanes, keys, adaptive model."""
 
 @final

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from .batcher import BatchFuture, Batcher, batched
+from .batcher import Batcher, BatchFuture, batched
 from .message_batcher import MessageBatcher, decode_batch, encode_batch
 
 __all__ = [
