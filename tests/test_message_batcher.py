@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import overdrive as od
 from batching_support import WAIT, fill_until_queued
+from isolated import run_isolated
 from overdrive.bench.corpus import json_messages
 from overdrive.exceptions import (
     BatcherClosed,
@@ -101,6 +102,33 @@ def test_truncated_and_lying_frames_raise() -> None:
     big = od.encode_batch([bytes(100_000)], compress_threshold=0)
     with pytest.raises(od.OutputLimitExceeded):
         od.decode_batch(big, max_output_size=1000)
+
+
+def test_a_compressed_frame_whose_header_lies_about_its_body_is_refused_before_allocating() -> None:
+    """A 4 GiB body length in the header of a tiny zstd frame: refused as a
+    FrameError without reserving the 4 GiB (it once aborted the process when
+    the allocation failed), here under a 2 GiB address-space cap."""
+    out = run_isolated(
+        """
+        import struct
+        import overdrive as od
+        frame = bytearray(od.encode_batch([b"x" * 2000], compress_threshold=0))
+        assert frame[5] & 1
+        for body_len in (2**32 - 1, 3000, 1):
+            lying = bytes(frame[:12]) + struct.pack("<I", body_len) + bytes(frame[16:])
+            try:
+                od.decode_batch(lying, max_output_size=2**33)
+            except od.FrameError as e:
+                print("refused", body_len, "declares" in str(e))
+        print(od.decode_batch(bytes(frame), max_output_size=2**33) == [b"x" * 2000])
+        """
+    )
+    assert out.split("\n")[:4] == [
+        "refused 4294967295 True",
+        "refused 3000 True",
+        "refused 1 True",
+        "True",
+    ]
 
 
 class Ticker:

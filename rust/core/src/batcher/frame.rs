@@ -162,8 +162,25 @@ pub fn decode_frame(frame: &[u8], cap: usize) -> Result<Decoded<'_>> {
     }
     let payload = &frame[HEADER..];
     let body: Cow<'_, [u8]> = if flags & FLAG_ZSTD != 0 {
+        // The body is allocated at the header's length only once the zstd
+        // payload agrees with it (a payload's own declared size is checked
+        // against what its bytes can hold), and fallibly: a crafted header
+        // can neither abort the process nor reserve more than the input
+        // can expand to.
+        match Codec::declared_size(payload, cap)? {
+            Some(n) if n == body_len => {}
+            declared => {
+                return Err(bad(format!(
+                    "the header declares a {body_len}-byte body but its zstd payload declares {}",
+                    declared.map_or_else(|| "no size".to_string(), |n| format!("{n} bytes"))
+                )))
+            }
+        }
         let codec = Codec::plain(crate::compress::DEFAULT_LEVEL)?;
-        let mut out = vec![0u8; body_len];
+        let mut out = Vec::new();
+        out.try_reserve_exact(body_len)
+            .map_err(|_| crate::compress::output_alloc_error(body_len))?;
+        out.resize(body_len, 0);
         codec.decompress_exact(payload, &mut out)?;
         Cow::Owned(out)
     } else {
