@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -274,3 +276,94 @@ def test_submit_async_outside_an_event_loop_raises_an_overdrive_runtime_error() 
     assert isinstance(ei.value, RuntimeError)
     b.close()
     assert b.stats()["submitted"] == 0
+
+
+# One argument reader (rust/py/src/args.rs) serves the batchers and every
+# other binding: flags, optional numbers, str choices and byte caps behave
+# the same wherever they appear.
+
+
+@pytest.mark.parametrize(
+    ("make", "param"),
+    [
+        (lambda v: od.Batcher(lambda xs: xs, adaptive=v), "adaptive"),
+        (lambda v: od.Batcher(lambda xs: xs, admission=v), "admission"),
+        (lambda v: od.BufferPool(buffer_size=64, zero_on_release=v), "zero_on_release"),
+        (lambda v: od.BufferPool(buffer_size=64).acquire(block=v), "block"),
+    ],
+)
+@pytest.mark.parametrize("value", [1, 0, "yes", None, np.True_])
+def test_flags_take_true_or_false_only(make: Callable[[Any], Any], param: str, value: Any) -> None:
+    with pytest.raises(InputTypeError, match=f"{param} must be a bool, not"):
+        make(value)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: od.Batcher(lambda xs: xs).submit(1, deadline_ms="1"),
+            "deadline_ms must be a number or None, not str",
+        ),
+        (
+            lambda: od.Batcher(lambda xs: xs, latency_target_ms=[]),
+            "latency_target_ms must be a number or None, not list",
+        ),
+        (
+            lambda: od.Batcher(lambda xs: xs, max_batch_weight=1.5, weigher=len),
+            "max_batch_weight must be an int or None, not float",
+        ),
+        (
+            lambda: od.MessageBatcher(print, block_timeout="1"),
+            "block_timeout must be a number or None, not str",
+        ),
+        (
+            lambda: od.Batcher(lambda xs: xs, on_full=3),
+            "on_full must be 'block', 'reject' or 'drop_oldest', not int",
+        ),
+        (lambda: od.encode_batch([b"x"], level=3.0), "level must be an int, not float"),
+    ],
+)
+def test_wrong_type_messages_say_what_the_parameter_takes(
+    make: Callable[[], Any], message: str
+) -> None:
+    with pytest.raises(InputTypeError, match=re.escape(message)):
+        make()
+
+
+def test_an_on_full_with_a_lone_surrogate_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match=r"on_full=.*valid Unicode"):
+        od.Batcher(lambda xs: xs, on_full="\ud800")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cap", [0, -1, 2**63, 2**70])
+def test_decode_batch_caps_like_decompress(cap: int) -> None:
+    # The same parameter, the same range and message as decompress().
+    with pytest.raises(ConfigurationError) as theirs:
+        od.decompress(od.compress(b"x"), max_output_size=cap)
+    with pytest.raises(ConfigurationError) as ours:
+        od.decode_batch(od.encode_batch([b"x"]), max_output_size=cap)
+    assert str(ours.value) == str(theirs.value)
+    assert "max_output_size" in str(ours.value)
+    assert od.decode_batch(od.encode_batch([b"x"]), max_output_size=2**63 - 1) == [b"x"]
+
+
+@pytest.mark.parametrize(
+    ("make", "param"),
+    [
+        (lambda: od.Batcher(lambda xs: xs).submit(1, priority=2**31), "priority"),
+        (lambda: od.Batcher(lambda xs: xs).submit(1, priority=-(2**31) - 1), "priority"),
+        (lambda: od.Batcher(lambda xs: xs, max_queue=2**63), "max_queue"),
+        (lambda: od.MessageBatcher(print, max_queue=-1), "max_queue"),
+        (
+            lambda: od.Batcher(lambda xs: xs, max_batch_weight=2**63, weigher=len),
+            "max_batch_weight",
+        ),
+        (lambda: od.MessageBatcher(print, compress_threshold=-1), "compress_threshold"),
+        (lambda: od.Batcher(lambda xs: xs, block_timeout=float("nan")), "block_timeout"),
+        (lambda: od.Batcher(lambda xs: xs, max_wait_ms=10**400), "max_wait_ms"),
+    ],
+)
+def test_batcher_ranges_stay_as_they_were(make: Callable[[], Any], param: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"{param}="):
+        make()

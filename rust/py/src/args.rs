@@ -1,4 +1,4 @@
-//! Arguments from Python, converted in one place.
+//! Arguments from Python, converted in one place for every binding.
 //!
 //! pyo3's own conversions raise `OverflowError` for an int that does not fit
 //! the Rust type (`compress(level=2**40)`) and a bare `TypeError` for a wrong
@@ -8,14 +8,16 @@
 //! `#[pyo3(from_py_with = args::NAME)]`: a wrong type raises `InputTypeError`
 //! (a `TypeError`), a value outside the Rust type's range `ConfigurationError`
 //! (a `ValueError`), both naming the parameter and the value. Tighter ranges
-//! (zstd levels, pool sizes, ...) are the core's to check; it names the
-//! parameter the same way.
+//! (zstd levels, pool sizes, ...) are the core's to check, or the binding's
+//! (`make_config` for the batchers, `check_timeout` for timeouts); they name
+//! the parameter the same way.
 
+use overdrive_core::batcher::OnFull;
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyUnicodeError};
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyBool, PyString};
 
-use crate::errors::{bad_value, configuration_error, wrong_type};
+use crate::errors::{bad_value, configuration_error, wrong_type, IntoPy};
 
 /// A Rust value read from one Python argument.
 pub(crate) trait FromArg: Sized {
@@ -120,26 +122,47 @@ impl FromArg for f64 {
     }
 }
 
+/// `True` or `False` only: not an int, not a truthy object (and not a
+/// `numpy.bool_`, which pyo3's own conversion would take).
 impl FromArg for bool {
     const KIND: &'static str = "a bool";
 
     fn from_arg(obj: &Bound<'_, PyAny>, param: &'static str) -> PyResult<Self> {
-        obj.extract()
-            .map_err(|e| extraction_error(obj, param, Self::KIND, e, &String::new))
+        obj.cast::<PyBool>().map(|b| b.is_true()).map_err(|_| {
+            wrong_type(
+                obj.py(),
+                format!("{param} must be {}, not {}", Self::KIND, type_name(obj)),
+            )
+        })
     }
 }
 
 /// A `str` argument, borrowed from the Python object (so a literal default
 /// works, and shows in the signature).
 pub(crate) fn text<'a>(obj: &'a Bound<'_, PyAny>, param: &'static str) -> PyResult<&'a str> {
+    str_arg(obj, param, "a str")
+}
+
+/// A `str` that `kind` describes, for the wrong-type message; a lone
+/// surrogate is a `ConfigurationError`.
+fn str_arg<'a>(obj: &'a Bound<'_, PyAny>, param: &'static str, kind: &str) -> PyResult<&'a str> {
     let s = obj.cast::<PyString>().map_err(|_| {
         wrong_type(
             obj.py(),
-            format!("{param} must be a str, not {}", type_name(obj)),
+            format!("{param} must be {kind}, not {}", type_name(obj)),
         )
     })?;
     s.to_str()
-        .map_err(|e| extraction_error(obj, param, "a str", e, &String::new))
+        .map_err(|e| extraction_error(obj, param, kind, e, &String::new))
+}
+
+/// A batcher's policy for a full queue, by its Python spelling.
+impl FromArg for OnFull {
+    const KIND: &'static str = "'block', 'reject' or 'drop_oldest'";
+
+    fn from_arg(obj: &Bound<'_, PyAny>, param: &'static str) -> PyResult<Self> {
+        OnFull::parse(str_arg(obj, param, Self::KIND)?).py(obj.py())
+    }
 }
 
 impl<T: FromArg> FromArg for Option<T> {
@@ -171,14 +194,17 @@ impl<T: FromArg> FromArg for Option<T> {
 
 /// One extractor per parameter name: `name: Type`, or
 /// `name as "python_name": Type` when the Python user knows the parameter by
-/// another name. A name means the same type everywhere it is used.
+/// another name (two bindings taking a same-named parameter as different
+/// types). A name means the same type everywhere it is used. `=> expected`
+/// (a `&str` or `String` expression, evaluated only on error) replaces the
+/// Rust type's range in the out-of-range message.
 macro_rules! params {
     ($($name:ident $(as $py:literal)?: $t:ty $(=> $expected:expr)?),* $(,)?) => {$(
-        #[doc = concat!("The `", stringify!($name), "` argument.")]
+        #[doc = concat!("The `", param_name!($name $($py)?), "` argument.")]
         pub(crate) fn $name(obj: &Bound<'_, PyAny>) -> PyResult<$t> {
             let param = param_name!($name $($py)?);
             let value = <$t as FromArg>::from_arg(obj, param);
-            $(let value = value.map_err(|e| with_expected(obj, param, e, $expected));)?
+            $(let value = value.map_err(|e| with_expected(obj, param, e, || String::from($expected)));)?
             value
         }
     )*};
@@ -190,7 +216,7 @@ fn with_expected(
     obj: &Bound<'_, PyAny>,
     param: &'static str,
     err: PyErr,
-    expected: fn() -> String,
+    expected: impl FnOnce() -> String,
 ) -> PyErr {
     let py = obj.py();
     match configuration_error(py) {
@@ -218,11 +244,17 @@ macro_rules! param_name {
     };
 }
 
+/// The batchers' counts and sizes, read as i64 (`make_config` and the
+/// bindings check the lower bound).
+const COUNT_RANGE: &str = "must be an integer from 1 to 2**63 - 1";
+const LIMIT_RANGE: &str = "must be an integer from 1 to 2**63 - 1, or None";
+const BYTES_RANGE: &str = "must be a number of bytes from 0 to 2**63 - 1";
+
 params! {
-    // compression
-    level: i32 => overdrive_core::compress::level_expected,
+    // compression (and encode_batch / decode_batch)
+    level: i32 => overdrive_core::compress::level_expected(),
     threshold: usize,
-    max_output_size: usize => crate::compress::cap_expected,
+    max_output_size: usize => crate::compress::cap_expected(),
     size: usize,
     // pools (BufferPool, ObjectPool)
     buffer_size: usize,
@@ -262,6 +294,25 @@ params! {
     scale_down_window_s: f64,
     priority: i64,
     cancel: bool,
+    // batching (BatchQueue, MessageQueue and their receivers); milliseconds
+    // are the core's to check (`millis`), block_timeout `check_timeout`'s
+    max_batch_size: i64 => COUNT_RANGE,
+    batch_max_queue as "max_queue": i64 => COUNT_RANGE,
+    max_concurrency: i64 => COUNT_RANGE,
+    max_pending_frames: i64 => COUNT_RANGE,
+    max_batch_weight: Option<i64> => LIMIT_RANGE,
+    max_batch_bytes: Option<i64> => LIMIT_RANGE,
+    compress_threshold: i64 => BYTES_RANGE,
+    max_frames: usize => "must be an integer >= 0",
+    batch_priority as "priority": i32 => "must be an integer from -2**31 to 2**31 - 1",
+    max_wait_ms: f64,
+    aging_ms: f64,
+    latency_target_ms: Option<f64>,
+    deadline_ms: Option<f64>,
+    block_timeout: Option<f64>,
+    adaptive: bool,
+    admission: bool,
+    on_full: OnFull,
 }
 
 str_params! {

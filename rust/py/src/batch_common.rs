@@ -1,162 +1,20 @@
-//! Argument conversion, settings, pushing and stats shared by `BatchQueue`
-//! and `MessageQueue`.
+//! Settings, pushing and stats shared by `BatchQueue` and `MessageQueue`
+//! (their arguments are read by `args.rs`, like every binding's).
 
 use std::time::Duration;
 
 use overdrive_core::batcher::{
     millis, Config, Meta, OnFull, PushError, PushOk, Queue, Reason, StatsSnapshot,
 };
-use pyo3::conversion::FromPyObjectOwned;
-use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyString};
+use pyo3::types::PyDict;
 
-use crate::errors::{bad_value, to_py, wrong_type, IntoPy};
-use crate::wait::{check_timeout_named, wait_detached};
-
-// --- arguments ---------------------------------------------------------------
-//
-// PyO3's own conversions raise a bare OverflowError for an int out of range
-// (2**70 for an i64) and a bare TypeError for a wrong type. The batching
-// APIs take their numbers through these extractors instead
-// (`#[pyo3(from_py_with = ...)]`): ConfigurationError or InputTypeError,
-// naming the parameter.
-
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type()
-        .name()
-        .map_or_else(|_| "?".to_string(), |n| n.to_string())
-}
-
-/// The value for an error message (a huge int shortened).
-fn repr(obj: &Bound<'_, PyAny>) -> String {
-    let r = obj
-        .repr()
-        .map_or_else(|_| "?".to_string(), |r| r.to_string());
-    match r.char_indices().nth(40) {
-        Some((at, _)) => format!("{}...", &r[..at]),
-        None => r,
-    }
-}
-
-/// An integer parameter: out of `T`'s range is a ConfigurationError saying
-/// `range`, not an int an InputTypeError.
-fn int<'py, T: FromPyObjectOwned<'py>>(
-    obj: &Bound<'py, PyAny>,
-    name: &'static str,
-    range: &str,
-) -> PyResult<T> {
-    let py = obj.py();
-    obj.extract::<T>().map_err(|e| {
-        let e: PyErr = e.into();
-        if e.is_instance_of::<PyOverflowError>(py) {
-            bad_value(py, name, repr(obj), range)
-        } else {
-            wrong_type(py, format!("{name} must be an int, not {}", type_name(obj)))
-        }
-    })
-}
-
-/// A number parameter (int or float; NaN and infinities are the caller's to check).
-fn number(obj: &Bound<'_, PyAny>, name: &'static str) -> PyResult<f64> {
-    let py = obj.py();
-    if obj.is_instance_of::<PyString>() {
-        // float("5") would parse it: a str is not a number here.
-        return Err(wrong_type(py, format!("{name} must be a number, not str")));
-    }
-    obj.extract::<f64>().map_err(|e| {
-        if e.is_instance_of::<PyOverflowError>(py) {
-            bad_value(py, name, repr(obj), "must be a finite number")
-        } else {
-            wrong_type(
-                py,
-                format!("{name} must be a number, not {}", type_name(obj)),
-            )
-        }
-    })
-}
-
-fn optional<'py, T>(
-    obj: &Bound<'py, PyAny>,
-    f: impl FnOnce(&Bound<'py, PyAny>) -> PyResult<T>,
-) -> PyResult<Option<T>> {
-    if obj.is_none() {
-        Ok(None)
-    } else {
-        f(obj).map(Some)
-    }
-}
-
-/// `from_py_with` extractors, one per parameter name and type.
-macro_rules! extractors {
-    ($($fn:ident -> $ty:ty = |$obj:ident| $body:expr;)*) => {
-        $(
-            pub(crate) fn $fn($obj: &Bound<'_, PyAny>) -> PyResult<$ty> {
-                $body
-            }
-        )*
-    };
-}
-
-const SIZE: &str = "must be an integer >= 1";
-const SIZE_RANGE: &str = "must be an integer from 1 to 2**63 - 1";
-const LIMIT_RANGE: &str = "must be an integer from 1 to 2**63 - 1, or None";
-const BYTES_RANGE: &str = "must be a number of bytes from 0 to 2**63 - 1";
-
-extractors! {
-    max_batch_size -> i64 = |o| int(o, "max_batch_size", SIZE_RANGE);
-    max_queue -> i64 = |o| int(o, "max_queue", SIZE_RANGE);
-    max_concurrency -> i64 = |o| int(o, "max_concurrency", SIZE_RANGE);
-    max_pending_frames -> i64 = |o| int(o, "max_pending_frames", SIZE_RANGE);
-    max_batch_weight -> Option<i64> = |o| optional(o, |o| int(o, "max_batch_weight", LIMIT_RANGE));
-    max_batch_bytes -> Option<i64> = |o| optional(o, |o| int(o, "max_batch_bytes", LIMIT_RANGE));
-    compress_threshold -> i64 = |o| int(o, "compress_threshold", BYTES_RANGE);
-    max_output_size -> i64 = |o| int(o, "max_output_size", BYTES_RANGE);
-    level -> i32 = |o| int(o, "level", "zstd levels run from -131072 to 22");
-    priority -> i32 = |o| int(o, "priority", "must be an integer from -2**31 to 2**31 - 1");
-    max_frames -> usize = |o| int(o, "max_frames", "must be an integer >= 0");
-    max_wait_ms -> f64 = |o| number(o, "max_wait_ms");
-    aging_ms -> f64 = |o| number(o, "aging_ms");
-    latency_target_ms -> Option<f64> = |o| optional(o, |o| number(o, "latency_target_ms"));
-    deadline_ms -> Option<f64> = |o| optional(o, |o| number(o, "deadline_ms"));
-    block_timeout -> Option<Duration> =
-        |o| seconds(o, "block_timeout");
-    timeout -> Option<Duration> = |o| seconds(o, "timeout");
-    adaptive -> bool = |o| flag(o, "adaptive");
-    admission -> bool = |o| flag(o, "admission");
-    on_full -> OnFull = |o| on_full_policy(o);
-}
-
-/// Seconds to wait, None to wait for ever (a finite number >= 0).
-fn seconds(obj: &Bound<'_, PyAny>, name: &'static str) -> PyResult<Option<Duration>> {
-    let t = optional(obj, |o| number(o, name))?;
-    check_timeout_named(obj.py(), name, t)
-}
-
-fn flag(obj: &Bound<'_, PyAny>, name: &'static str) -> PyResult<bool> {
-    obj.cast::<PyBool>().map(|b| b.is_true()).map_err(|_| {
-        wrong_type(
-            obj.py(),
-            format!("{name} must be True or False, not {}", type_name(obj)),
-        )
-    })
-}
-
-fn on_full_policy(obj: &Bound<'_, PyAny>) -> PyResult<OnFull> {
-    let py = obj.py();
-    let s = obj.cast::<PyString>().map_err(|_| {
-        wrong_type(
-            py,
-            format!(
-                "on_full must be 'block', 'reject' or 'drop_oldest', not {}",
-                type_name(obj)
-            ),
-        )
-    })?;
-    OnFull::parse(&s.to_cow()?).py(py)
-}
+use crate::errors::{bad_value, to_py, IntoPy};
+use crate::wait::wait_detached;
 
 // --- settings ----------------------------------------------------------------
+
+const SIZE: &str = "must be an integer >= 1";
 
 /// Parse the settings shared by `BatchQueue` and `MessageQueue`.
 pub(crate) fn make_config(

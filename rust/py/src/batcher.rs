@@ -24,10 +24,12 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::aio_future::PyBatchFuture;
+use crate::args::{self, show, type_name};
 use crate::batch::PyBatch;
-use crate::batch_common::{self as arg, make_config, push_or_block, snapshot_dict, Pushed};
+use crate::batch_common::{make_config, push_or_block, snapshot_dict, Pushed};
 use crate::batch_futures::{abandoned_error, cf_future_type, resolve, running_loop, Slot};
 use crate::errors::{bad_value, no_running_event_loop, to_py, wrong_type, IntoPy};
+use crate::wait::{check_timeout, check_timeout_named};
 
 /// What the two handles of a batcher queue share.
 pub(crate) struct Shared {
@@ -65,10 +67,7 @@ impl Shared {
         let keys = self.keys.bind(py);
         let known = keys.get_item(key).map_err(|e| {
             if e.is_instance_of::<PyTypeError>(py) {
-                let name = key
-                    .get_type()
-                    .name()
-                    .map_or_else(|_| "?".to_string(), |n| n.to_string());
+                let name = type_name(key);
                 wrong_type(py, format!("key must be hashable, not {name}: {e}"))
             } else {
                 e
@@ -155,19 +154,20 @@ impl PyBatchQueue {
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        #[pyo3(from_py_with = arg::max_batch_size)] max_batch_size: i64,
-        #[pyo3(from_py_with = arg::max_wait_ms)] max_wait_ms: f64,
-        #[pyo3(from_py_with = arg::max_queue)] max_queue: i64,
-        #[pyo3(from_py_with = arg::on_full)] on_full: OnFull,
-        #[pyo3(from_py_with = arg::max_batch_weight)] max_batch_weight: Option<i64>,
-        #[pyo3(from_py_with = arg::max_concurrency)] max_concurrency: i64,
-        #[pyo3(from_py_with = arg::adaptive)] adaptive: bool,
-        #[pyo3(from_py_with = arg::latency_target_ms)] latency_target_ms: Option<f64>,
-        #[pyo3(from_py_with = arg::aging_ms)] aging_ms: f64,
-        #[pyo3(from_py_with = arg::admission)] admission: bool,
+        #[pyo3(from_py_with = args::max_batch_size)] max_batch_size: i64,
+        #[pyo3(from_py_with = args::max_wait_ms)] max_wait_ms: f64,
+        #[pyo3(from_py_with = args::batch_max_queue)] max_queue: i64,
+        #[pyo3(from_py_with = args::on_full)] on_full: OnFull,
+        #[pyo3(from_py_with = args::max_batch_weight)] max_batch_weight: Option<i64>,
+        #[pyo3(from_py_with = args::max_concurrency)] max_concurrency: i64,
+        #[pyo3(from_py_with = args::adaptive)] adaptive: bool,
+        #[pyo3(from_py_with = args::latency_target_ms)] latency_target_ms: Option<f64>,
+        #[pyo3(from_py_with = args::aging_ms)] aging_ms: f64,
+        #[pyo3(from_py_with = args::admission)] admission: bool,
         weigher: Option<Py<PyAny>>,
-        #[pyo3(from_py_with = arg::block_timeout)] block_timeout: Option<Duration>,
+        #[pyo3(from_py_with = args::block_timeout)] block_timeout: Option<f64>,
     ) -> PyResult<Self> {
+        let block_timeout = check_timeout_named(py, "block_timeout", block_timeout)?;
         let mut cfg = make_config(
             py,
             max_batch_size,
@@ -215,8 +215,8 @@ impl PyBatchQueue {
         &self,
         py: Python<'py>,
         item: Py<PyAny>,
-        #[pyo3(from_py_with = arg::priority)] priority: i32,
-        #[pyo3(from_py_with = arg::deadline_ms)] deadline_ms: Option<f64>,
+        #[pyo3(from_py_with = args::batch_priority)] priority: i32,
+        #[pyo3(from_py_with = args::deadline_ms)] deadline_ms: Option<f64>,
         key: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let cf = cf_future_type(py)
@@ -241,8 +241,8 @@ impl PyBatchQueue {
     fn submit_async<'py>(
         slf: &Bound<'py, Self>,
         item: Py<PyAny>,
-        #[pyo3(from_py_with = arg::priority)] priority: i32,
-        #[pyo3(from_py_with = arg::deadline_ms)] deadline_ms: Option<f64>,
+        #[pyo3(from_py_with = args::batch_priority)] priority: i32,
+        #[pyo3(from_py_with = args::deadline_ms)] deadline_ms: Option<f64>,
         key: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
@@ -406,7 +406,7 @@ impl PyBatchQueue {
                 bad_value(
                     py,
                     "weigher",
-                    v.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+                    show(&v),
                     "weigher(item) must return an int >= 0",
                 )
             })?;
@@ -494,8 +494,9 @@ impl PyBatchReceiver {
     fn next<'py>(
         &self,
         py: Python<'py>,
-        #[pyo3(from_py_with = arg::timeout)] timeout: Option<Duration>,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let timeout = check_timeout(py, timeout)?;
         let next = py.detach(|| self.shared.q.next(timeout));
         self.convert(py, next)
     }

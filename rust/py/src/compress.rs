@@ -96,7 +96,8 @@ pub(crate) fn cap_expected() -> String {
     format!("must be between 1 and {MAX_OUTPUT_CAP} bytes")
 }
 
-fn check_cap(py: Python<'_>, max_output_size: usize) -> PyResult<usize> {
+/// `max_output_size` checked against [`MAX_OUTPUT_CAP`].
+pub(crate) fn check_cap(py: Python<'_>, max_output_size: usize) -> PyResult<usize> {
     if (1..=MAX_OUTPUT_CAP).contains(&max_output_size) {
         Ok(max_output_size)
     } else {

@@ -17,11 +17,12 @@ use overdrive_core::compress::{DEFAULT_LEVEL, DEFAULT_MAX_OUTPUT_SIZE};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::batch_common::{self as arg, make_config, snapshot_dict};
+use crate::args;
+use crate::batch_common::{make_config, snapshot_dict};
 use crate::buffers::{extract_all, Input};
-use crate::compress::DETACH_MIN;
+use crate::compress::{check_cap, DETACH_MIN};
 use crate::errors::{bad_value, to_py, IntoPy};
-use crate::wait::wait_detached;
+use crate::wait::{check_timeout, check_timeout_named, wait_detached};
 
 // Message frames default to zstd level -1 (the fast strategy, literals left
 // unentropy-coded): on frames of 50 x 200 B JSON messages it keeps a ratio of
@@ -82,16 +83,17 @@ impl PyMessageQueue {
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        #[pyo3(from_py_with = arg::max_batch_size)] max_batch_size: i64,
-        #[pyo3(from_py_with = arg::max_wait_ms)] max_wait_ms: f64,
-        #[pyo3(from_py_with = arg::max_queue)] max_queue: i64,
-        #[pyo3(from_py_with = arg::on_full)] on_full: OnFull,
-        #[pyo3(from_py_with = arg::compress_threshold)] compress_threshold: i64,
-        #[pyo3(from_py_with = arg::level)] level: i32,
-        #[pyo3(from_py_with = arg::max_batch_bytes)] max_batch_bytes: Option<i64>,
-        #[pyo3(from_py_with = arg::max_pending_frames)] max_pending_frames: i64,
-        #[pyo3(from_py_with = arg::block_timeout)] block_timeout: Option<Duration>,
+        #[pyo3(from_py_with = args::max_batch_size)] max_batch_size: i64,
+        #[pyo3(from_py_with = args::max_wait_ms)] max_wait_ms: f64,
+        #[pyo3(from_py_with = args::batch_max_queue)] max_queue: i64,
+        #[pyo3(from_py_with = args::on_full)] on_full: OnFull,
+        #[pyo3(from_py_with = args::compress_threshold)] compress_threshold: i64,
+        #[pyo3(from_py_with = args::level)] level: i32,
+        #[pyo3(from_py_with = args::max_batch_bytes)] max_batch_bytes: Option<i64>,
+        #[pyo3(from_py_with = args::max_pending_frames)] max_pending_frames: i64,
+        #[pyo3(from_py_with = args::block_timeout)] block_timeout: Option<f64>,
     ) -> PyResult<Self> {
+        let block_timeout = check_timeout_named(py, "block_timeout", block_timeout)?;
         let cfg = make_config(
             py,
             max_batch_size,
@@ -140,8 +142,9 @@ impl PyMessageQueue {
         &self,
         py: Python<'py>,
         message: &Bound<'py, PyAny>,
-        #[pyo3(from_py_with = arg::timeout)] timeout: Option<Duration>,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let timeout = check_timeout(py, timeout)?;
         let input = Input::extract(message, &|| "message".into())?;
         let q = &self.shared.q;
         let dropped = match q.push(input.as_slice(), false, None) {
@@ -228,9 +231,10 @@ impl PyMessageReceiver {
     fn next_frames<'py>(
         &self,
         py: Python<'py>,
-        #[pyo3(from_py_with = arg::timeout)] timeout: Option<Duration>,
-        #[pyo3(from_py_with = arg::max_frames)] max_frames: usize,
+        #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
+        #[pyo3(from_py_with = args::max_frames)] max_frames: usize,
     ) -> PyResult<Option<Bound<'py, PyList>>> {
+        let timeout = check_timeout(py, timeout)?;
         let frames = match py.detach(|| self.shared.pipeline.recv(timeout, max_frames)) {
             Received::Finished => return Ok(None),
             Received::Timeout => Vec::new(),
@@ -284,8 +288,8 @@ impl PyMessageReceiver {
 pub(crate) fn encode_batch<'py>(
     py: Python<'py>,
     messages: &Bound<'py, PyAny>,
-    #[pyo3(from_py_with = arg::compress_threshold)] compress_threshold: i64,
-    #[pyo3(from_py_with = arg::level)] level: i32,
+    #[pyo3(from_py_with = args::compress_threshold)] compress_threshold: i64,
+    #[pyo3(from_py_with = args::level)] level: i32,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let enc = FrameEncoder::new(level, threshold(py, compress_threshold)?).py(py)?;
     let inputs = extract_all(messages, "messages")?;
@@ -310,19 +314,9 @@ pub(crate) fn encode_batch<'py>(
 pub(crate) fn decode_batch<'py>(
     py: Python<'py>,
     frame: &Bound<'py, PyAny>,
-    #[pyo3(from_py_with = arg::max_output_size)] max_output_size: i64,
+    #[pyo3(from_py_with = args::max_output_size)] max_output_size: usize,
 ) -> PyResult<Bound<'py, PyList>> {
-    let cap = usize::try_from(max_output_size)
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| {
-            bad_value(
-                py,
-                "max_output_size",
-                max_output_size,
-                "must be a positive number of bytes",
-            )
-        })?;
+    let cap = check_cap(py, max_output_size)?;
     let input = Input::extract(frame, &|| "frame".into())?;
     let src = input.as_slice();
     let large = src.len() >= DETACH_MIN
