@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import sys
 import threading
 import weakref
 from typing import Any
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 import overdrive as od
 from overdrive import _core
 from overdrive._core import BatchFuture
+from overdrive.exceptions import QueueFull
 
 WAIT = 30.0
 
@@ -335,7 +337,7 @@ def test_settling_on_a_closed_loop_records_the_outcomes() -> None:
     futs = [BatchFuture(loop=loop) for _ in range(2)]
     loop.close()
     boom = ValueError("x")
-    _core._settle(futs, [5, boom])  # what resolve() falls back to for a closed loop
+    _core._settle(futs, [5, boom])  # on a closed loop: outcomes recorded, nothing run
     assert futs[0].result() == 5
     assert futs[1].exception() is boom
 
@@ -396,3 +398,138 @@ def test_a_future_in_a_cycle_is_collected() -> None:
     ref = asyncio.run(main())
     gc.collect()
     assert ref() is None
+
+
+# --- regressions from review ---------------------------------------------------------
+
+
+def test_a_full_block_queue_gives_a_future_and_honours_block_timeout() -> None:
+    gate = Gate()
+
+    async def main() -> None:
+        b = od.Batcher(gate, max_queue=1, max_batch_size=1, max_wait_ms=0, block_timeout=0.2)
+        first = b.submit_async(1)
+        await asyncio.sleep(0.05)  # item 1 is in the handler
+        queued = b.submit_async(2)
+        waiting = b.submit_async(3)  # the queue is full
+        assert asyncio.isfuture(waiting)
+        with pytest.raises(QueueFull):
+            await asyncio.wait_for(waiting, WAIT)  # QueueFull after block_timeout, no recursion
+        gate.open.set()
+        assert await first == 2
+        assert await queued == 4
+        done, _ = await asyncio.wait([b.submit_async(5)])  # a future: asyncio.wait takes it
+        assert [f.result() for f in done] == [10]
+        await b.aclose()
+
+    asyncio.run(main())
+
+
+def _traceback_length(e: BaseException) -> int:
+    n, tb = 0, e.__traceback__
+    while tb is not None:
+        n, tb = n + 1, tb.tb_next
+    return n
+
+
+def test_a_shared_exception_keeps_its_own_traceback() -> None:
+    """One exception failing a batch of 30 awaiting tasks: each raise restores
+    the traceback it had when set, as asyncio does, so it never chains every
+    awaiting task's frames (and locals)."""
+
+    async def run(make: Any, settle: Any) -> int:
+        loop = asyncio.get_running_loop()
+        err = ValueError("shared")
+        futs = [make(loop) for _ in range(30)]
+
+        async def waiter(f: Any) -> None:
+            with pytest.raises(ValueError, match="shared"):
+                await f
+
+        tasks = [loop.create_task(waiter(f)) for f in futs]
+        await asyncio.sleep(0)
+        settle(loop, futs, err)
+        await asyncio.gather(*tasks)
+        return _traceback_length(err)
+
+    def batch(loop: Any, futs: list[Any], err: BaseException) -> None:
+        loop.call_soon(_core._settle, futs, [err] * len(futs))
+
+    def each(loop: Any, futs: list[Any], err: BaseException) -> None:
+        loop.call_soon(lambda: [f.set_exception(err) for f in futs])
+
+    ours = asyncio.run(run(lambda lp: BatchFuture(loop=lp), batch))
+    theirs = asyncio.run(run(lambda lp: lp.create_future(), each))
+    assert ours == theirs <= 1
+
+
+def test_remove_done_callback_survives_a_raising_eq_and_matches_by_identity() -> None:
+    class RaisingEq:
+        def __eq__(self, other: object) -> bool:
+            raise ZeroDivisionError("eq")
+
+        __hash__ = object.__hash__
+
+    class NeverEqual:
+        def __call__(self, _f: Any) -> None:
+            pass
+
+        def __eq__(self, other: object) -> bool:
+            return False
+
+        __hash__ = object.__hash__
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        fut = BatchFuture(loop=loop)
+        task = loop.create_task(_await(fut))
+        await asyncio.sleep(0)  # the task waits on fut: its wake-up is registered
+        with pytest.raises(ZeroDivisionError):
+            fut.remove_done_callback(RaisingEq())
+        ne = NeverEqual()
+        fut.add_done_callback(ne)
+        assert fut.remove_done_callback(ne) == 1
+        loop.call_soon(_core._settle, [fut], [7])
+        assert await asyncio.wait_for(task, WAIT) == 7  # the wake-up was kept
+
+    asyncio.run(main())
+
+
+def test_system_exit_from_the_exception_handler_stops_the_loop_like_asyncio() -> None:
+    def run(kind: str) -> str:
+        loop = asyncio.new_event_loop()
+        loop.set_exception_handler(lambda _lp, _ctx: sys.exit(3))
+        fut = BatchFuture(loop=loop) if kind == "ours" else loop.create_future()
+
+        def bad(_f: Any) -> None:
+            raise ValueError("callback failed")
+
+        fut.add_done_callback(bad)
+        if kind == "ours":
+            loop.call_soon(_core._settle, [fut], [1])
+        else:
+            loop.call_soon(fut.set_result, 1)
+        try:
+            loop.run_until_complete(asyncio.sleep(0.05))
+            return "kept running"
+        except SystemExit as e:
+            return f"SystemExit {e.code}"
+        finally:
+            for t in asyncio.all_tasks(loop):
+                t.cancel()
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.close()
+
+    assert run("ours") == run("asyncio") == "SystemExit 3"
+
+
+def test_settle_called_inside_a_task_schedules_the_wake_ups() -> None:
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        fut = BatchFuture(loop=loop)
+        task = loop.create_task(_await(fut))
+        await asyncio.sleep(0)
+        _core._settle([fut], [1])  # inline, inside the main task: nothing may run here
+        return await asyncio.wait_for(task, WAIT)
+
+    assert asyncio.run(main()) == 1

@@ -612,10 +612,16 @@ class BatchQueue:
     ) -> Any:
         """Queue ``item``; a concurrent.futures.Future (blocks, GIL released, when full)."""
     def submit_async(
-        self, item: Any, priority: int = 0, deadline_ms: float | None = None, key: Any = None
+        self,
+        item: Any,
+        priority: int = 0,
+        deadline_ms: float | None = None,
+        key: Any = None,
+        *,
+        wait: bool = True,
     ) -> Any:
         """Queue ``item`` from a coroutine; a BatchFuture of the running loop (or, for a
-        full ``block`` queue, a coroutine that waits for room)."""
+        full ``block`` queue, the facade's task that waits for room; ``wait=False``: QueueFull)."""
     def set_hooks(
         self, foreign: Any | None = None, full: Any | None = None, dropped: Any | None = None
     ) -> None:

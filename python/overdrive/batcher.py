@@ -207,7 +207,7 @@ class Batcher(lifecycle.BatcherBase, Generic[T, R]):
         # be collected while the dispatcher drains.
         self._q.set_hooks(
             foreign=d.foreign if d.is_async else None,
-            full=d.submit_waiting if on_full == "block" else None,
+            full=d.submit_waiting_task if on_full == "block" else None,
             dropped=d.kick_closed if d.is_async else None,
         )
         d.start()
@@ -303,6 +303,21 @@ class _Dispatcher:
     def outstanding(self) -> int:
         return int(self._rx.outstanding)
 
+    def submit_waiting_task(
+        self,
+        q: BatchQueue,
+        item: Any,
+        priority: int,
+        deadline_ms: float | None,
+        key: Hashable | None,
+    ) -> asyncio.Task[Any]:
+        """What ``submit_async`` returns for a full ``block`` queue: a task
+        (a future, like the BatchFuture it returns otherwise) that waits for
+        room and then for the result; cancelling it withdraws the item."""
+        return asyncio.get_running_loop().create_task(
+            self.submit_waiting(q, item, priority, deadline_ms, key)
+        )
+
     async def submit_waiting(
         self,
         q: BatchQueue,
@@ -318,7 +333,7 @@ class _Dispatcher:
         while True:
             await asyncio.sleep(pause)
             try:
-                fut = q.submit_async(item, priority, deadline_ms, key)
+                fut = q.submit_async(item, priority, deadline_ms, key, wait=False)
             except QueueFull:
                 waited = time.monotonic() - start
                 if self._block_timeout is not None and waited >= self._block_timeout:

@@ -14,9 +14,10 @@
 //! first sets every outcome (so, as with asyncio, each woken task sees the
 //! whole batch done) and then runs each future's callbacks, in order and in
 //! their own `contextvars` context, right there: one loop wake-up per batch,
-//! no per-item scheduling. That callback is always a plain loop callback
-//! (never inside a task), so running a task's wake-up from it is what the
-//! loop itself would do a moment later.
+//! no per-item scheduling. That callback is a plain loop callback (never
+//! inside a task; `_settle` checks and falls back to `call_soon`), so running
+//! a task's wake-up from it is what the loop would do later, except that it
+//! runs before handles already queued behind `_settle`.
 //!
 //! Everything else (`cancel`, `set_result`, `set_exception`, a callback
 //! added after the future is done) schedules callbacks with `call_soon`,
@@ -77,6 +78,10 @@ struct State {
     event_loop: Option<Py<PyAny>>,
     result: Option<Py<PyAny>>,
     exception: Option<Py<PyAny>>,
+    /// The exception's `__traceback__` when it was set, restored before each
+    /// raise (as asyncio does) so raising it in N awaiting tasks does not
+    /// chain their frames onto one traceback.
+    exception_tb: Option<Py<PyAny>>,
     cancel_message: Option<Py<PyAny>>,
     callbacks: Vec<Callback>,
 }
@@ -103,6 +108,7 @@ impl PyBatchFuture {
                 event_loop: Some(event_loop),
                 result: None,
                 exception: None,
+                exception_tb: None,
                 cancel_message: None,
                 callbacks: Vec::new(),
             }),
@@ -118,18 +124,53 @@ impl PyBatchFuture {
             .is_instance_of::<pyo3::exceptions::PyStopIteration>()
             .then(|| crate::batch_futures::handler_raised(outcome));
         let outcome = wrapped.as_ref().unwrap_or(outcome);
-        let failed = outcome.is_instance_of::<pyo3::exceptions::PyBaseException>();
+        if outcome.is_instance_of::<pyo3::exceptions::PyBaseException>() {
+            self.finish(Err(outcome))
+        } else {
+            self.finish(Ok(outcome))
+        }
+        .unwrap_or_default()
+    }
+
+    /// Finish with a result or an exception instance if still pending:
+    /// the callbacks to run, or None if it was already done.
+    fn finish(
+        &self,
+        outcome: Result<&Bound<'_, PyAny>, &Bound<'_, PyAny>>,
+    ) -> Option<Vec<Callback>> {
+        // Read before locking (a C-level attribute, no Python code runs).
+        let tb = match outcome {
+            Err(e) => e
+                .getattr(intern!(e.py(), "__traceback__"))
+                .ok()
+                .filter(|t| !t.is_none())
+                .map(Bound::unbind),
+            Ok(_) => None,
+        };
         let mut s = self.state.lock();
         if s.phase != Phase::Pending {
-            return Vec::new();
+            return None;
         }
         s.phase = Phase::Finished;
-        if failed {
-            s.exception = Some(outcome.clone().unbind());
-        } else {
-            s.result = Some(outcome.clone().unbind());
+        match outcome {
+            Ok(r) => s.result = Some(r.clone().unbind()),
+            Err(e) => {
+                s.exception = Some(e.clone().unbind());
+                s.exception_tb = tb;
+            }
         }
-        std::mem::take(&mut s.callbacks)
+        Some(std::mem::take(&mut s.callbacks))
+    }
+
+    /// The stored exception as an error to raise, its traceback reset to
+    /// the one it had when it was set.
+    fn raise_exception(py: Python<'_>, exc: Py<PyAny>, tb: Option<Py<PyAny>>) -> PyErr {
+        let exc = exc.into_bound(py);
+        let tb = tb.unwrap_or_else(|| py.None());
+        if let Err(e) = exc.setattr(intern!(py, "__traceback__"), tb) {
+            return e;
+        }
+        PyErr::from_value(exc)
     }
 
     fn event_loop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -172,17 +213,28 @@ impl PyBatchFuture {
     }
 }
 
-/// Settle a batch of futures (all of one event loop) from a plain loop
-/// callback: set every outcome first, then run each future's callbacks in
-/// order in their own context. A callback that raises is reported to the
-/// loop's exception handler, like a failing `Handle`; `SystemExit` and
-/// `KeyboardInterrupt` schedule what is left with `call_soon` and propagate.
-///
-/// With `run_callbacks` false (the loop is closed: nothing can run on it
-/// any more) the outcomes are only recorded.
+/// How `settle_batch` hands out callbacks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Run them here: a plain loop callback on the futures' loop, with no
+    /// task running (what `_settle` checks).
+    Run,
+    /// Schedule each with `call_soon`, as `asyncio.Future` does (called
+    /// from inside a task, or off the loop).
+    Schedule,
+    /// Only record the outcomes: the loop is closed, nothing runs on it.
+    RecordOnly,
+}
+
+/// Settle a batch of futures (all of one event loop): set every outcome
+/// first, then deliver each future's callbacks in order (see `Delivery`),
+/// each in its own context. Run here, a callback that raises is reported to
+/// the loop's exception handler, like a failing `Handle`; `SystemExit` and
+/// `KeyboardInterrupt` (from a callback or from that handler) schedule what
+/// is left with `call_soon` and propagate.
 pub(crate) fn settle_batch(
     pairs: &[(Bound<'_, PyBatchFuture>, Bound<'_, PyAny>)],
-    run_callbacks: bool,
+    delivery: Delivery,
 ) -> PyResult<()> {
     let Some((first, _)) = pairs.first() else {
         return Ok(());
@@ -192,8 +244,14 @@ pub(crate) fn settle_batch(
         .iter()
         .enumerate()
         .map(|(i, (f, o))| (i, f.get().set_outcome(o)))
-        .filter(|(_, cbs)| run_callbacks && !cbs.is_empty())
+        .filter(|(_, cbs)| delivery != Delivery::RecordOnly && !cbs.is_empty())
         .collect();
+    if delivery == Delivery::Schedule {
+        for (i, cbs) in pending {
+            PyBatchFuture::schedule(&pairs[i].0, cbs)?;
+        }
+        return Ok(());
+    }
     let mut rest = pending.into_iter();
     while let Some((i, cbs)) = rest.next() {
         let fut = &pairs[i].0;
@@ -201,24 +259,38 @@ pub(crate) fn settle_batch(
         while let Some((cb, ctx)) = cbs.next() {
             let run = ctx.bind(py).call_method1(intern!(py, "run"), (&cb, fut));
             let Err(err) = run else { continue };
-            if err.is_instance_of::<PySystemExit>(py)
-                || err.is_instance_of::<PyKeyboardInterrupt>(py)
-            {
-                // Leave the loop's own machinery to run what is left.
-                PyBatchFuture::schedule(fut, cbs.collect())?;
-                for (j, later) in rest {
-                    PyBatchFuture::schedule(&pairs[j].0, later)?;
-                }
-                return Err(err);
+            let Err(fatal) = report(py, fut, &cb, err) else {
+                continue;
+            };
+            // Leave the loop's own machinery to run what is left; the
+            // interrupt wins over an error scheduling it.
+            let mut later = vec![(fut, cbs.collect::<Vec<_>>())];
+            later.extend(rest.map(|(j, c)| (&pairs[j].0, c)));
+            for (f, c) in later {
+                let _ = PyBatchFuture::schedule(f, c);
             }
-            report(py, fut, &cb, err);
+            return Err(fatal);
         }
     }
     Ok(())
 }
 
-/// Hand a callback's exception to the loop's exception handler.
-fn report(py: Python<'_>, fut: &Bound<'_, PyBatchFuture>, cb: &Py<PyAny>, err: PyErr) {
+fn is_interrupt(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
+}
+
+/// Hand a callback's exception to the loop's exception handler, as a
+/// failing `Handle` does. `Err`: an interrupt (`SystemExit`,
+/// `KeyboardInterrupt`) from the callback or from the handler, to propagate.
+fn report(
+    py: Python<'_>,
+    fut: &Bound<'_, PyBatchFuture>,
+    cb: &Py<PyAny>,
+    err: PyErr,
+) -> PyResult<()> {
+    if is_interrupt(py, &err) {
+        return Err(err);
+    }
     let reported = (|| -> PyResult<()> {
         let lp = fut.get().event_loop(py)?;
         let ctx = PyDict::new(py);
@@ -232,8 +304,13 @@ fn report(py: Python<'_>, fut: &Bound<'_, PyBatchFuture>, cb: &Py<PyAny>, err: P
         lp.call_method1(intern!(py, "call_exception_handler"), (ctx,))?;
         Ok(())
     })();
-    if let Err(e) = reported {
-        e.write_unraisable(py, Some(fut.as_any()));
+    match reported {
+        Err(e) if is_interrupt(py, &e) => Err(e),
+        Err(e) => {
+            e.write_unraisable(py, Some(fut.as_any()));
+            Ok(())
+        }
+        Ok(()) => Ok(()),
     }
 }
 
@@ -286,19 +363,20 @@ impl PyBatchFuture {
     /// The result; raises the item's exception, `CancelledError`, or
     /// `InvalidStateError` while pending.
     fn result(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let (phase, result, exc) = {
+        let (phase, result, exc, tb) = {
             let s = self.state.lock();
             (
                 s.phase,
                 s.result.as_ref().map(|r| r.clone_ref(py)),
                 s.exception.as_ref().map(|e| e.clone_ref(py)),
+                s.exception_tb.as_ref().map(|t| t.clone_ref(py)),
             )
         };
         match phase {
             Phase::Pending => Err(invalid_state(py, "Result is not set.")),
             Phase::Cancelled => Err(PyErr::from_value(self.cancelled_error(py)?)),
             Phase::Finished => match exc {
-                Some(e) => Err(PyErr::from_value(e.into_bound(py))),
+                Some(e) => Err(Self::raise_exception(py, e, tb)),
                 None => Ok(result.unwrap_or_else(|| py.None())),
             },
         }
@@ -344,23 +422,51 @@ impl PyBatchFuture {
     }
 
     /// Remove every registration of `fn`; returns how many were removed.
-    fn remove_done_callback(&self, py: Python<'_>, r#fn: Bound<'_, PyAny>) -> PyResult<usize> {
-        let cbs = std::mem::take(&mut self.state.lock().callbacks);
+    fn remove_done_callback(slf: &Bound<'_, Self>, r#fn: Bound<'_, PyAny>) -> PyResult<usize> {
+        let py = slf.py();
+        let cbs = std::mem::take(&mut slf.get().state.lock().callbacks);
         let mut keep = Vec::with_capacity(cbs.len());
         let mut removed = 0usize;
+        let mut failed = None;
         for (cb, ctx) in cbs {
-            // Equality may run Python code: compare outside the lock.
-            if cb.bind(py).eq(&r#fn)? {
+            if failed.is_some() {
+                keep.push((cb, ctx));
+                continue;
+            }
+            // Identity first, as asyncio does; equality may run Python code,
+            // so it is compared outside the lock.
+            let same = cb.is(&r#fn) || {
+                match cb.bind(py).eq(&r#fn) {
+                    Ok(eq) => eq,
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                }
+            };
+            if same {
                 removed += 1;
             } else {
                 keep.push((cb, ctx));
             }
         }
-        let mut s = self.state.lock();
-        // Callbacks added meanwhile (by __eq__) go after the kept ones.
-        keep.append(&mut s.callbacks);
-        s.callbacks = keep;
-        Ok(removed)
+        // Put the rest back, after anything added meanwhile (by __eq__);
+        // if __eq__ finished the future meanwhile, hand them out now.
+        let done = {
+            let mut s = slf.get().state.lock();
+            keep.append(&mut s.callbacks);
+            if s.phase == Phase::Pending {
+                s.callbacks = keep;
+                Vec::new()
+            } else {
+                keep
+            }
+        };
+        Self::schedule(slf, done)?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(removed),
+        }
     }
 
     /// Cancel it (False if already done) and schedule its callbacks.
@@ -381,22 +487,18 @@ impl PyBatchFuture {
 
     /// Set the result (the batcher does this; `InvalidStateError` if done).
     fn set_result(slf: &Bound<'_, Self>, result: Bound<'_, PyAny>) -> PyResult<()> {
-        let py = slf.py();
-        let cbs = {
-            let mut s = slf.get().state.lock();
-            if s.phase != Phase::Pending {
-                return Err(invalid_state(py, "invalid state"));
-            }
-            s.phase = Phase::Finished;
-            s.result = Some(result.unbind());
-            std::mem::take(&mut s.callbacks)
-        };
-        Self::schedule(slf, cbs)
+        match slf.get().finish(Ok(&result)) {
+            Some(cbs) => Self::schedule(slf, cbs),
+            None => Err(invalid_state(slf.py(), "invalid state")),
+        }
     }
 
     /// Set an exception (a class is instantiated; `InvalidStateError` if done).
     fn set_exception(slf: &Bound<'_, Self>, exception: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
+        if slf.get().done() {
+            return Err(invalid_state(py, "invalid state"));
+        }
         let exc = match exception.cast::<PyType>() {
             Ok(t) => t.call0()?,
             Err(_) => exception,
@@ -407,21 +509,20 @@ impl PyBatchFuture {
                 exc.repr()?
             )));
         }
-        if exc.is_instance_of::<pyo3::exceptions::PyStopIteration>() {
+        // asyncio refuses StopIteration itself (not its subclasses).
+        if exc
+            .get_type()
+            .is(py.get_type::<pyo3::exceptions::PyStopIteration>())
+        {
             return Err(PyTypeError::new_err(
                 "StopIteration interacts badly with generators and cannot be raised into a Future",
             ));
         }
-        let cbs = {
-            let mut s = slf.get().state.lock();
-            if s.phase != Phase::Pending {
-                return Err(invalid_state(py, "invalid state"));
-            }
-            s.phase = Phase::Finished;
-            s.exception = Some(exc.unbind());
-            std::mem::take(&mut s.callbacks)
-        };
-        Self::schedule(slf, cbs)
+        match slf.get().finish(Err(&exc)) {
+            Some(cbs) => Self::schedule(slf, cbs),
+            // Finished by someone else while the class was instantiated.
+            None => Err(invalid_state(py, "invalid state")),
+        }
     }
 
     /// The message `cancel(msg)` was given (asyncio.gather reads it).

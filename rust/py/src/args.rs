@@ -265,6 +265,7 @@ params! {
     max_idle_s: Option<f64>,
     timeout: Option<f64>,
     block: bool,
+    wait: bool,
     keep: Option<usize>,
     // balancing (Balancer, ShardRouter)
     load_weight: f64,

@@ -141,10 +141,10 @@ impl PyBatch {
         ok: bool,
     ) -> PyResult<usize> {
         let (slots, failed) = self.record(py, outcomes, elapsed, ok, None)?;
-        *self.completed.lock() = Some(Completed {
-            slots,
-            outcomes: outcomes.clone().unbind(),
-        });
+        // A copy: the handler may reuse the list it returned while another
+        // thread resolves these futures later.
+        let outcomes = PyList::new(py, outcomes.iter())?.unbind();
+        *self.completed.lock() = Some(Completed { slots, outcomes });
         Ok(failed)
     }
 

@@ -12,7 +12,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyType};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::aio_future::{settle_batch, PyBatchFuture};
+use crate::aio_future::{settle_batch, Delivery, PyBatchFuture};
 use crate::errors::batcher_closed;
 
 /// An item, the future its caller waits on, and that future's event loop
@@ -201,19 +201,57 @@ pub(crate) fn handler_raised<'py>(outcome: &Bound<'py, PyAny>) -> Bound<'py, PyA
 
 /// _settle(futures, outcomes): resolve the futures of one event loop, as
 /// one callback on that loop (see `resolve`): `BatchFuture`s all at once
-/// (their callbacks run here, see `aio_future`), any other future by
-/// `set_result`/`set_exception`.
+/// (see `aio_future`), any other future by `set_result`/`set_exception`.
+/// Callbacks run right here only from a plain callback on the futures' own
+/// running loop; called inside a task, or off the loop, they are scheduled
+/// with `call_soon` instead; on a closed loop outcomes are only recorded.
 #[pyfunction]
 #[pyo3(name = "_settle")]
 pub(crate) fn settle(futs: &Bound<'_, PyList>, outcomes: &Bound<'_, PyList>) -> PyResult<()> {
-    settle_list(futs, outcomes, true)
+    let delivery = match futs.iter().next() {
+        Some(f) => match f.cast::<PyBatchFuture>() {
+            Ok(bf) => delivery_for(&bf.call_method0(intern!(f.py(), "get_loop"))?)?,
+            Err(_) => Delivery::Run,
+        },
+        None => return Ok(()),
+    };
+    settle_list(futs, outcomes, delivery)
+}
+
+/// Whether a `_settle` may run callbacks inline for futures of `lp`.
+fn delivery_for(lp: &Bound<'_, PyAny>) -> PyResult<Delivery> {
+    let py = lp.py();
+    if lp.call_method0(intern!(py, "is_closed"))?.is_truthy()? {
+        return Ok(Delivery::RecordOnly);
+    }
+    let on_loop = running_loop(py).is_some_and(|r| r.is(lp));
+    if !on_loop {
+        return Ok(Delivery::Schedule);
+    }
+    static CURRENT_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let in_task = !CURRENT_TASK
+        .import(py, "asyncio", "current_task")?
+        .call1((lp,))?
+        .is_none();
+    Ok(if in_task {
+        Delivery::Schedule
+    } else {
+        Delivery::Run
+    })
 }
 
 fn settle_list(
     futs: &Bound<'_, PyList>,
     outcomes: &Bound<'_, PyList>,
-    run_callbacks: bool,
+    delivery: Delivery,
 ) -> PyResult<()> {
+    if futs.len() != outcomes.len() {
+        return Err(PyRuntimeError::new_err(format!(
+            "_settle needs one outcome per future: {} futures, {} outcomes",
+            futs.len(),
+            outcomes.len()
+        )));
+    }
     let mut batch = Vec::with_capacity(futs.len());
     for (f, o) in futs.iter().zip(outcomes.iter()) {
         match f.cast_into::<PyBatchFuture>() {
@@ -221,7 +259,7 @@ fn settle_list(
             Err(e) => settle_one(&e.into_inner(), &o),
         }
     }
-    settle_batch(&batch, run_callbacks)
+    settle_batch(&batch, delivery)
 }
 
 fn settle_fn(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
@@ -257,6 +295,7 @@ pub(crate) fn resolve<'py>(
             },
         }
     }
+    let mut failed: Option<PyErr> = None;
     for (l, futs, outs) in groups {
         let futs = PyList::new(py, futs)?;
         let outs = PyList::new(py, outs)?;
@@ -268,13 +307,28 @@ pub(crate) fn resolve<'py>(
         let scheduled = l
             .bind(py)
             .call_method1(method, (settle_fn(py)?, &futs, &outs));
-        if scheduled.is_err() {
-            // The loop is closed: nobody can await these any more; record
-            // the outcomes for whoever holds the futures.
-            settle_list(&futs, &outs, false)?;
+        if let Err(e) = scheduled {
+            let closed = l
+                .bind(py)
+                .call_method0(intern!(py, "is_closed"))
+                .and_then(|c| c.is_truthy())
+                .unwrap_or(true);
+            if closed {
+                // Nobody can await these any more: record the outcomes for
+                // whoever holds the futures.
+                settle_list(&futs, &outs, Delivery::RecordOnly)?;
+            } else {
+                // call_soon itself failed (an interrupt, no memory): settle
+                // with the callbacks scheduled one by one, then report it.
+                let _ = settle_list(&futs, &outs, Delivery::Schedule);
+                failed.get_or_insert(e);
+            }
         }
     }
-    Ok(())
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn abandoned_error(py: Python<'_>, msg: &str) -> Py<PyAny> {

@@ -237,13 +237,17 @@ impl PyBatchQueue {
     /// Queue `item` from a coroutine and return a future of the running loop.
     /// Never blocks the loop: when the queue is full under `on_full="block"`
     /// the awaitable comes from the facade's waiting hook.
-    #[pyo3(signature = (item, priority = 0, deadline_ms = None, key = None))]
+    ///
+    /// `wait=False` (the facade's waiting hook retries this way) raises
+    /// `QueueFull` for a full queue instead of handing over to the hook.
+    #[pyo3(signature = (item, priority = 0, deadline_ms = None, key = None, *, wait = true))]
     fn submit_async<'py>(
         slf: &Bound<'py, Self>,
         item: Py<PyAny>,
         #[pyo3(from_py_with = args::batch_priority)] priority: i32,
         #[pyo3(from_py_with = args::deadline_ms)] deadline_ms: Option<f64>,
         key: Option<&Bound<'py, PyAny>>,
+        #[pyo3(from_py_with = args::wait)] wait: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let this = slf.get();
@@ -260,7 +264,9 @@ impl PyBatchQueue {
         match push_or_block(py, &this.shared.q, slot, meta, None, false)? {
             Pushed::Queued(dropped) => this.fail_dropped(py, dropped)?,
             Pushed::WouldBlock(slot) => {
-                let full = this.hooks.lock().full.as_ref().map(|f| f.clone_ref(py));
+                let full = wait
+                    .then(|| this.hooks.lock().full.as_ref().map(|f| f.clone_ref(py)))
+                    .flatten();
                 if let Some(full) = full {
                     let key = key.map_or_else(|| py.None().into_bound(py), Bound::clone);
                     return full.bind(py).call1((
