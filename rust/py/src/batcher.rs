@@ -503,7 +503,22 @@ impl PyBatchReceiver {
         #[pyo3(from_py_with = args::timeout)] timeout: Option<f64>,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let timeout = check_timeout(py, timeout)?;
-        let next = py.detach(|| self.shared.q.next(timeout));
+        let until = timeout.and_then(|t| Instant::now().checked_add(t));
+        let q = &self.shared.q;
+        // Wait detached for something to look at, but form the batch once
+        // attached: the handler needs the interpreter anyway, and a producer
+        // holding it (an event loop finishing a burst) queues the rest of
+        // its burst meanwhile, so a burst becomes one batch, not two.
+        if !py.detach(|| q.wait_ready(until)) {
+            return self.convert(py, Next::Timeout);
+        }
+        let next = match q.poll() {
+            Next::Wait(_) => {
+                let left = until.map(|u| u.saturating_duration_since(Instant::now()));
+                py.detach(|| q.next(left))
+            }
+            other => other,
+        };
         self.convert(py, next)
     }
 

@@ -367,6 +367,32 @@ impl<T> Queue<T> {
         self.try_form(&mut g, Instant::now())
     }
 
+    /// Block until the queue holds something or is closed (true), or
+    /// `until` passes (false). Forms nothing: a dispatcher that must take the
+    /// interpreter before it can run the handler waits here detached, then
+    /// forms the batch with `poll` once attached, so the items a producer
+    /// holding the interpreter queued meanwhile (an event loop finishing a
+    /// burst) join the same batch.
+    pub fn wait_ready(&self, until: Option<Instant>) -> bool {
+        let mut g = self.inner.lock();
+        loop {
+            if !g.state.is_empty() || g.state.is_closed() {
+                return true;
+            }
+            if until.is_some_and(|u| Instant::now() >= u) {
+                return false;
+            }
+            g.dispatchers_waiting += 1;
+            match until {
+                Some(u) => {
+                    self.work.wait_until(&mut g, u);
+                }
+                None => self.work.wait(&mut g),
+            }
+            g.dispatchers_waiting -= 1;
+        }
+    }
+
     /// Block until a batch is due (or expired items, closing, or `timeout`).
     pub fn next(&self, timeout: Option<Duration>) -> Next<T> {
         let until = timeout.map(|t| Instant::now() + t);

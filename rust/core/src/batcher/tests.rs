@@ -682,3 +682,30 @@ fn window_body_reservation_shrinks_back_after_an_oversize_message() {
         b.body.bytes.capacity()
     );
 }
+
+#[test]
+fn wait_ready_forms_nothing_and_wakes_on_push_close_or_timeout() {
+    use std::time::{Duration, Instant};
+    let q = Arc::new(ok(Queue::new(cfg(4))));
+    // Empty: the deadline passes.
+    assert!(!q.wait_ready(Some(Instant::now() + Duration::from_millis(20))));
+    // A push from another thread wakes a waiter; nothing is taken.
+    let q2 = Arc::clone(&q);
+    let pusher = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(q2.push(7, Meta::default(), false, None).is_ok());
+    });
+    assert!(q.wait_ready(Some(Instant::now() + Duration::from_secs(10))));
+    let _ = pusher.join();
+    assert_eq!(q.len(), 1);
+    // Items that arrive before the batch is formed join it.
+    assert!(q.push(8, Meta::default(), false, None).is_ok());
+    match q.poll() {
+        Next::Batch(b, _) => assert_eq!(b.items, vec![7, 8]),
+        _ => panic!("expected a batch"),
+    }
+    // Closed: ready at once.
+    let q = ok(Queue::<u32>::new(cfg(4)));
+    q.close();
+    assert!(q.wait_ready(None));
+}
