@@ -367,6 +367,18 @@ impl<T> Queue<T> {
         self.try_form(&mut g, Instant::now())
     }
 
+    /// Sleep as a waiting dispatcher until woken or `until`.
+    fn park(&self, g: &mut parking_lot::MutexGuard<'_, Inner<T>>, until: Option<Instant>) {
+        g.dispatchers_waiting += 1;
+        match until {
+            Some(u) => {
+                self.work.wait_until(g, u);
+            }
+            None => self.work.wait(g),
+        }
+        g.dispatchers_waiting -= 1;
+    }
+
     /// Block until the queue holds something or is closed (true), or
     /// `until` passes (false). Forms nothing: a dispatcher that must take the
     /// interpreter before it can run the handler waits here detached, then
@@ -382,14 +394,7 @@ impl<T> Queue<T> {
             if until.is_some_and(|u| Instant::now() >= u) {
                 return false;
             }
-            g.dispatchers_waiting += 1;
-            match until {
-                Some(u) => {
-                    self.work.wait_until(&mut g, u);
-                }
-                None => self.work.wait(&mut g),
-            }
-            g.dispatchers_waiting -= 1;
+            self.park(&mut g, until);
         }
     }
 
@@ -418,14 +423,7 @@ impl<T> Queue<T> {
             if until.is_some_and(|u| now >= u) {
                 return Next::Timeout;
             }
-            g.dispatchers_waiting += 1;
-            match wake {
-                Some(w) => {
-                    self.work.wait_until(&mut g, w);
-                }
-                None => self.work.wait(&mut g),
-            }
-            g.dispatchers_waiting -= 1;
+            self.park(&mut g, wake);
         }
     }
 
