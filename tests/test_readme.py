@@ -2,9 +2,8 @@
 
 The fences are parsed line by line (not with one regex), so a lost opening or
 closing fence fails here instead of silently turning an example into prose.
-Each ```python block runs in a fresh interpreter against the installed wheel.
-A block is skipped only when its first line is ``# not run: <reason>``: the
-reason is visible to every reader of the README and in the pytest report.
+Each ```python block runs in a fresh interpreter against the installed wheel;
+there is no way to mark one as not run.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ TEXT = README.read_text(encoding="utf-8")
 RUNNABLE_BLOCKS = 11
 #: Languages a fence may open with (a typo such as ```pyhton is an error).
 LANGUAGES = {"python", "sh", "text"}
-NOT_RUN = re.compile(r"#\s*not run:\s*(\S.*)")
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 
 #: Top-level sections, in the order the house style gives (STYLE.md, "README").
@@ -61,12 +59,6 @@ class Block:
     lang: str
     code: str
     line: int  # 1-based line of the opening fence
-
-    @property
-    def not_run_reason(self) -> str | None:
-        first = self.code.split("\n", 1)[0].strip()
-        m = NOT_RUN.fullmatch(first)
-        return m.group(1) if m else None
 
 
 def parse_blocks(text: str) -> list[Block]:
@@ -154,12 +146,12 @@ def test_parser_rejects_a_lost_closing_fence() -> None:
         parse_blocks("```sh\nmake test\n")
 
 
-def test_parser_reads_blocks_and_not_run_reasons() -> None:
-    text = "```python\n# not run: needs a GPU\nx = 1\n```\n\n````text\n```\n````\n"
+def test_parser_reads_blocks() -> None:
+    text = "```python\nx = 1\n```\n\n````text\n```\n````\n"
     blocks = parse_blocks(text)
-    assert [(b.lang, b.line) for b in blocks] == [("python", 1), ("text", 6)]
-    assert blocks[0].not_run_reason == "needs a GPU"
-    assert blocks[1].code == "```\n" and blocks[1].not_run_reason is None
+    assert [(b.lang, b.line) for b in blocks] == [("python", 1), ("text", 5)]
+    assert blocks[0].code == "x = 1\n"
+    assert blocks[1].code == "```\n"
 
 
 # --- README structure --------------------------------------------------------------
@@ -169,9 +161,8 @@ def test_fences_pair_and_every_python_block_is_collected() -> None:
     assert not PARSE_ERROR, f"README.md {PARSE_ERROR}"
     opening_lines = [n for n, ln in enumerate(TEXT.splitlines(), 1) if ln.startswith("```python")]
     assert [b.line for b in PYTHON] == opening_lines
-    runnable = [b for b in PYTHON if b.not_run_reason is None]
-    assert len(runnable) >= RUNNABLE_BLOCKS, (
-        f"{len(runnable)} runnable ```python blocks, expected {RUNNABLE_BLOCKS}: a fence was lost?"
+    assert len(PYTHON) >= RUNNABLE_BLOCKS, (
+        f"{len(PYTHON)} ```python blocks, expected {RUNNABLE_BLOCKS}: a fence was lost?"
     )
 
 
@@ -187,7 +178,7 @@ def test_one_heading_per_class_with_a_runnable_example(cls: str) -> None:
     assert len(headed) == 1, f"{cls}: headings {[h for h, _ in headed]}"
     body = headed[0][1]
     examples = [b for b in parse_blocks(body) if b.lang == "python" and word.search(b.code)]
-    assert any(b.not_run_reason is None for b in examples), f"{cls}: no runnable example"
+    assert examples, f"{cls}: no example"
 
 
 def test_names_the_readme_uses_exist() -> None:
@@ -232,8 +223,6 @@ def test_errors_section_names_every_exception() -> None:
 
 @pytest.mark.parametrize("block", PYTHON, ids=[f"line{b.line}" for b in PYTHON])
 def test_readme_block_runs(block: Block, tmp_path: Path) -> None:
-    if block.not_run_reason is not None:
-        pytest.skip(f"README line {block.line}: {block.not_run_reason}")
     # A fresh interpreter per block, in a scratch directory (examples may write
     # files), with warnings as errors like the rest of the suite.
     res = subprocess.run(
