@@ -303,20 +303,12 @@ class _Dispatcher:
     def outstanding(self) -> int:
         return int(self._rx.outstanding)
 
-    def submit_waiting_task(
-        self,
-        q: BatchQueue,
-        item: Any,
-        priority: int,
-        deadline_ms: float | None,
-        key: Hashable | None,
-    ) -> asyncio.Task[Any]:
-        """What ``submit_async`` returns for a full ``block`` queue: a task
-        (a future, like the BatchFuture it returns otherwise) that waits for
-        room and then for the result; cancelling it withdraws the item."""
-        return asyncio.get_running_loop().create_task(
-            self.submit_waiting(q, item, priority, deadline_ms, key)
-        )
+    def submit_waiting_task(self, *args: Any) -> asyncio.Task[Any]:
+        """What ``submit_async`` returns for a full ``block`` queue (the hook
+        gets ``submit_waiting``'s arguments): a task (a future, like the
+        BatchFuture it returns otherwise) that waits for room and then for
+        the result; cancelling it withdraws the item."""
+        return asyncio.get_running_loop().create_task(self.submit_waiting(*args))
 
     async def submit_waiting(
         self,
