@@ -27,6 +27,10 @@ __all__ = [
     "BufferExportedError",
     "PoolExhausted",
     "ReleasedError",
+    # caches
+    "CacheDataError",
+    "CacheUnavailable",
+    "SerializationError",
     "WorkerPoolShutdown",
     "WorkerQueueFull",
     "WorkerStartError",
@@ -129,3 +133,23 @@ class FrameError(OverdriveError, ValueError):
 class NoRunningEventLoop(OverdriveError, RuntimeError):
     """``submit_async`` was called outside a running asyncio event loop (a
     RuntimeError, as asyncio's own "no running event loop")."""
+
+
+# --- caches ------------------------------------------------------------------
+
+
+class SerializationError(OverdriveError, TypeError):
+    """A cache value (or key) cannot be serialised by the tier's serializer:
+    its type is not one the serializer supports (the message names it)."""
+
+
+class CacheDataError(OverdriveError, ValueError):
+    """Bytes read from a shared store (Redis, the disk file) are not a valid
+    entry: corrupt, truncated, from another serializer, or a pickle whose HMAC
+    signature does not verify. Nothing in them was executed."""
+
+
+class CacheUnavailable(OverdriveError, ConnectionError):
+    """A cache backend (Redis, the disk file) failed or timed out and the tier
+    was created with ``strict=True``; non-strict tiers count the error and
+    treat the call as a miss (get) or skip it (set)."""
