@@ -3,7 +3,7 @@
 import asyncio
 from collections.abc import Callable, Generator, Iterable
 from contextvars import Context
-from typing import Any, Generic, Literal, TypedDict, TypeVar, final
+from typing import Any, Generic, Literal, Self, TypedDict, TypeVar, final
 
 from typing_extensions import Buffer
 
@@ -210,7 +210,6 @@ def decompress(data: Buffer, max_output_size: int = 268435456) -> bytes:
 def train_dictionary(samples: Iterable[Buffer], size: int = 16384) -> bytes:
     """Train a zstd dictionary of at most ``size`` bytes from sample messages."""
 
-@final
 class Compressor:
     """zstd at a fixed level with an optional dictionary, an envelope and counters.
 
@@ -223,7 +222,7 @@ class Compressor:
         threshold: int = 1024,
         dictionary: Buffer | None = None,
         max_output_size: int = 268435456,
-    ) -> Compressor: ...
+    ) -> Self: ...
     @property
     def level(self) -> int:
         """The zstd level."""
@@ -253,7 +252,6 @@ class Compressor:
 
 # --- pools (BufferPool, ObjectPool) -----------------------------------------
 
-@final
 class BufferPool:
     """Fixed-size, 64-byte aligned buffers recycled through a lock-free free list.
 
@@ -268,7 +266,7 @@ class BufferPool:
         max_size: int = 1024,
         zero_on_release: bool = False,
         window_s: float = 1.0,
-    ) -> BufferPool: ...
+    ) -> Self: ...
     def acquire(self, timeout: float | None = None, block: bool = True) -> PooledBuffer:
         """A buffer; waits up to ``timeout`` s (None: forever) when all are out,
         or raises at once with ``block=False``: PoolExhausted (a TimeoutError)."""
@@ -320,7 +318,6 @@ class PooledBuffer:
         self, _exc_type: object = None, _exc: object = None, _tb: object = None
     ) -> bool: ...
 
-@final
 class ObjectPool(Generic[_T]):
     """Expensive Python objects from ``factory()``, reset on release, validated
     on borrow, evicted after ``max_idle_s`` idle. Thread-safe; no callback runs
@@ -334,7 +331,7 @@ class ObjectPool(Generic[_T]):
         min_size: int = 0,
         max_size: int = 64,
         max_idle_s: float | None = None,
-    ) -> ObjectPool[_T]: ...
+    ) -> Self: ...
     def acquire(self, timeout: float | None = None, block: bool = True) -> PooledObject[_T]:
         """Borrow an object (validated idle one, or a new one); PoolExhausted
         (a TimeoutError) when all are out past ``timeout`` or with ``block=False``."""
@@ -374,7 +371,6 @@ class PooledObject(Generic[_T]):
 
 # --- balancing (Balancer, Pick) ----------------------------------------------
 
-@final
 class Balancer:
     """Chooses among N backends (returns indices) and counts requests in flight.
 
@@ -402,7 +398,7 @@ class Balancer:
         eject_min_requests: int = 5,
         cooldown_s: float = 10.0,
         max_ejected_fraction: float = 0.5,
-    ) -> Balancer: ...
+    ) -> Self: ...
     @property
     def strategy(self) -> str:
         """The strategy's name."""
@@ -496,7 +492,6 @@ class TaskHandle:
 
 # --- shard router --------------------------------------------------------------
 
-@final
 class ShardRouter:
     """Consistent hashing with bounded loads (fixed hash: same routes in every process)."""
 
@@ -506,7 +501,7 @@ class ShardRouter:
         load_factor: float = 1.25,
         *,
         vnodes: int = 160,
-    ) -> ShardRouter: ...
+    ) -> Self: ...
     @property
     def load_factor(self) -> float:
         """No node carries more than this times its fair share."""

@@ -46,6 +46,7 @@ from typing import Any, Generic, Literal, TypeVar, cast, overload
 from . import _batcher_lifecycle as lifecycle
 from ._core import Batch, BatchFuture, BatchQueue, BatchReceiver, _forget_running_loop
 from .exceptions import BatcherClosed, BatchResultError, InputTypeError, QueueFull
+from .telemetry.registry import auto_register
 
 __all__ = ["BatchFuture", "Batcher", "batched"]
 
@@ -211,6 +212,7 @@ class Batcher(lifecycle.BatcherBase, Generic[T, R]):
             dropped=d.kick_closed if d.is_async else None,
         )
         d.start()
+        auto_register(self, "batcher")
 
     def flush(self) -> None:
         """Dispatch everything queued so far as soon as a slot is free."""

@@ -2,6 +2,8 @@
 
 overdrive bench [--quick] [--suite NAME ...] [--out DIR] [--list]
 overdrive report RUN.json [BASE.json]
+overdrive telemetry export-rules [--out FILE] [--cost-target X] [--window 5m] [--for 5m]
+overdrive telemetry export-dashboard [--out FILE]
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -52,6 +55,61 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write(text: str, out: str | None) -> int:
+    if out is None or out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(out).write_text(text, encoding="utf-8")
+        print(f"written to {out}", file=sys.stderr)
+    return 0
+
+
+def _export_rules(args: argparse.Namespace) -> int:
+    from .telemetry.rules import prometheus_rules_yaml
+
+    text = prometheus_rules_yaml(
+        hit_rate=args.hit_rate,
+        p95_s=args.p95_ms / 1000.0,
+        error_rate_max=args.error_rate,
+        cost_target=None if args.cost_target < 0 else args.cost_target,
+        window=args.window,
+        for_=args.for_,
+    )
+    return _write(text, args.out)
+
+
+def _export_dashboard(args: argparse.Namespace) -> int:
+    from .telemetry.rules import dashboard_json
+
+    return _write(dashboard_json(), args.out)
+
+
+def _add_telemetry(sub: Any) -> None:
+    tele = sub.add_parser("telemetry", help="Prometheus alerting rules and a Grafana dashboard")
+    tsub = tele.add_subparsers(dest="telemetry_command", required=True)
+    rules = tsub.add_parser(
+        "export-rules", help="write Prometheus alerting rules (YAML) for the exported metrics"
+    )
+    rules.add_argument("--out", help="file to write (default: standard output)")
+    rules.add_argument("--hit-rate", type=float, default=0.6, help="cache hit rate floor (0.6)")
+    rules.add_argument("--p95-ms", type=float, default=200.0, help="p95 latency ceiling (200)")
+    rules.add_argument("--error-rate", type=float, default=0.01, help="error rate ceiling (0.01)")
+    rules.add_argument(
+        "--cost-target",
+        type=float,
+        default=0.01,
+        help="cost per request ceiling, in your prices' currency (0.01; negative: no rule)",
+    )
+    rules.add_argument("--window", default="5m", help="rate() window (5m)")
+    rules.add_argument("--for", dest="for_", default="5m", help="how long before firing (5m)")
+    rules.set_defaults(func=_export_rules)
+    dash = tsub.add_parser(
+        "export-dashboard", help="write a Grafana dashboard (JSON) for the exported metrics"
+    )
+    dash.add_argument("--out", help="file to write (default: standard output)")
+    dash.set_defaults(func=_export_dashboard)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="overdrive", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("run", help="a bench-*.json file")
     report.add_argument("base", nargs="?", help="an earlier run to compare with")
     report.set_defaults(func=_report)
+    _add_telemetry(sub)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

@@ -21,6 +21,7 @@ from . import _batcher_lifecycle as lifecycle
 from ._core import MessageQueue, MessageReceiver, decode_batch, encode_batch
 from .batcher import OnFull
 from .exceptions import ConfigurationError, InputTypeError, QueueFull
+from .telemetry.registry import auto_register
 
 __all__ = ["MessageBatcher", "decode_batch", "encode_batch"]
 
@@ -117,6 +118,7 @@ class MessageBatcher(lifecycle.BatcherBase):
             name=self.name,
             atexit_timeout_s=exit_timeout,
         )
+        auto_register(self, "message_batcher")
 
     def put(self, message: bytes) -> None:
         """Queue a copy of ``message`` (any bytes-like object). Fire-and-forget.

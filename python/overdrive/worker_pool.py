@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar
 from ._args import int_or_none, seconds_or_none
 from ._core import TaskHandle, WorkerPoolCore
 from .exceptions import ConfigurationError, InputTypeError, WorkerPoolShutdown
+from .telemetry.registry import auto_register
 
 __all__ = ["WorkerPool", "default_bounds"]
 
@@ -144,6 +145,7 @@ class WorkerPool(Executor):
         self._shutdown = False
         with _live_lock:
             _live_pools.add(self)
+        auto_register(self, "worker_pool")
 
     @property
     def min_workers(self) -> int:

@@ -59,7 +59,7 @@ fn backend_weights(
 }
 
 /// Chooses among N backends and counts requests in flight.
-#[pyclass(frozen, module = "overdrive._core", name = "Balancer")]
+#[pyclass(frozen, subclass, module = "overdrive._core", name = "Balancer")]
 pub(crate) struct PyBalancer {
     inner: Arc<Balancer>,
 }

@@ -54,7 +54,7 @@ struct Shared {
 }
 
 /// A pool of fixed-size, reusable buffers.
-#[pyclass(frozen, module = "overdrive._core", name = "BufferPool")]
+#[pyclass(frozen, subclass, module = "overdrive._core", name = "BufferPool")]
 pub(crate) struct PyBufferPool {
     shared: Arc<Shared>,
 }

@@ -155,7 +155,7 @@ pub(crate) fn train_dictionary<'py>(
 }
 
 /// zstd with a fixed level, an optional dictionary, an envelope and counters.
-#[pyclass(frozen, module = "overdrive._core", name = "Compressor")]
+#[pyclass(frozen, subclass, module = "overdrive._core", name = "Compressor")]
 pub(crate) struct PyCompressor {
     inner: Compressor,
 }

@@ -23,7 +23,13 @@ struct Callbacks {
 }
 
 /// A pool of expensive Python objects (clients, parsers, sessions, arrays).
-#[pyclass(frozen, generic, module = "overdrive._core", name = "ObjectPool")]
+#[pyclass(
+    frozen,
+    subclass,
+    generic,
+    module = "overdrive._core",
+    name = "ObjectPool"
+)]
 pub(crate) struct PyObjectPool {
     core: ObjectPool<Py<PyAny>>,
     callbacks: Mutex<Option<Callbacks>>,

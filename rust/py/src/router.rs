@@ -61,7 +61,7 @@ struct Nodes {
 }
 
 /// Routes keys to nodes: consistent hashing with bounded loads.
-#[pyclass(frozen, module = "overdrive._core", name = "ShardRouter")]
+#[pyclass(frozen, subclass, module = "overdrive._core", name = "ShardRouter")]
 pub(crate) struct PyShardRouter {
     inner: Router,
     nodes: RwLock<Nodes>,
