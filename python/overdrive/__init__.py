@@ -15,16 +15,18 @@ submodules named hold the details:
   and :class:`WorkerPool` (``overdrive.worker_pool``);
 - errors: every exception class, in ``overdrive.exceptions`` and here.
 
-Every component has ``stats()``. ``overdrive.bench`` and the ``overdrive``
-command are the benchmark harness. README.md has a quick start per component;
-docs/architecture.md says how each one works inside.
+Every component has ``stats()`` and registers itself (weakly) with
+``overdrive.telemetry``, which exports them all to Prometheus.
+``overdrive.bench`` and the ``overdrive`` command are the benchmark harness.
+README.md has a quick start per component; docs/architecture.md says how
+each one works inside.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import exceptions
+from . import exceptions, telemetry
 from ._core import __version__
 from ._core import build_info as _build_info
 from .balancing import Balancer, ShardRouter
@@ -103,6 +105,7 @@ __all__ = [
     "compress",
     "decompress",
     "exceptions",
+    "telemetry",
     "train_dictionary",
     # pools (BufferPool, ObjectPool)
     "BufferExportedError",

@@ -3,7 +3,7 @@
 import asyncio
 from collections.abc import Callable, Generator, Iterable
 from contextvars import Context
-from typing import Any, Generic, Literal, Self, TypedDict, TypeVar, final
+from typing import Any, Generic, Literal, TypedDict, TypeVar, final
 
 from typing_extensions import Buffer
 
@@ -207,9 +207,14 @@ def decompress(data: Buffer, max_output_size: int = 268435456) -> bytes:
     corrupt or truncated input.
     """
 
+def _set_telemetry_hook(hook: Callable[[object, str], object]) -> None:
+    """Install ``hook(obj, component)``, called by each new Compressor,
+    BufferPool, ObjectPool, Balancer and ShardRouter (the first call wins)."""
+
 def train_dictionary(samples: Iterable[Buffer], size: int = 16384) -> bytes:
     """Train a zstd dictionary of at most ``size`` bytes from sample messages."""
 
+@final
 class Compressor:
     """zstd at a fixed level with an optional dictionary, an envelope and counters.
 
@@ -222,7 +227,7 @@ class Compressor:
         threshold: int = 1024,
         dictionary: Buffer | None = None,
         max_output_size: int = 268435456,
-    ) -> Self: ...
+    ) -> Compressor: ...
     @property
     def level(self) -> int:
         """The zstd level."""
@@ -252,6 +257,7 @@ class Compressor:
 
 # --- pools (BufferPool, ObjectPool) -----------------------------------------
 
+@final
 class BufferPool:
     """Fixed-size, 64-byte aligned buffers recycled through a lock-free free list.
 
@@ -266,7 +272,7 @@ class BufferPool:
         max_size: int = 1024,
         zero_on_release: bool = False,
         window_s: float = 1.0,
-    ) -> Self: ...
+    ) -> BufferPool: ...
     def acquire(self, timeout: float | None = None, block: bool = True) -> PooledBuffer:
         """A buffer; waits up to ``timeout`` s (None: forever) when all are out,
         or raises at once with ``block=False``: PoolExhausted (a TimeoutError)."""
@@ -318,6 +324,7 @@ class PooledBuffer:
         self, _exc_type: object = None, _exc: object = None, _tb: object = None
     ) -> bool: ...
 
+@final
 class ObjectPool(Generic[_T]):
     """Expensive Python objects from ``factory()``, reset on release, validated
     on borrow, evicted after ``max_idle_s`` idle. Thread-safe; no callback runs
@@ -331,7 +338,7 @@ class ObjectPool(Generic[_T]):
         min_size: int = 0,
         max_size: int = 64,
         max_idle_s: float | None = None,
-    ) -> Self: ...
+    ) -> ObjectPool[_T]: ...
     def acquire(self, timeout: float | None = None, block: bool = True) -> PooledObject[_T]:
         """Borrow an object (validated idle one, or a new one); PoolExhausted
         (a TimeoutError) when all are out past ``timeout`` or with ``block=False``."""
@@ -371,6 +378,7 @@ class PooledObject(Generic[_T]):
 
 # --- balancing (Balancer, Pick) ----------------------------------------------
 
+@final
 class Balancer:
     """Chooses among N backends (returns indices) and counts requests in flight.
 
@@ -398,7 +406,7 @@ class Balancer:
         eject_min_requests: int = 5,
         cooldown_s: float = 10.0,
         max_ejected_fraction: float = 0.5,
-    ) -> Self: ...
+    ) -> Balancer: ...
     @property
     def strategy(self) -> str:
         """The strategy's name."""
@@ -492,6 +500,7 @@ class TaskHandle:
 
 # --- shard router --------------------------------------------------------------
 
+@final
 class ShardRouter:
     """Consistent hashing with bounded loads (fixed hash: same routes in every process)."""
 
@@ -501,7 +510,7 @@ class ShardRouter:
         load_factor: float = 1.25,
         *,
         vnodes: int = 160,
-    ) -> Self: ...
+    ) -> ShardRouter: ...
     @property
     def load_factor(self) -> float:
         """No node carries more than this times its fair share."""

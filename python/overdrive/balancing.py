@@ -15,30 +15,6 @@ object. The worker pool lives in :mod:`overdrive.worker_pool`.
 
 from __future__ import annotations
 
-from typing import Any
-
-from . import _core
-from ._core import Pick
-from .telemetry.registry import auto_register, keep_signature
+from ._core import Balancer, Pick, ShardRouter
 
 __all__ = ["Balancer", "Pick", "ShardRouter"]
-
-
-# The native classes, subclassed only so that each new one registers itself
-# (weakly) with telemetry; every method is the native one.
-class Balancer(_core.Balancer):
-    __doc__ = _core.Balancer.__doc__
-    __slots__ = ("__weakref__",)
-    __signature__ = keep_signature(_core.Balancer)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        auto_register(self, "balancer")
-
-
-class ShardRouter(_core.ShardRouter):
-    __doc__ = _core.ShardRouter.__doc__
-    __slots__ = ("__weakref__",)
-    __signature__ = keep_signature(_core.ShardRouter)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        auto_register(self, "shard_router")

@@ -14,11 +14,7 @@ numpy arrays). The envelope format is documented in ``docs/compression.md``.
 
 from __future__ import annotations
 
-from typing import Any
-
-from . import _core
-from ._core import DEFAULT_MAX_OUTPUT_SIZE, compress, decompress, train_dictionary
-from .telemetry.registry import auto_register, keep_signature
+from ._core import DEFAULT_MAX_OUTPUT_SIZE, Compressor, compress, decompress, train_dictionary
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_SIZE",
@@ -27,14 +23,3 @@ __all__ = [
     "decompress",
     "train_dictionary",
 ]
-
-
-# The native class, subclassed only so that each new one registers itself
-# (weakly) with telemetry; every method is the native one.
-class Compressor(_core.Compressor):
-    __doc__ = _core.Compressor.__doc__
-    __slots__ = ("__weakref__",)
-    __signature__ = keep_signature(_core.Compressor)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        auto_register(self, "compressor")

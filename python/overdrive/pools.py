@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from . import _core
 from ._args import seconds_or_none
-from ._core import PooledBuffer, PooledObject
+from ._core import BufferPool, ObjectPool, PooledBuffer, PooledObject
 from .exceptions import BufferExportedError, InputTypeError, PoolExhausted, ReleasedError
-from .telemetry.registry import auto_register, keep_signature
 
 __all__ = [
     "BufferExportedError",
@@ -45,28 +43,6 @@ __all__ = [
 ]
 
 _L_co = TypeVar("_L_co", covariant=True)
-_T = TypeVar("_T")
-
-
-# The native classes, subclassed only so that each new pool registers itself
-# (weakly) with telemetry; every method is the native one.
-class BufferPool(_core.BufferPool):
-    __doc__ = _core.BufferPool.__doc__
-    __slots__ = ("__weakref__",)
-    __signature__ = keep_signature(_core.BufferPool)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        auto_register(self, "buffer_pool")
-
-
-class ObjectPool(_core.ObjectPool[_T]):
-    __doc__ = _core.ObjectPool.__doc__
-    __slots__ = ("__weakref__",)
-    __signature__ = keep_signature(_core.ObjectPool)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        auto_register(self, "object_pool")
-
 
 #: First and longest pause between two tries of an exhausted pool in :func:`acquire_async`.
 _POLL_MIN_S = 0.0005

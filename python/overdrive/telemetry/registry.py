@@ -1,8 +1,10 @@
 """The weak registry of live components that telemetry exports.
 
-Every overdrive component registers itself when it is created (Python facade
-classes in ``__init__``; the native classes through their facade subclasses),
-so ``/metrics`` lists it without any user call. The registry holds only weak
+Every overdrive component registers itself when it is created (the Python
+classes in ``__init__``; the native classes from their ``__init__`` through a
+hook this module installs in ``overdrive._core``, which runs at construction
+only, so no method call pays anything), so ``/metrics`` lists it without any
+user call. The registry holds only weak
 references: a component that is garbage-collected leaves the export by
 itself, and registering never keeps anything alive.
 
@@ -19,7 +21,6 @@ import it on their construction path.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import itertools
 import re
 import threading
@@ -27,6 +28,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _core
 from ..exceptions import InputTypeError
 
 __all__ = [
@@ -83,7 +85,12 @@ def component_of(obj: object) -> str:
     return _CAMEL.sub("_", type(obj).__name__).lower()
 
 
+_checked: set[str] = set()
+
+
 def _check_component(component: object) -> str:
+    if component in _checked:
+        return component
     if not isinstance(component, str):
         raise InputTypeError(f"component must be a str, not {type(component).__name__}")
     if not _VALID.match(component):
@@ -91,6 +98,7 @@ def _check_component(component: object) -> str:
             f"invalid component={component!r}: must be a Prometheus name part "
             "(letters, digits and underscores, not starting with a digit)"
         )
+    _checked.add(component)
     return component
 
 
@@ -134,7 +142,9 @@ def register(obj: object, component: str | None = None, name: str | None = None)
         if name is None:
             name = _own_name(obj)
         if name is None:
-            counter = _auto_ids.setdefault(comp, itertools.count(1))
+            counter = _auto_ids.get(comp)
+            if counter is None:
+                counter = _auto_ids[comp] = itertools.count(1)
             name = f"{comp}-{next(counter)}"
         try:
             ref = weakref.ref(obj, _make_reaper(key))
@@ -187,16 +197,12 @@ def live() -> list[Registered]:
 
 def auto_register(obj: object, component: str) -> None:
     """Register a component from its own constructor: never raises (a
-    component must not fail to build because telemetry could not follow it)."""
+    component must not fail to build because telemetry could not follow it).
+    The native classes call it from their ``__init__`` through the hook
+    installed below."""
     with contextlib.suppress(Exception):
         register(obj, component=component)
 
 
-def keep_signature(cls: type) -> inspect.Signature | None:
-    """The constructor signature of a native class, for the facade subclass
-    that only adds registration (so ``help()`` and ``inspect.signature``
-    still show the real parameters)."""
-    try:
-        return inspect.signature(cls)
-    except (TypeError, ValueError):  # pragma: no cover - every native class has one
-        return None
+# Every native class with stats() hands each new object to auto_register.
+_core._set_telemetry_hook(auto_register)

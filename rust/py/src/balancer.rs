@@ -7,7 +7,7 @@ use overdrive_core::balance::{Balancer, BalancerConfig, Strategy};
 use parking_lot::Mutex;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyList, PyString};
+use pyo3::types::{PyBool, PyDict, PyList, PyString, PyTuple};
 
 use crate::args::{self, type_name, FromArg};
 use crate::errors::{bad_value, wrong_type, IntoPy};
@@ -59,13 +59,23 @@ fn backend_weights(
 }
 
 /// Chooses among N backends and counts requests in flight.
-#[pyclass(frozen, subclass, module = "overdrive._core", name = "Balancer")]
+#[pyclass(frozen, weakref, module = "overdrive._core", name = "Balancer")]
 pub(crate) struct PyBalancer {
     inner: Arc<Balancer>,
 }
 
 #[pymethods]
 impl PyBalancer {
+    /// Registers the new object with `overdrive.telemetry` (construction only).
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) {
+        crate::telemetry_hook::announce(slf.as_any(), "balancer");
+    }
+
     #[new]
     #[pyo3(signature = (backends = None, strategy = "load_score", *, n_backends = None,
         weights = None, load_weight = 0.7, queue_weight = 0.3,

@@ -21,7 +21,7 @@ use overdrive_core::Error;
 use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyTuple};
 
 use crate::args;
 use crate::errors::{bad_value, to_py, IntoPy};
@@ -54,7 +54,7 @@ struct Shared {
 }
 
 /// A pool of fixed-size, reusable buffers.
-#[pyclass(frozen, subclass, module = "overdrive._core", name = "BufferPool")]
+#[pyclass(frozen, weakref, module = "overdrive._core", name = "BufferPool")]
 pub(crate) struct PyBufferPool {
     shared: Arc<Shared>,
 }
@@ -98,6 +98,16 @@ impl PyBufferPool {
 
 #[pymethods]
 impl PyBufferPool {
+    /// Registers the new object with `overdrive.telemetry` (construction only).
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) {
+        crate::telemetry_hook::announce(slf.as_any(), "buffer_pool");
+    }
+
     #[new]
     #[pyo3(signature = (buffer_size = 65536, min_size = 8, max_size = 1024, zero_on_release = false, window_s = 1.0))]
     fn new(

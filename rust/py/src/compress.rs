@@ -3,7 +3,7 @@
 use overdrive_core::compress::{self as core, Codec, Compressor, Unpacked};
 use pyo3::exceptions::PyMemoryError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::args;
 use crate::buffers::{extract_all, Input};
@@ -155,13 +155,23 @@ pub(crate) fn train_dictionary<'py>(
 }
 
 /// zstd with a fixed level, an optional dictionary, an envelope and counters.
-#[pyclass(frozen, subclass, module = "overdrive._core", name = "Compressor")]
+#[pyclass(frozen, weakref, module = "overdrive._core", name = "Compressor")]
 pub(crate) struct PyCompressor {
     inner: Compressor,
 }
 
 #[pymethods]
 impl PyCompressor {
+    /// Registers the new object with `overdrive.telemetry` (construction only).
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) {
+        crate::telemetry_hook::announce(slf.as_any(), "compressor");
+    }
+
     #[new]
     #[pyo3(signature = (level = 3, threshold = 1024, dictionary = None, max_output_size = 268435456))]
     fn new(

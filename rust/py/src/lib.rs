@@ -20,6 +20,7 @@ mod errors;
 mod message_batcher;
 mod object_pool;
 mod router;
+mod telemetry_hook;
 mod wait;
 mod worker_pool;
 
@@ -53,6 +54,7 @@ fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
+    m.add_function(wrap_pyfunction!(telemetry_hook::_set_telemetry_hook, m)?)?;
     m.add_function(wrap_pyfunction!(compress::compress, m)?)?;
     m.add_function(wrap_pyfunction!(compress::decompress, m)?)?;
     m.add_function(wrap_pyfunction!(compress::train_dictionary, m)?)?;

@@ -9,7 +9,7 @@ use overdrive_core::Error;
 use parking_lot::Mutex;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyTuple};
 use pyo3::PyTraverseError;
 
 use crate::args;
@@ -25,7 +25,7 @@ struct Callbacks {
 /// A pool of expensive Python objects (clients, parsers, sessions, arrays).
 #[pyclass(
     frozen,
-    subclass,
+    weakref,
     generic,
     module = "overdrive._core",
     name = "ObjectPool"
@@ -144,6 +144,16 @@ impl PyObjectPool {
 
 #[pymethods]
 impl PyObjectPool {
+    /// Registers the new object with `overdrive.telemetry` (construction only).
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) {
+        crate::telemetry_hook::announce(slf.as_any(), "object_pool");
+    }
+
     #[new]
     #[pyo3(signature = (factory, reset = None, validate = None, min_size = 0, max_size = 64, max_idle_s = None))]
     fn new(

@@ -6,7 +6,7 @@ use overdrive_core::balance::{Key, Router};
 use parking_lot::RwLock;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
 use pyo3::PyTraverseError;
 
 use crate::args::{self, show, type_name, FromArg};
@@ -61,7 +61,7 @@ struct Nodes {
 }
 
 /// Routes keys to nodes: consistent hashing with bounded loads.
-#[pyclass(frozen, subclass, module = "overdrive._core", name = "ShardRouter")]
+#[pyclass(frozen, weakref, module = "overdrive._core", name = "ShardRouter")]
 pub(crate) struct PyShardRouter {
     inner: Router,
     nodes: RwLock<Nodes>,
@@ -86,6 +86,16 @@ impl PyShardRouter {
 
 #[pymethods]
 impl PyShardRouter {
+    /// Registers the new object with `overdrive.telemetry` (construction only).
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) {
+        crate::telemetry_hook::announce(slf.as_any(), "shard_router");
+    }
+
     #[new]
     #[pyo3(signature = (nodes, load_factor = 1.25, *, vnodes = 160))]
     fn new(
