@@ -836,6 +836,12 @@ class LatencyHistogram:
     def timer(self) -> Timer:
         """The same as ``time()``."""
     def __len__(self) -> int: ...
+    def __reduce__(
+        self,
+    ) -> tuple[type[LatencyHistogram], tuple[str, float], tuple[Any, ...]]:
+        """Pickle support: the class, ``(name, max_seconds)`` and the bucket state."""
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        """Add a pickled state (from ``__reduce__``) to this histogram."""
 
 @final
 class Timer:

@@ -37,6 +37,11 @@ fn seconds_arg(obj: &Bound<'_, PyAny>, param: &'static str) -> PyResult<f64> {
     }
 }
 
+/// What `__reduce__` pickles: (bucket index, count) pairs, count, sum, min, max, overflow.
+type StateTuple = (Vec<(usize, u64)>, u64, u64, u64, u64, u64);
+/// `__reduce__`'s value: the class, its arguments and the state.
+type Reduced<'py> = (Bound<'py, PyAny>, (Py<PyString>, f64), StateTuple);
+
 /// The percentiles `stats()` reports, with their keys.
 const SNAPSHOT_PS: [(&str, f64); 5] = [
     ("p50", 50.0),
@@ -353,6 +358,43 @@ impl PyLatencyHistogram {
     /// The same as `time()`.
     fn timer(slf: &Bound<'_, Self>) -> PyTimer {
         PyTimer::new(slf)
+    }
+
+    /// Pickle support: `(LatencyHistogram, (name, max_seconds), state)`.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        let py = slf.py();
+        let me = slf.get();
+        let st = me.inner.state();
+        let s = st.summary;
+        Ok((
+            slf.get_type().into_any(),
+            (me.name.clone_ref(py), me.max_seconds),
+            (st.buckets, s.count, s.sum, s.min, s.max, s.overflow),
+        ))
+    }
+
+    /// Add a pickled state (from `__reduce__`) to this histogram.
+    fn __setstate__(&self, py: Python<'_>, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        let (buckets, count, sum, min, max, overflow): StateTuple =
+            state.extract().map_err(|_| {
+                bad_value(
+                    py,
+                    "state",
+                    args::show(state),
+                    "must be the state a LatencyHistogram pickles",
+                )
+            })?;
+        let st = hist::State {
+            buckets,
+            summary: hist::Summary {
+                count,
+                sum,
+                min,
+                max,
+                overflow,
+            },
+        };
+        self.inner.add_state(&st).py(py)
     }
 
     fn __len__(&self) -> usize {

@@ -165,6 +165,15 @@ pub struct Summary {
     pub overflow: u64,
 }
 
+/// A histogram's raw content (see [`Histogram::state`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    /// (bucket index, count) of every non-empty bucket, ascending.
+    pub buckets: Vec<(usize, u64)>,
+    /// count, sum, min, max, overflow.
+    pub summary: Summary,
+}
+
 /// A lock-free log-linear histogram of nanosecond values.
 #[derive(Debug)]
 pub struct Histogram {
@@ -332,6 +341,56 @@ impl Histogram {
         self.sum.fetch_add(s.sum, Relaxed);
     }
 
+    /// The raw state (non-empty buckets by index, and the totals), for
+    /// serialisation; [`Histogram::add_state`] adds it back.
+    pub fn state(&self) -> State {
+        let range = self.live_range();
+        let start = range.start;
+        State {
+            buckets: self.counts[range]
+                .iter()
+                .enumerate()
+                .filter_map(|(off, c)| {
+                    let n = c.load(Relaxed);
+                    (n > 0).then_some((start + off, n))
+                })
+                .collect(),
+            summary: self.summary(),
+        }
+    }
+
+    /// Add a state taken with [`Histogram::state`] from a histogram with the
+    /// same range (indices past this one's buckets are an error, and nothing
+    /// is added then).
+    pub fn add_state(&self, state: &State) -> Result<()> {
+        let top = self.top();
+        if let Some(&(i, _)) = state.buckets.iter().find(|&&(i, _)| i > top) {
+            return Err(Error::invalid(
+                "state",
+                format!("bucket {i}"),
+                format!(
+                    "must come from a histogram with at most {} buckets",
+                    top + 1
+                ),
+            ));
+        }
+        let s = state.summary;
+        if s.count == 0 {
+            return Ok(());
+        }
+        for &(i, n) in &state.buckets {
+            if let Some(c) = self.counts.get(i) {
+                c.fetch_add(n, Relaxed);
+            }
+        }
+        self.min.fetch_min(s.min, Relaxed);
+        self.max.fetch_max(s.max, Relaxed);
+        self.overflow.fetch_add(s.overflow, Relaxed);
+        self.count.fetch_add(s.count, Relaxed);
+        self.sum.fetch_add(s.sum, Relaxed);
+        Ok(())
+    }
+
     /// Forget everything (not atomic with respect to concurrent records: a
     /// record racing a reset may survive it in part).
     pub fn reset(&self) {
@@ -410,55 +469,77 @@ impl Histogram {
     /// Several percentiles in one pass (ns, in the order given).
     ///
     /// The value for a rank is the middle of the bucket holding it, clamped to
-    /// the recorded min and max, so it is within 0.4% of the exact
-    /// nearest-rank percentile (exact below 128 ns).
+    /// the recorded min and max (which rank 1 and rank n return exactly), so
+    /// it is within 0.4% of the exact nearest-rank percentile (exact below
+    /// 128 ns). Ranks in the lower half are found scanning up from the
+    /// smallest value, the others scanning down from the largest, so a p99
+    /// reads a handful of buckets.
     pub fn percentiles(&self, ps: &[f64]) -> Result<Vec<f64>> {
         for &p in ps {
             check_percentile(p, "p")?;
         }
         let range = self.live_range();
-        let counts: Vec<u64> = self.counts[range.clone()]
-            .iter()
-            .map(|c| c.load(Relaxed))
-            .collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
+        let total = self.count();
+        if total == 0 || range.is_empty() {
             return Ok(vec![0.0; ps.len()]);
         }
         let (lo, hi) = (self.min() as f64, self.max() as f64);
-        let mut order: Vec<(u64, usize)> = ps
-            .iter()
-            .enumerate()
-            .map(|(k, &p)| (nearest_rank(p, total), k))
-            .collect();
-        order.sort_unstable();
+        let hi = hi.max(lo);
         let mut out = vec![hi; ps.len()];
-        let mut want = order.iter().peekable();
-        let mut seen = 0u64;
-        for (off, &c) in counts.iter().enumerate() {
-            if c == 0 {
-                continue;
+        // (rank counted from the scan's end, output slot)
+        let mut up: Vec<(u64, usize)> = Vec::new();
+        let mut down: Vec<(u64, usize)> = Vec::new();
+        for (k, &p) in ps.iter().enumerate() {
+            let rank = nearest_rank(p, total);
+            let slot = out.get_mut(k);
+            match slot {
+                Some(s) if rank == 1 => *s = lo,
+                Some(s) if rank == total => *s = hi,
+                _ if rank <= total / 2 => up.push((rank, k)),
+                _ => down.push((total - rank + 1, k)),
             }
-            seen += c;
-            while let Some(&&(rank, k)) = want.peek() {
-                if rank > seen {
+        }
+        let counts = &self.counts[range.clone()];
+        let mid = |off: usize| bucket_mid(range.start + off).clamp(lo, hi);
+        let mut scan = |wanted: &mut Vec<(u64, usize)>,
+                        iter: &mut dyn Iterator<Item = (usize, u64)>| {
+            wanted.sort_unstable();
+            let mut want = wanted.iter().peekable();
+            let mut seen = 0u64;
+            for (off, c) in iter {
+                if want.peek().is_none() {
                     break;
                 }
-                if let Some(slot) = out.get_mut(k) {
-                    // The smallest and the largest value are known exactly.
-                    *slot = if rank == 1 {
-                        lo
-                    } else if rank == total {
-                        hi
-                    } else {
-                        bucket_mid(range.start + off).clamp(lo, hi.max(lo))
-                    };
+                seen += c;
+                while let Some(&&(rank, k)) = want.peek() {
+                    if rank > seen {
+                        break;
+                    }
+                    if let Some(s) = out.get_mut(k) {
+                        *s = mid(off);
+                    }
+                    want.next();
                 }
-                want.next();
             }
-            if want.peek().is_none() {
-                break;
-            }
+        };
+        if !up.is_empty() {
+            scan(
+                &mut up,
+                &mut counts
+                    .iter()
+                    .enumerate()
+                    .map(|(off, c)| (off, c.load(Relaxed))),
+            );
+        }
+        if !down.is_empty() {
+            scan(
+                &mut down,
+                &mut counts
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .map(|(off, c)| (off, c.load(Relaxed))),
+            );
         }
         Ok(out)
     }

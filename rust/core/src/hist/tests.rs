@@ -148,6 +148,23 @@ fn merge_across_ranges() {
 }
 
 #[test]
+fn state_round_trips() {
+    let h = Histogram::default();
+    h.record_many(&[3, 500, 70_000, DEFAULT_MAX_NS + 5]);
+    let back = Histogram::default();
+    assert_eq!(back.add_state(&h.state()), Ok(()));
+    assert_eq!(back.summary(), h.summary());
+    assert_eq!(back.buckets(), h.buckets());
+    assert_eq!(
+        back.percentiles(&[10.0, 60.0]),
+        h.percentiles(&[10.0, 60.0])
+    );
+    let small = Histogram::new(1_000).unwrap_or_default();
+    assert!(small.add_state(&h.state()).is_err());
+    assert_eq!(small.count(), 0);
+}
+
+#[test]
 fn threads_sum_exactly() {
     let h = Arc::new(Histogram::default());
     let threads: Vec<_> = (0..8u64)
