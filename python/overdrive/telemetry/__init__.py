@@ -1,6 +1,9 @@
 """Telemetry: every component's stats exported to Prometheus, latency
 histograms, inference-stream metrics and alerts.
 
+- Histograms (:mod:`.histogram`): :class:`LatencyHistogram`, a lock-free
+  log-linear histogram in Rust: ``record(seconds)``, ``percentile(p)``,
+  ``with h.time(): ...`` and ``@h.time()``.
 - Registry (:mod:`.registry`): every overdrive component registers itself
   (weakly) when created; :func:`register` adds anything with ``stats()``.
 - Export (:mod:`.collector`, :mod:`.server`): :class:`OverdriveCollector`
@@ -30,6 +33,7 @@ from .alerts import (
     latency_percentile,
 )
 from .collector import DEFAULT_BUCKETS, OverdriveCollector
+from .histogram import LatencyHistogram, Timer
 from .registry import Registered, live, register, registered, unregister
 from .rules import dashboard, dashboard_json, prometheus_rules, prometheus_rules_yaml
 from .server import MetricsServer, install, make_asgi_app, make_wsgi_app, start_http_server
@@ -47,10 +51,12 @@ __all__ = [
     "AlertRule",
     "Alerts",
     "AsyncTrackedStream",
+    "LatencyHistogram",
     "MetricsServer",
     "OverdriveCollector",
     "Registered",
     "StreamMetrics",
+    "Timer",
     "TrackedStream",
     "cache_hit_rate",
     "cost_per_request",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -77,19 +78,29 @@ def histogram_samples(
     hist: Any, bounds: Sequence[float]
 ) -> tuple[list[tuple[str, float]], float, float]:
     """``(buckets, count, sum)`` of a histogram in Prometheus form: cumulative
-    counts at ``bounds`` (plus ``+Inf``) from its native ``buckets()`` (a
-    list of ``(upper_bound, cumulative_count)``). The count at a bound is the
-    native cumulative count of the last native bucket whose upper bound is
-    not above it (exact for the native buckets, within their resolution
-    otherwise)."""
-    native = list(hist.buckets())
-    uppers = [float(u) for u, _ in native]
-    cums = [float(c) for _, c in native]
-    total = cums[-1] if cums else 0.0
-    out: list[tuple[str, float]] = []
-    for b in bounds:
-        i = bisect.bisect_right(uppers, b * (1 + 1e-9))
-        out.append((_fmt(b), cums[i - 1] if i else 0.0))
+    counts at ``bounds`` and ``+Inf``.
+
+    A ``LatencyHistogram`` counts at the bounds itself (``buckets(bounds)``,
+    overflow values in ``+Inf`` only). Any other object with ``buckets()``
+    (cumulative ``(upper_bound, count)`` pairs) is summed here: the count at a
+    bound is that of the last native bucket whose upper bound is not above it.
+    """
+    try:
+        pairs = list(hist.buckets([*bounds, math.inf]))
+    except TypeError:
+        pairs = []
+    if len(pairs) == len(bounds) + 1:
+        out = [(_fmt(b), float(c)) for b, (_u, c) in zip(bounds, pairs, strict=False)]
+        total = float(pairs[-1][1])
+    else:
+        native = list(hist.buckets())
+        uppers = [float(u) for u, _ in native]
+        cums = [float(c) for _, c in native]
+        total = cums[-1] if cums else 0.0
+        out = []
+        for b in bounds:
+            i = bisect.bisect_right(uppers, b * (1 + 1e-9))
+            out.append((_fmt(b), cums[i - 1] if i else 0.0))
     out.append(("+Inf", total))
     s = hist.sum
     return out, total, float(s() if callable(s) else s)

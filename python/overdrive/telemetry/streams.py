@@ -49,7 +49,7 @@ T = TypeVar("T")
 
 #: Histogram upper bound for tokens per second (the histograms hold any
 #: positive value; "seconds" is only their unit name).
-_MAX_RATE = 1e7
+_MAX_RATE = 1e6
 
 
 def _histogram(name: str, max_value: float = 3600.0) -> Any:
