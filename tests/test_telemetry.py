@@ -490,6 +490,11 @@ def test_stream_metrics_are_exported(server: telemetry.MetricsServer) -> None:
     assert types["overdrive_stream_time_to_first_token_seconds"] == "histogram"
     assert of(samples, "overdrive_stream_request_duration_seconds_count", name="exported") == 1
     assert of(samples, "overdrive_stream_output_tokens_per_second_count", name="exported") == 1
+    # its histograms are not exported twice (as overdrive_latency_seconds too)
+    assert not any(
+        n.startswith("overdrive_latency_") and ("name", "exported.request_duration") in labels
+        for n, labels in samples
+    )
 
 
 def test_track_stream_arguments_are_checked() -> None:

@@ -13,6 +13,7 @@ dashboard export (:mod:`overdrive.telemetry.rules`) all read it.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -294,6 +295,7 @@ def _clean(part: str) -> str:
     return _NAME_OK.sub("_", part)
 
 
+@functools.lru_cache(maxsize=4096)
 def metric_name(component: str, what: str, unit: str = "") -> str:
     """``overdrive_<component>_<what>_<unit>`` (the unit only once)."""
     name = f"overdrive_{component}_{_clean(what)}"
@@ -302,6 +304,7 @@ def metric_name(component: str, what: str, unit: str = "") -> str:
     return name
 
 
+@functools.lru_cache(maxsize=4096)
 def generic_spec(key: str) -> Stat:
     """The fallback for a key no table names: ``*_s``/``*_seconds`` are
     seconds, ``*_bytes``/``bytes_*`` bytes, ``*_ratio``/``*_rate`` ratios (gauges);

@@ -55,7 +55,10 @@ _MAX_RATE = 1e6
 def _histogram(name: str, max_value: float = 3600.0) -> Any:
     from .histogram import LatencyHistogram
 
-    return LatencyHistogram(name=name, max_seconds=max_value)
+    h = LatencyHistogram(name=name, max_seconds=max_value)
+    # Exported through StreamMetrics.telemetry_histograms(), not as a "latency" histogram.
+    registry.unregister(h)
+    return h
 
 
 class StreamMetrics:
