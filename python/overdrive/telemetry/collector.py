@@ -235,12 +235,12 @@ class OverdriveCollector:
         )
         for (component, name), n in sorted(self.scrape_errors.items()):
             errors.add_metric([component, name], n)
+        self.last_duration_s = time.perf_counter() - start
         yield from families.values()
         yield errors
-        self.last_duration_s = time.perf_counter() - start
         duration = core.GaugeMetricFamily(
             "overdrive_telemetry_scrape_duration_seconds",
-            "time the overdrive collector took to read every component (previous scrape)",
+            "time the overdrive collector took to read every component (this scrape)",
             value=self.last_duration_s,
         )
         yield duration
