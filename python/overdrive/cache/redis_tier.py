@@ -789,16 +789,15 @@ class RedisTier:
         """Store ``value`` (SET PX) for ``ttl`` seconds (``None``: the tier's
         default); ``tags`` let :meth:`invalidate_tag` remove it. Skipped (and
         counted) when Redis is unavailable."""
-        self._set_items({key: value}, ttl, tags, "set")
+        k = self._key(key)
+        self._set_pairs(lambda: [(k, self._ser.dumps(value))], ttl, tags, "set")
 
-    def _set_items(self, items: Mapping[Hashable, Any], ttl: Any, tags: Any, what: str) -> None:
-        if not isinstance(items, Mapping):
-            raise InputTypeError(f"items must be a mapping, not {type(items).__name__}")
+    def _set_pairs(self, make: Any, ttl: Any, tags: Any, what: str) -> None:
+        """SET every ``(name, bytes)`` of ``make()`` (arguments checked first)."""
         t = self._ttl_arg(ttl)
         tag_keys = self._tags(tags)
         px = _px(t)
-        dumps = self._ser.dumps
-        pairs = [(self._key(k), dumps(v)) for k, v in items.items()]
+        pairs: list[tuple[bytes, bytes]] = make()
         if not pairs:
             return
         n = len(pairs)
@@ -876,7 +875,12 @@ class RedisTier:
         tags: Iterable[str] = (),
     ) -> None:
         """``set`` for each item in one pipelined round trip."""
-        self._set_items(items, ttl, tags, "set_many")
+        if not isinstance(items, Mapping):
+            raise InputTypeError(f"items must be a mapping, not {type(items).__name__}")
+        key, dumps = self._key, self._ser.dumps
+        self._set_pairs(
+            lambda: [(key(k), dumps(v)) for k, v in items.items()], ttl, tags, "set_many"
+        )
 
     def invalidate_tag(self, tag: str) -> int:
         """Remove every entry set with ``tag``; returns how many existed."""
