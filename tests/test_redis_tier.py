@@ -879,3 +879,63 @@ def test_bad_call_arguments(tier: RedisTier) -> None:
     with pytest.raises(InputTypeError, match="token"):
         tier.release_lock("k", None)  # type: ignore[arg-type]
     assert tier.get("k") is None  # nothing was written by the refused calls
+
+
+# --- Redis Cluster (3 masters) -------------------------------------------------------
+
+
+def test_cluster_tier(redis_cluster: str) -> None:
+    from redis.cluster import RedisCluster
+
+    t = RedisTier(redis_cluster, prefix=_prefix(), coalesce_window_ms=2.0)
+    try:
+        items = {i: [i, "v"] for i in range(200)}  # spread over every slot range
+        t.set_many(items, ttl=900.0, tags=["all"])
+        t.set("solo", "x", tags=["other"])
+        assert t.get_many(list(range(250))) == items
+        hit = t.lookup(7)
+        assert hit is not None and hit[0] == [7, "v"] and hit[1] is not None
+        assert 850.0 < hit[1] <= 900.0
+        wrong: list[Any] = []
+
+        def worker(off: int) -> None:
+            for i in range(off, 200, 16):
+                got = t.get(i) if i % 2 else t.lookup(i)
+                value = got if i % 2 else (got[0] if got else None)
+                if value != [i, "v"]:
+                    wrong.append(i)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(HANG)
+        assert wrong == []
+        s = t.stats()
+        assert s["errors"] == 0 and s["coalesced_keys"] > s["coalesced_batches"]
+
+        async def main() -> list[Any]:
+            return list(await asyncio.gather(*(t.aget(i) for i in range(200))))
+
+        assert asyncio.run(main()) == [[i, "v"] for i in range(200)]
+        tok = t.acquire_lock("job", 10.0)
+        assert tok is not None and t.acquire_lock("job", 10.0) is None
+        assert t.release_lock("job", tok) is True
+        assert t.invalidate_tag("all") == 200
+        assert t.get_many(list(range(200))) == {}
+        assert t.get("solo") == "x"
+        t.clear()
+        assert t.get("solo") is None
+        # a client passed in
+        host, port = redis_cluster.rpartition("/")[2].split(":")
+        client = RedisCluster(host=host, port=int(port))
+        given = RedisTier(client=client, prefix=_prefix())
+        given.set_many({i: i for i in range(50)})
+        assert given.get_many(list(range(50))) == {i: i for i in range(50)}
+        assert "redis+cluster://" in repr(given)
+        given.clear()
+        given.close()
+        client.close()
+    finally:
+        t.clear()
+        t.close()

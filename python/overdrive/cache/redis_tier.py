@@ -812,7 +812,7 @@ class RedisTier:
                 pipe.set(k, v, px=px or None)
             members = [k for k, _ in pairs]
             for tk in tag_keys:  # after the SETs: a concurrent invalidation never misses them
-                pipe.eval(_TAG_ADD_LUA, 1, tk, px, *members)
+                pipe.execute_command("EVAL", _TAG_ADD_LUA, 1, tk, px, *members)
             pipe.execute()
 
         ok, _ = self._run(what, go, calls=n)
