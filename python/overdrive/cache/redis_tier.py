@@ -199,18 +199,20 @@ class _Gather:
         "pttls",
         "signalled",
         "values",
+        "wait",
         "waiters",
         "want_ttl",
     )
 
-    def __init__(self, key: bytes, want_ttl: bool, busy: bool) -> None:
+    def __init__(self, key: bytes, want_ttl: bool, is_open: bool, wait: bool) -> None:
         self.keys = [key]
         self.want_ttl = want_ttl
-        self.closed = not busy
+        self.closed = not is_open
+        self.wait = wait  # the leader waits the window (other batches are active)
         self.done = False
         self.full: Any = None  # a held lock: released (once) to wake the waiting leader
         self.signalled = False
-        if busy:
+        if wait:
             self.full = _new_lock()
             self.full.acquire()
         self.values: list[Any] | None = None
@@ -590,8 +592,11 @@ class RedisTier:
                 return g, idx, False, w
             self._active += 1
             busy = self._active > 1 and self.max_coalesce > 1
-            g = _Gather(k, want_ttl, busy)
-            if busy:
+            # An asyncio leader always opens its batch: the tasks already ready
+            # on its loop join while it yields once (no window paid alone).
+            is_open = (busy or loop is not None) and self.max_coalesce > 1
+            g = _Gather(k, want_ttl, is_open, busy and self._window > 0)
+            if is_open:
                 self._open = g
             return g, 0, True, None
 
@@ -599,7 +604,7 @@ class RedisTier:
         """Gather (when other batches are active), run the batch, hand out the replies."""
         try:
             if not g.closed:
-                if self._window > 0:
+                if g.wait:
                     g.full.acquire(timeout=self._window)
                 with self._lock:
                     if self._open is g:
@@ -634,7 +639,7 @@ class RedisTier:
                 nxt = self._open
                 if nxt is not None:  # a round trip ended: the gathering batch goes now
                     _signal(nxt)
-                if self._active == 0:
+                if self._closed and self._active == 0:  # close() waits for this
                     self._idle.notify_all()
             if waiters:
                 for w in waiters:
@@ -649,13 +654,15 @@ class RedisTier:
                         loop.call_soon_threadsafe(_wake, futs)
 
     def _fetch(self, g: _Gather, keys: list[bytes]) -> None:
-        client = self._get_client()
-        if not g.want_ttl:
+        g.values, g.pttls = self._fetch_keys(keys, g.want_ttl)
+
+    def _fetch_keys(self, keys: list[bytes], want_ttl: bool) -> tuple[list[Any], list[int] | None]:
+        """Values (and PTTLs when ``want_ttl``) of ``keys`` in one round trip."""
+        client = self._client or self._get_client()
+        if not want_ttl:
             if len(keys) == 1:
-                g.values = [client.get(keys[0])]
-            else:
-                g.values = client.mget_nonatomic(keys) if self._cluster else client.mget(keys)
-            return
+                return [client.get(keys[0])], None
+            return (client.mget_nonatomic(keys) if self._cluster else client.mget(keys)), None
         if self._cluster:
             pipe = client.pipeline(transaction=False)
             for k in keys:
@@ -669,7 +676,48 @@ class RedisTier:
         for i, p in enumerate(pttls):
             if p == -2:  # expired between GET and PTTL (cluster pipeline)
                 values[i] = None
-        g.values, g.pttls = values, pttls
+        return values, pttls
+
+    def _solo(self, k: bytes, want_ttl: bool, what: str) -> tuple[Any, int]:
+        """One caller and nothing else in flight: a plain GET (or lookup) at once.
+        The caller has set ``_active`` to 1."""
+        raw: Any = None
+        pttl = -2
+        err: BaseException | None = None
+        try:
+            if (self._down_until or self._closed) and not self._may_call():
+                err = _Closed() if self._closed else _Down()
+            else:
+                try:
+                    values, pttls = self._fetch_keys([k], want_ttl)
+                except self._any_error as exc:
+                    err = exc
+                    self._failed(exc)
+                else:
+                    raw = values[0]
+                    pttl = pttls[0] if pttls is not None else -1
+                    if self._down_until:
+                        self._ok()
+        finally:
+            with self._lock:
+                self._active -= 1
+                self._batches += 1
+                self._batched_keys += 1
+                if raw is None:
+                    self._misses += 1
+                else:
+                    self._hits += 1
+                nxt = self._open
+                if nxt is not None:  # a round trip ended: the gathering batch goes now
+                    _signal(nxt)
+                if self._closed and self._active == 0:
+                    self._idle.notify_all()
+        if err is not None:
+            if isinstance(err, (_Down, _Closed)):
+                self._skip(what)
+            elif self.strict:
+                raise self._unavailable(what, err) from None
+        return raw, pttl
 
     def _result(self, g: _Gather, idx: int, what: str) -> tuple[Any, int]:
         """``(raw or None, pttl)`` of key ``idx`` once the batch is done."""
@@ -692,11 +740,18 @@ class RedisTier:
 
     def _fetch_one(self, key: Hashable, want_ttl: bool, what: str) -> tuple[Any, int]:
         k = self._key(key)
-        if self._known_down():
+        if self._down_until and self._known_down():
             with self._lock:
                 self._misses += 1
             self._skip(what)
             return None, -2
+        lock = self._lock
+        with lock:
+            solo = self._open is None and not self._active and not self._closed
+            if solo:
+                self._active = 1
+        if solo:
+            return self._solo(k, want_ttl, what)
         try:
             g, idx, lead, w = self._join(k, want_ttl, None)
         except _Closed:
@@ -737,6 +792,8 @@ class RedisTier:
             self._skip(what)
             return None, -2
         if lead:
+            if not g.closed:
+                await asyncio.sleep(0)  # the tasks ready on this loop join the batch
             await loop.run_in_executor(self._pool(), self._lead, g)
         elif fut is not None:
             await fut
