@@ -939,3 +939,33 @@ def test_cluster_tier(redis_cluster: str) -> None:
     finally:
         t.clear()
         t.close()
+
+
+def test_cancelled_async_leader_and_close_from_the_loop(redis_server: str) -> None:
+    t = RedisTier(redis_server, prefix=_prefix())
+    t.set_many({i: -i for i in range(50)})
+
+    async def cancel_leader() -> None:
+        tasks = [asyncio.create_task(t.aget(i, MISSING)) for i in range(50)]
+        await asyncio.sleep(0)  # every task joined; the leader has not sent the batch yet
+        tasks[0].cancel()
+        got = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(got[0], asyncio.CancelledError)
+        assert got[1:] == [-i for i in range(1, 50)]
+
+    async def close_inside() -> None:
+        tasks = [asyncio.create_task(t.aget(i, MISSING)) for i in range(50)]
+        await asyncio.sleep(0)
+        t.close()  # blocks this loop: close() must run the pending batch itself
+        assert await asyncio.gather(*tasks) == [-i for i in range(50)]
+        assert await t.aget(1, "closed") == "closed"
+
+    try:
+        asyncio.run(cancel_leader())
+        t.clear()
+        t.set_many({i: -i for i in range(50)})
+        asyncio.run(close_inside())
+    finally:
+        t.close()
+        with RedisTier(redis_server, prefix=t.prefix) as cleaner:
+            cleaner.clear()

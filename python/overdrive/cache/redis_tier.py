@@ -198,6 +198,7 @@ class _Gather:
         "keys",
         "pttls",
         "signalled",
+        "started",
         "values",
         "wait",
         "waiters",
@@ -212,6 +213,7 @@ class _Gather:
         self.done = False
         self.full: Any = None  # a held lock: released (once) to wake the waiting leader
         self.signalled = False
+        self.started = False  # its round trip began (or was skipped)
         if wait:
             self.full = _new_lock()
             self.full.acquire()
@@ -355,6 +357,7 @@ class RedisTier:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._open: _Gather | None = None
+        self._unstarted: set[_Gather] = set()
         self._active = 0  # batches gathering or running
         self._closed = False
         self._down_until = 0.0
@@ -476,10 +479,11 @@ class RedisTier:
         du = self._down_until
         return bool(du) and time.monotonic() < du
 
-    def _may_call(self) -> bool:
-        """False while Redis is known down (skip it); lets one probe through after
+    def _may_call(self, accepted: bool = False) -> bool:
+        """False while Redis is known down (skip it) or the tier is closed (unless
+        the call was ``accepted`` before close()); lets one probe through after
         ``retry_after_s``."""
-        if self._closed:
+        if self._closed and not accepted:
             return False
         if not self._down_until:
             return True
@@ -598,10 +602,17 @@ class RedisTier:
             g = _Gather(k, want_ttl, is_open, busy and self._window > 0)
             if is_open:
                 self._open = g
+            if loop is not None:  # close() runs it if the loop is blocked in close()
+                self._unstarted.add(g)
             return g, 0, True, None
 
     def _lead(self, g: _Gather) -> None:
         """Gather (when other batches are active), run the batch, hand out the replies."""
+        with self._lock:
+            if g.started:
+                return
+            g.started = True
+            self._unstarted.discard(g)
         try:
             if not g.closed:
                 if g.wait:
@@ -611,8 +622,8 @@ class RedisTier:
                         self._open = None
                     g.closed = True
             keys = g.keys
-            if not self._may_call():
-                g.error = _Closed() if self._closed else _Down()
+            if not self._may_call(accepted=True):  # joined before any close(): runs
+                g.error = _Down()
             else:
                 try:
                     self._fetch(g, keys)
@@ -685,8 +696,8 @@ class RedisTier:
         pttl = -2
         err: BaseException | None = None
         try:
-            if (self._down_until or self._closed) and not self._may_call():
-                err = _Closed() if self._closed else _Down()
+            if self._down_until and not self._may_call(accepted=True):
+                err = _Down()
             else:
                 try:
                     values, pttls = self._fetch_keys([k], want_ttl)
@@ -792,12 +803,27 @@ class RedisTier:
             self._skip(what)
             return None, -2
         if lead:
-            if not g.closed:
-                await asyncio.sleep(0)  # the tasks ready on this loop join the batch
-            await loop.run_in_executor(self._pool(), self._lead, g)
+            try:
+                if not g.closed:
+                    await asyncio.sleep(0)  # the tasks ready on this loop join the batch
+            finally:  # even when cancelled: the followers' batch must run
+                done = self._submit(loop, self._lead, g)
+            if done is not None:
+                await done
         elif fut is not None:
             await fut
         return self._result(g, idx, what)
+
+    def _submit(self, loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` in the tier's I/O threads (an awaitable), or run inline
+        (returns None) once the tier is closed: then it does no I/O."""
+        if not self._closed:
+            try:
+                return loop.run_in_executor(self._pool(), fn, *args)
+            except RuntimeError:  # the executor shut down: closed meanwhile
+                pass
+        fn(*args)
+        return None
 
     def _pool(self) -> ThreadPoolExecutor:
         ex = self._executor
@@ -984,6 +1010,12 @@ class RedisTier:
             self._open = None
             if g is not None:  # its leader runs it now, without waiting the window
                 _signal(g)
+            orphans = list(self._unstarted)
+        # Batches whose asyncio leader has not handed them to a thread yet: that
+        # leader's loop may be the one blocked in this call, so run them here.
+        for og in orphans:
+            self._lead(og)
+        with self._lock:
             while self._active:
                 self._idle.wait()
             ex = self._executor
@@ -1099,10 +1131,15 @@ class RedisTier:
         await self._in_thread(self.set_many, items, ttl, tags)
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
-        if self._closed:
-            return fn(*args)  # no I/O: skips (or raises when strict)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool(), fn, *args)
+        if not self._closed:
+            loop = asyncio.get_running_loop()
+            try:
+                fut = loop.run_in_executor(self._pool(), fn, *args)
+            except RuntimeError:  # the executor shut down: closed meanwhile
+                pass
+            else:
+                return await fut
+        return fn(*args)  # closed: no I/O, skips (or raises when strict)
 
 
 class _Down(Exception):
