@@ -969,3 +969,23 @@ def test_cancelled_async_leader_and_close_from_the_loop(redis_server: str) -> No
         t.close()
         with RedisTier(redis_server, prefix=t.prefix) as cleaner:
             cleaner.clear()
+
+
+def test_bench_rows_run(redis_server: str) -> None:
+    """The benchmark's Redis rows run end to end (numbers are the harness's business)."""
+    from overdrive.bench.suites import BenchConfig, SuiteResult
+    from overdrive.bench.suites._common import VALUE_COLUMNS
+    from overdrive.bench.suites.cache_redis import redis_rows
+
+    result = SuiteResult("cache", VALUE_COLUMNS)
+    redis_rows(BenchConfig(quick=True, repeats=3), result, url=redis_server)
+    impls = {r["impl"] for r in result.rows}
+    assert any(i.startswith("RedisTier.get, ") for i in impls)
+    assert any(i.startswith("RedisTier.aget, ") for i in impls)
+    assert all(r["value"] > 0 and r["unit"] == "us/key" for r in result.rows)
+    assert {c.name.split(" (")[0] for c in result.checks} >= {
+        "L2 coalesced get per key",
+        "L2 coalesced aget per key",
+        "L2 lone get vs redis-py GET",
+    }
+    assert set(result.rows[0]) == set(VALUE_COLUMNS)

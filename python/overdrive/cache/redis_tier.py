@@ -1042,7 +1042,6 @@ class RedisTier:
         down), plus ``available`` and ``closed``."""
         with self._lock:
             return {
-                "name": self.name,
                 "hits": self._hits,
                 "misses": self._misses,
                 "sets": self._sets,
