@@ -989,3 +989,22 @@ def test_bench_rows_run(redis_server: str) -> None:
         "L2 lone get vs redis-py GET",
     }
     assert set(result.rows[0]) == set(VALUE_COLUMNS)
+
+
+def test_import_without_redis_py() -> None:
+    """``import overdrive.cache`` works without redis-py; RedisTier says what to install."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "import overdrive.cache as c\n"
+        "try:\n"
+        "    c.RedisTier()\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "pip install overdrive[redis]" in out.stdout
