@@ -681,6 +681,18 @@ def test_unreachable_host_at_start_is_not_fatal() -> None:
         assert s["errors"] == 1 and s["skipped_while_down"] == 2
     finally:
         t.close()
+    # a cluster URL nobody answers: the cluster client fails on creation, lazily
+    c = RedisTier(f"redis+cluster://127.0.0.1:{free_port()}", prefix=_prefix(), retry_after_s=0)
+    try:
+        assert c.get("k", "d") == "d"
+        c.set("k", 1)
+        assert c.get_many(["k"]) == {}
+        assert c.stats()["errors"] == 3
+    finally:
+        c.close()
+    with pytest.raises(ConfigurationError, match="url") as info:
+        RedisTier(f"redis://u:{PASSWORD}@127.0.0.1:notaport/0")
+    assert PASSWORD not in str(info.value)
 
 
 # --- passwords -----------------------------------------------------------------------

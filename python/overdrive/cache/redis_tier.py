@@ -311,9 +311,14 @@ class RedisTier:
             rd.exceptions.ConnectionError,
             rd.exceptions.TimeoutError,
             rd.exceptions.ClusterError,
+            rd.exceptions.RedisClusterException,  # not a RedisError: no node answers
             OSError,
         )
-        self._any_error: tuple[type[BaseException], ...] = (rd.exceptions.RedisError, OSError)
+        self._any_error: tuple[type[BaseException], ...] = (
+            rd.exceptions.RedisError,
+            rd.exceptions.RedisClusterException,
+            OSError,
+        )
 
         self._owns_client = client is None
         self._client_lock = threading.Lock()
@@ -352,7 +357,12 @@ class RedisTier:
             self._secrets = _secrets_of(url)
             self._where = mask_url(url)
             if not self._cluster:  # connects lazily, on first use
-                self._client = self._make_client()
+                try:
+                    self._client = self._make_client()
+                except (ValueError, TypeError) as exc:
+                    raise ConfigurationError(
+                        f"invalid url={self._where!r}: {self._scrub(str(exc))}"
+                    ) from None
 
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
