@@ -375,6 +375,7 @@ class RedisTier:
         self._scripts: dict[str, Any] = {}
         self._hits = self._misses = self._sets = self._deletes = self._errors = 0
         self._batches = self._batched_keys = self._skipped = 0
+        self._warned_data = False
 
     # ------------------------------------------------------------------ setup
 
@@ -567,7 +568,15 @@ class RedisTier:
                 self._errors += 1
                 self._hits -= 1
                 self._misses += 1
-            log.warning("RedisTier %r: refused an entry: %s", self.name, exc)
+                first = not self._warned_data
+                self._warned_data = True
+            # once at WARNING (a flood of forged entries must not flood the log)
+            log.log(
+                logging.WARNING if first else logging.DEBUG,
+                "RedisTier %r: refused an entry (counted in stats()['errors']): %s",
+                self.name,
+                exc,
+            )
             return _BAD
 
     # ------------------------------------------------------------------ coalescing
