@@ -1020,3 +1020,43 @@ def test_import_without_redis_py() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "pip install overdrive[redis]" in out.stdout
+
+
+def test_down_redis_is_skipped_then_probed_once(private_redis: RedisServer) -> None:
+    t = RedisTier(private_redis.url, prefix=_prefix(), timeout_s=0.2, retry_after_s=60.0)
+    try:
+        t.set("k", 1)
+        private_redis.pause()  # hung: the first call pays the timeout...
+        try:
+            assert t.get("k", "d") == "d"
+            for _ in range(20):  # ...the next ones do not even try
+                assert t.get("k", "d") == "d"
+                t.set("k", 2)
+        finally:
+            private_redis.resume()
+        s = t.stats()
+        assert s["errors"] == 1 and s["skipped_while_down"] == 40
+    finally:
+        t.close()
+
+    t = RedisTier(private_redis.url, prefix=_prefix(), retry_after_s=1.0)
+    try:
+        private_redis.kill()
+        assert t.get("k", "d") == "d"
+        assert t.stats()["errors"] == 1
+        time.sleep(1.05)  # the skip window is over: exactly one caller probes
+        barrier = threading.Barrier(16)
+
+        def call() -> None:
+            barrier.wait()
+            t.get("k")
+
+        threads = [threading.Thread(target=call) for _ in range(16)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(HANG)
+        s = t.stats()
+        assert s["errors"] == 2 and s["skipped_while_down"] == 15
+    finally:
+        t.close()
