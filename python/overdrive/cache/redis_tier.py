@@ -11,6 +11,11 @@ tasks through ``aget``/``alookup``) are gathered for up to
 ``coalesce_window_ms`` (or ``max_coalesce`` keys) and served by *one* ``MGET``
 (or one script returning values and their PTTLs for lookups). A caller with no
 one else around skips the window: it pays one round trip, as a plain ``GET``.
+A batch that gathers while another round trip is in flight leaves when that
+round trip returns, the window ends or it holds ``max_coalesce`` keys,
+whichever comes first; an asyncio caller yields to its loop once, so the tasks
+already ready there join its batch. Asyncio callers never block the loop: the
+round trip runs in the tier's I/O threads.
 
 Failures: when Redis is down or slower than ``timeout_s``, a read is a miss and
 a write is skipped (both counted in ``stats()["errors"]``), and the tier stops
