@@ -217,7 +217,7 @@ def _run(config: BenchConfig, result: SuiteResult, url: str, redis: Any, tier_cl
             for raw in client.mget(names):
                 loads(raw)
 
-    lone_n = 64
+    lone_n = 256
 
     def od_lone() -> None:
         get = tier.get
