@@ -610,6 +610,13 @@ def test_redis_killed_mid_run(redis_restart: RedisServer) -> None:
             assert time.monotonic() < deadline, t.stats()
             time.sleep(0.05)
         assert t.stats()["available"] is True
+        # the restarted server has no scripts cached: they load again
+        t.set("x", 1, tags=["tag"])
+        hit = t.lookup("x")
+        assert hit is not None and hit[0] == 1
+        assert t.invalidate_tag("tag") == 1
+        tok = t.acquire_lock("L", 5.0)
+        assert tok is not None and t.release_lock("L", tok) is True
     finally:
         t.close()
 
