@@ -1067,3 +1067,23 @@ def test_down_redis_is_skipped_then_probed_once(private_redis: RedisServer) -> N
         assert s["errors"] == 2 and s["skipped_while_down"] == 15
     finally:
         t.close()
+
+
+def test_blocking_get_inside_a_coroutine_does_not_stall(redis_server: str) -> None:
+    t = RedisTier(redis_server, prefix=_prefix(), timeout_s=5.0)
+    t.set_many({i: i for i in range(10)})
+
+    async def main() -> list[Any]:
+        tasks = [asyncio.create_task(t.aget(i)) for i in range(10)]
+        await asyncio.sleep(0)  # an asyncio batch is open, not yet sent
+        start = time.monotonic()
+        assert t.get(3) == 3  # a blocking call on the loop's own thread
+        assert time.monotonic() - start < 5.0  # did not wait for the blocked loop
+        return list(await asyncio.gather(*tasks))
+
+    try:
+        assert asyncio.run(main()) == list(range(10))
+        assert t.stats()["errors"] == 0
+    finally:
+        t.clear()
+        t.close()

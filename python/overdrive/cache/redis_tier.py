@@ -596,7 +596,10 @@ class RedisTier:
             if self._closed:
                 raise _Closed
             g = self._open
-            if g is not None:
+            # A thread does not join a batch whose asyncio leader has not handed
+            # it to a thread yet: that thread may be the leader's loop thread
+            # (a blocking get() inside a coroutine), which would stall them both.
+            if g is not None and (loop is not None or g not in self._unstarted):
                 idx = len(g.keys)
                 g.keys.append(k)
                 if want_ttl:
@@ -623,7 +626,9 @@ class RedisTier:
             # An asyncio leader always opens its batch: the tasks already ready
             # on its loop join while it yields once (no window paid alone).
             is_open = (busy or loop is not None) and self.max_coalesce > 1
-            g = _Gather(k, want_ttl, is_open, busy and self._window > 0)
+            if self._open is not None:  # see above: this thread goes on its own
+                is_open = False
+            g = _Gather(k, want_ttl, is_open, is_open and busy and self._window > 0)
             if is_open:
                 self._open = g
             if loop is not None:  # close() runs it if the loop is blocked in close()
