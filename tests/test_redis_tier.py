@@ -346,8 +346,9 @@ def test_state_machine(redis_server: str) -> None:
 # --- coalescing ----------------------------------------------------------------------
 
 
-def test_concurrent_gets_are_coalesced(redis_server: str) -> None:
-    t = RedisTier(redis_server, prefix=_prefix(), coalesce_window_ms=2.0)
+@pytest.mark.parametrize("window_ms", [0.0, 2.0])
+def test_concurrent_gets_are_coalesced(redis_server: str, window_ms: float) -> None:
+    t = RedisTier(redis_server, prefix=_prefix(), coalesce_window_ms=window_ms)
     n_threads, per_thread = 32, 40
     try:
         t.set_many({(i, j): f"{i}/{j}" for i in range(n_threads) for j in range(per_thread)})

@@ -254,8 +254,8 @@ class RedisTier:
     configured by you, left open by :meth:`close`) is given. ``ttl``: default
     seconds to live (``None``: no expiry). ``timeout_s``: socket connect/read
     timeout of the client this tier creates. ``coalesce_window_ms`` /
-    ``max_coalesce``: how long / how many keys a batch gathers (``0`` ms:
-    batches form only from callers arriving while one is in flight).
+    ``max_coalesce``: how long / how many keys a batch gathers at most (``0``
+    ms: no timer; a batch gathers while the round trip before it is in flight).
     """
 
     def __init__(
@@ -628,7 +628,7 @@ class RedisTier:
             is_open = (busy or loop is not None) and self.max_coalesce > 1
             if self._open is not None:  # see above: this thread goes on its own
                 is_open = False
-            g = _Gather(k, want_ttl, is_open, is_open and busy and self._window > 0)
+            g = _Gather(k, want_ttl, is_open, is_open and busy)
             if is_open:
                 self._open = g
             if loop is not None:  # close() runs it if the loop is blocked in close()
@@ -645,7 +645,9 @@ class RedisTier:
         try:
             if not g.closed:
                 if g.wait:
-                    g.full.acquire(timeout=self._window)
+                    # until the round trip in flight returns, the batch fills or
+                    # the window ends (window 0: no timer, bounded by timeout_s)
+                    g.full.acquire(timeout=self._window or self.timeout_s)
                 with self._lock:
                     if self._open is g:
                         self._open = None
