@@ -7,6 +7,7 @@ the tiers that store bytes.
 from __future__ import annotations
 
 from ._tier import MISSING, Missing, Tier
+from .disk import DiskTier
 from .keys import stable_key
 from .serializers import (
     JsonSerializer,
@@ -17,6 +18,7 @@ from .serializers import (
 )
 
 __all__ = [
+    "DiskTier",
     "MISSING",
     "JsonSerializer",
     "Missing",
