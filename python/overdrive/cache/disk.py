@@ -60,11 +60,11 @@ import logging
 import math
 import os
 import sqlite3
-import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from multiprocessing import util as mp_util
 from typing import Any, Final
 
 from ..exceptions import CacheDataError, CacheUnavailable, ConfigurationError, InputTypeError
@@ -264,12 +264,20 @@ atexit.register(_close_all_at_exit)
 def _reset_all_after_fork() -> None:
     for tier in list(_LIVE):
         tier._after_fork()
-    if _LIVE and "multiprocessing" in sys.modules:
-        # A forked multiprocessing child leaves through os._exit (no atexit):
-        # its own exit hooks flush the tiers instead.
-        from multiprocessing import util
 
-        util.Finalize(None, _close_all_at_exit, exitpriority=10)
+
+class _ForkHook:
+    """A forked multiprocessing child leaves through ``os._exit`` (no atexit):
+    its exit hooks (registered after the child cleared its registry) flush the
+    tiers instead."""
+
+    @staticmethod
+    def register_finalizer(_self: object) -> None:
+        mp_util.Finalize(None, _close_all_at_exit, exitpriority=10)
+
+
+_FORK_HOOK: Final = _ForkHook()
+mp_util.register_after_fork(_FORK_HOOK, _ForkHook.register_finalizer)
 
 
 if hasattr(os, "register_at_fork"):
@@ -951,8 +959,11 @@ class DiskTier:
         with self._write_lock:
             if self._closed:
                 raise self._closed_error()
+            with self._lock:
+                touched, self._touched = self._touched, {}
+                expired, self._expired = self._expired, {}
             try:
-                self._write(st, ops, {}, {}, self._clock())
+                self._write(st, ops, touched, expired, self._clock())
             except sqlite3.Error as exc:
                 raise self._unavailable("a write", exc) from None
 
