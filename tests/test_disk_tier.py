@@ -332,6 +332,7 @@ def test_is_a_tier_and_round_trips(make: Callable[..., DiskTier]) -> None:
     assert s["sets"] == 2
     assert s["hits"] == 3
     assert s["misses"] == 2
+    assert (tier.ttl, tier.max_bytes) == (86400.0, None)
     assert "DiskTier(name='disk'" in repr(tier)
     assert str(tier.path) in repr(tier)
 
@@ -880,3 +881,22 @@ def test_invalid_call_arguments(make: Callable[..., DiskTier]) -> None:
         tier.set_many({"ok": 1, "bad": object()})
     assert tier.get("ok") is None  # set_many stores nothing when a value is refused
     assert tier.stats()["sets"] == 0
+
+
+# --- the benchmark rows (shape only: speed is the harness's business) ----------------------
+
+
+def test_bench_disk_rows_shape() -> None:
+    from overdrive.bench.suites import BenchConfig, SuiteResult
+    from overdrive.bench.suites._common import VALUE_COLUMNS
+    from overdrive.bench.suites.cache_disk import disk_rows
+
+    result = SuiteResult("cache", VALUE_COLUMNS)
+    disk_rows(BenchConfig(quick=True, repeats=2), result)
+    assert {r["impl"] for r in result.rows} >= {"overdrive DiskTier", "diskcache.Cache"}
+    assert all(set(r) == set(VALUE_COLUMNS) and r["value"] > 0 for r in result.rows)
+    assert [c.name for c in result.checks] == [
+        "L3 get vs diskcache",
+        "L3 set (amortised) vs diskcache",
+    ]
+    assert all(c.value > 0 for c in result.checks)

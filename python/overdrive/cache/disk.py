@@ -248,6 +248,7 @@ class _Counters:
 
 
 _LIVE: weakref.WeakSet[DiskTier] = weakref.WeakSet()
+_FORK_ORPHANS: list[object] = []  # connections inherited by a forked child, never used
 
 
 def _close_all_at_exit() -> None:
@@ -472,6 +473,8 @@ class DiskTier:
         """In a forked child: forget the parent's connections, queue and thread."""
         if self._closed:
             return
+        # Never close (nor finalise) the parent's connections here: keep them.
+        _FORK_ORPHANS.append((self._local, self._counters.states()))
         self._init_runtime()
         self._start_writer()
 
@@ -661,8 +664,8 @@ class DiskTier:
     def _end_read(st: _ThreadState) -> None:
         """End the thread's read snapshot (st.lock held)."""
         st.snap_until = 0.0
-        if st.conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(sqlite3.Error):  # also: the connection was closed
+            if st.conn.in_transaction:
                 st.cur.execute("ROLLBACK")
 
     def _query(self, st: _ThreadState, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -998,8 +1001,8 @@ class DiskTier:
             raise InputTypeError(f"tag must be a str, got {type(tag).__name__} {tag!r}")
         st = self._state()
         with self._write_lock:
-            self._drain_locked(st)
             try:
+                self._drain_locked(st)
                 with self._transaction(st) as cur:
                     cur.execute(_INVALIDATE, (tag, self._clock()))
                     removed = cur.rowcount
@@ -1234,6 +1237,16 @@ class DiskTier:
     def path(self) -> str:
         """The absolute path of the database file."""
         return self._path
+
+    @property
+    def ttl(self) -> float | None:
+        """The default time to live in seconds (``None``: no expiry)."""
+        return self._ttl
+
+    @property
+    def max_bytes(self) -> int | None:
+        """The bound on keys plus values in the file (``None``: unbounded)."""
+        return self._max_bytes
 
     @property
     def closed(self) -> bool:
