@@ -44,12 +44,20 @@ Writes that run in the caller's thread (``write_behind=False``, ``delete``,
 background commit that fails is counted, logged and retried (the entries stay
 queued). Any call after :meth:`close` raises ``CacheUnavailable``.
 
-**Threads and asyncio.** Every method may be called from any thread; each
-thread uses its own SQLite connection. The API is synchronous: from asyncio,
-either accept the short blocking of a read (a few microseconds; a set only
-queues) or run calls in a thread (``await asyncio.to_thread(tier.get, k)``).
-After ``os.fork()`` the child drops the parent's connections, queue and
-thread and opens its own (the parent flushes what it had queued).
+**Reads.** Each thread reads through its own SQLite connection, and its
+reads share one read transaction for up to ``read_snapshot_ms`` (1 ms), which
+halves the cost of a read. Any commit by a DiskTier of this process renews
+every snapshot before the next read, so within a process reads are never
+stale; another process's commit may be seen up to 1 ms late
+(``read_snapshot_ms=0``: never).
+
+**Threads and asyncio.** Every method may be called from any thread. The API
+is synchronous: from asyncio, either accept the short blocking of a read (a
+few microseconds; a set only queues) or run calls in a thread
+(``await asyncio.to_thread(tier.get, k)``). After ``os.fork()`` the child
+leaves the parent's connections untouched and opens its own, with an empty
+queue and its own writer thread (the parent flushes what it had queued); a
+``multiprocessing`` child flushes on exit like any process.
 """
 
 from __future__ import annotations
