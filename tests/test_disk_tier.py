@@ -851,6 +851,7 @@ def test_a_value_larger_than_max_bytes_is_not_stored(make: Callable[..., DiskTie
         ({"clock": 5}, InputTypeError, "clock"),
         ({"name": ""}, InputTypeError, "name"),
         ({"read_snapshot_ms": -1}, ConfigurationError, "read_snapshot_ms"),
+        ({"busy_timeout_s": 0}, ConfigurationError, "busy_timeout_s"),
     ],
 )
 def test_invalid_arguments(tmp_path: Path, kwargs: dict[str, Any], exc: type, name: str) -> None:
@@ -900,3 +901,18 @@ def test_bench_disk_rows_shape() -> None:
         "L3 set (amortised) vs diskcache",
     ]
     assert all(c.value > 0 for c in result.checks)
+
+
+def test_a_locked_file_is_unavailable_not_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    DiskTier(path).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA user_version = 0")  # so opening must write the schema again
+    conn.execute("BEGIN EXCLUSIVE")  # holds the write lock
+    try:
+        with pytest.raises(CacheUnavailable, match="locked"):
+            DiskTier(path, rebuild_on_corrupt=True, busy_timeout_s=0.05)
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+    assert not [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]  # not moved aside

@@ -88,7 +88,6 @@ SCHEMA_VERSION: Final = 1
 #: Seconds between the writer's sweeps of expired rows.
 SWEEP_INTERVAL_S: Final = 30.0
 _TICK_S: Final = 1.0  # the writer wakes at least this often (access times, lazy deletes)
-_BUSY_TIMEOUT_S: Final = 10.0
 _CHUNK: Final = 500  # keys per "IN (...)" query
 
 _SCHEMA: Final = (
@@ -359,6 +358,9 @@ class DiskTier:
             for up to this long (renewed at once after any commit by this
             process), so another process's commit may be seen this much later;
             ``0``: every read sees every commit (about 2 µs more per read).
+        busy_timeout_s: how long a commit (or opening the file) waits for
+            another connection's write lock before failing with
+            CacheUnavailable.
 
     See the module documentation for the exact guarantees.
     """
@@ -377,6 +379,7 @@ class DiskTier:
         clock: Callable[[], float] = time.time,
         name: str = "disk",
         read_snapshot_ms: float = 1.0,
+        busy_timeout_s: float = 10.0,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise InputTypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
@@ -391,6 +394,7 @@ class DiskTier:
         _check_positive("max_bytes", max_bytes, allow_none=True, integer=True)
         _check_positive("ttl", ttl, allow_none=True, integer=False)
         _check_positive("max_pending", max_pending, allow_none=False, integer=True)
+        _check_positive("busy_timeout_s", busy_timeout_s, allow_none=False, integer=False)
         if isinstance(flush_interval_ms, bool) or not isinstance(flush_interval_ms, (int, float)):
             raise InputTypeError(
                 f"flush_interval_ms must be a number, got {type(flush_interval_ms).__name__}"
@@ -437,10 +441,11 @@ class DiskTier:
         self._interval = flush_interval_ms / 1000.0
         self._snapshot_s = read_snapshot_ms / 1000.0
         self._rebuild = rebuild_on_corrupt
+        self._busy_timeout = float(busy_timeout_s)
         self._clock = clock
         self._track = max_bytes is not None  # record access times only when evicting
 
-        self._closed = False
+        self._closed = True  # until the file is open
         self._evictions = 0
         self._sets = 0  # counted under _lock
         self._bg_expirations = 0  # counted under _write_lock
@@ -450,6 +455,7 @@ class DiskTier:
         self._writer: threading.Thread | None = None
         self._init_runtime()
         self._open_file()
+        self._closed = False
         _LIVE.add(self)
         self._start_writer()  # also writes access times and deletes expired rows
 
@@ -490,7 +496,7 @@ class DiskTier:
         try:
             conn = sqlite3.connect(
                 self._path,
-                timeout=_BUSY_TIMEOUT_S,
+                timeout=self._busy_timeout,
                 isolation_level=None,
                 check_same_thread=False,
                 cached_statements=64,
@@ -509,6 +515,9 @@ class DiskTier:
         try:
             self._init_schema()
         except (sqlite3.DatabaseError, _ForeignFile) as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and not _is_corruption(exc):
+                # busy past the timeout, read-only, disk full...: not the file's fault
+                raise CacheUnavailable(f"DiskTier cannot open {self._path!r}: {exc}") from None
             if not self._rebuild:
                 raise CacheDataError(
                     f"{self._path!r} is not a usable DiskTier cache file ({exc}); "
@@ -638,7 +647,7 @@ class DiskTier:
         if expires_at is not None and expires_at <= now:
             if count:
                 st.misses += 1
-            self._expired[k] = now
+            self._expire_later(k, now)
             return None
         try:
             value = self._loads(blob)
@@ -650,6 +659,13 @@ class DiskTier:
         if self._track:
             self._touch(k, now)
         return value, expires_at
+
+    def _expire_later(self, k: str, now: float) -> None:
+        """Have the writer delete the expired row (if it is still expired then)."""
+        expired = self._expired
+        expired[k] = now
+        if len(expired) >= self._max_pending:
+            self._wake.set()
 
     def _touch(self, k: str, now: float) -> None:
         touched = self._touched
@@ -825,7 +841,7 @@ class DiskTier:
                 continue
             for k, blob, expires_at in rows:
                 if expires_at is not None and expires_at <= now:
-                    self._expired[k] = now
+                    self._expire_later(k, now)
                     continue
                 try:
                     found[k] = self._loads(blob)
@@ -1298,6 +1314,18 @@ class DiskTier:
             f"DiskTier(name={self.name!r}, path={self._path!r}, ttl={self._ttl!r}, "
             f"max_bytes={self._max_bytes!r}, write_behind={self._write_behind}, {state})"
         )
+
+
+_SQLITE_CORRUPT: Final = 11
+_SQLITE_NOTADB: Final = 26
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file is damaged or not a database at all."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:  # pragma: no cover - Python < 3.11
+        return not isinstance(exc, sqlite3.OperationalError)
+    return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
 
 
 class _ForeignFile(Exception):
