@@ -22,6 +22,8 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -531,7 +533,9 @@ def test_forked_child_uses_its_own_connections(tmp_path: Path) -> None:
         ctx = multiprocessing.get_context("fork")
         q = ctx.Queue()
         p = ctx.Process(target=_forked_child, args=(path, q))
-        p.start()
+        with warnings.catch_warnings():  # 3.12+: "multi-threaded, fork() may deadlock"
+            warnings.simplefilter("ignore", DeprecationWarning)
+            p.start()
         assert q.get(timeout=30) == 1
         p.join(30)
         assert p.exitcode == 0
@@ -916,3 +920,62 @@ def test_a_locked_file_is_unavailable_not_corrupt(tmp_path: Path) -> None:
         conn.execute("ROLLBACK")
         conn.close()
     assert not [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]  # not moved aside
+
+
+def test_a_failed_commit_keeps_the_entries_queued(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    tier = DiskTier(path, busy_timeout_s=0.05, flush_interval_ms=0)
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        tier.set("k", "queued")
+        with pytest.raises(CacheUnavailable, match=r"flush.*locked"):
+            tier.flush()
+        assert tier.get("k") == "queued"  # still queued, still readable
+        assert tier.stats()["pending"] == 1
+        conn.execute("ROLLBACK")
+        conn.close()
+        tier.flush()
+        assert raw_rows(path) == {"k": MsgpackSerializer().dumps("queued")}
+        assert tier.stats()["pending"] == 0
+    finally:
+        tier.close()
+
+
+def test_background_commit_errors_are_counted_and_retried(tmp_path: Path) -> None:
+    path = tmp_path / "retry.db"
+    tier = DiskTier(path, busy_timeout_s=0.05, flush_interval_ms=0)
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        tier.set("k", 1)
+        deadline = time.monotonic() + 30
+        while tier.stats()["errors"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert tier.stats()["errors"] >= 1  # the writer's commit failed...
+        conn.execute("ROLLBACK")
+        conn.close()
+        while tier.stats()["pending"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert set(raw_rows(path)) == {"k"}  # ...and the next round committed it
+    finally:
+        tier.close()
+
+
+@pytest.mark.parametrize("snapshot_ms", [0.0, 1.0])
+def test_reads_see_another_process_commit(tmp_path: Path, snapshot_ms: float) -> None:
+    path = tmp_path / "fresh.db"
+    with DiskTier(path, read_snapshot_ms=snapshot_ms) as tier:
+        tier.set("k", "old")
+        tier.flush()
+        assert tier.get("k") == "old"  # this thread now holds a read snapshot
+        run_python(
+            f"""
+            from overdrive.cache import DiskTier
+            with DiskTier({str(path)!r}) as t:
+                t.set("k", "new")
+            """
+        )
+        if snapshot_ms:
+            time.sleep(snapshot_ms / 1000 * 2)  # at most read_snapshot_ms late
+        assert tier.get("k") == "new"
