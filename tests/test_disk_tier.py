@@ -878,8 +878,16 @@ def test_invalid_call_arguments(make: Callable[..., DiskTier]) -> None:
         tier.set("k", 1, tags="red")
     with pytest.raises(InputTypeError, match="tags"):
         tier.set("k", 1, tags=[1])  # type: ignore[list-item]
+    with pytest.raises(InputTypeError, match="tags"):
+        tier.set("k", 1, tags=1.5)  # type: ignore[arg-type]
     with pytest.raises(InputTypeError, match="tag"):
         tier.invalidate_tag(3)  # type: ignore[arg-type]
+    with pytest.raises(InputTypeError, match="keys"):
+        tier.get_many("abc")
+    with pytest.raises(InputTypeError, match="keys"):
+        tier.get_many(5)  # type: ignore[arg-type]
+    with pytest.raises(InputTypeError, match="items"):
+        tier.set_many([("a", 1)])  # type: ignore[arg-type]
     with pytest.raises(SerializationError):
         tier.set("k", object())
     with pytest.raises(SerializationError):

@@ -808,6 +808,10 @@ class DiskTier:
             st: _ThreadState = self._local.st
         except AttributeError:
             st = self._new_state()
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+            raise InputTypeError(
+                f"keys must be a sequence of keys, got {type(keys).__name__} {keys!r:.40}"
+            )
         now = self._clock()
         out: dict[Hashable, Any] = {}
         by_name: dict[str, list[Hashable]] = {}
@@ -895,7 +899,12 @@ class DiskTier:
     def _tags(tags: Iterable[str]) -> tuple[str, ...]:
         if isinstance(tags, str):
             raise InputTypeError(f"tags must be an iterable of str, not a str ({tags!r})")
-        out = tuple(tags)
+        try:
+            out = tuple(tags)
+        except TypeError:
+            raise InputTypeError(
+                f"tags must be an iterable of str, got {type(tags).__name__}"
+            ) from None
         for t in out:
             if not isinstance(t, str):
                 raise InputTypeError(f"tags must be str, got {type(t).__name__} {t!r}")
@@ -943,6 +952,8 @@ class DiskTier:
     ) -> None:
         """``set`` for each item, committed together. Every value is serialised
         before any is queued: one that cannot be stored raises and stores none."""
+        if not isinstance(items, Mapping):
+            raise InputTypeError(f"items must be a mapping, got {type(items).__name__}")
         now = self._clock()
         expires_at = self._expiry(ttl, now)
         tag_tuple = self._tags(tags) if tags else ()
