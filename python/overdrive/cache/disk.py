@@ -76,6 +76,30 @@ from multiprocessing import util as mp_util
 from typing import Any, Final
 
 from ..exceptions import CacheDataError, CacheUnavailable, ConfigurationError, InputTypeError
+from ._disk_sql import (
+    ACCESS_INDEX,
+    COUNT_LIVE,
+    DELETE,
+    DELETE_IF_EXPIRED,
+    DELETE_IF_VALUE,
+    EVICT,
+    EXPIRES,
+    GET,
+    INVALIDATE,
+    INVALIDATE_REST,
+    META,
+    OUR_TABLES,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SWEEP,
+    TAG,
+    TOUCH,
+    UPSERT,
+    UPSERT_MANY,
+    UPSERT_ROWS,
+    ForeignFile,
+    is_corruption,
+)
 from .keys import stable_key
 from .serializers import MsgpackSerializer, Serializer
 
@@ -84,93 +108,10 @@ __all__ = ["DiskTier"]
 _log = logging.getLogger("overdrive.cache.disk")
 _monotonic = time.monotonic
 
-SCHEMA_VERSION: Final = 1
 #: Seconds between the writer's sweeps of expired rows.
 SWEEP_INTERVAL_S: Final = 30.0
 _TICK_S: Final = 1.0  # the writer wakes at least this often (access times, lazy deletes)
 _CHUNK: Final = 500  # keys per "IN (...)" query
-
-_SCHEMA: Final = (
-    """CREATE TABLE IF NOT EXISTS entries (
-        key TEXT PRIMARY KEY NOT NULL,
-        value BLOB NOT NULL,
-        expires_at REAL,
-        accessed_at REAL NOT NULL,
-        size INTEGER NOT NULL,
-        tagged INTEGER NOT NULL DEFAULT 0
-    )""",
-    "CREATE INDEX IF NOT EXISTS entries_expires ON entries (expires_at)"
-    " WHERE expires_at IS NOT NULL",
-    """CREATE TABLE IF NOT EXISTS tags (
-        tag TEXT NOT NULL,
-        key TEXT NOT NULL,
-        PRIMARY KEY (tag, key)
-    ) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS tags_key ON tags (key)",
-    """CREATE TABLE IF NOT EXISTS meta (
-        id INTEGER PRIMARY KEY CHECK (id = 0),
-        bytes INTEGER NOT NULL,
-        entries INTEGER NOT NULL
-    )""",
-    "INSERT OR IGNORE INTO meta (id, bytes, entries) VALUES (0, 0, 0)",
-    """CREATE TRIGGER IF NOT EXISTS entries_ins AFTER INSERT ON entries BEGIN
-        UPDATE meta SET bytes = bytes + NEW.size, entries = entries + 1 WHERE id = 0;
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS entries_del AFTER DELETE ON entries BEGIN
-        UPDATE meta SET bytes = bytes - OLD.size, entries = entries - 1 WHERE id = 0;
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS entries_del_tags AFTER DELETE ON entries
-    WHEN OLD.tagged BEGIN
-        DELETE FROM tags WHERE key = OLD.key;
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS entries_upd AFTER UPDATE OF value, size ON entries BEGIN
-        UPDATE meta SET bytes = bytes - OLD.size + NEW.size WHERE id = 0;
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS entries_upd_tags AFTER UPDATE OF value, size ON entries
-    WHEN OLD.tagged BEGIN
-        DELETE FROM tags WHERE key = OLD.key;
-    END""",
-)
-# Only files used with max_bytes need the access-time index (created on open).
-_ACCESS_INDEX: Final = "CREATE INDEX IF NOT EXISTS entries_accessed ON entries (accessed_at)"
-_OUR_TABLES: Final = frozenset({"entries", "tags", "meta"})
-
-_GET: Final = "SELECT value, expires_at FROM entries WHERE key = ?"
-_EXPIRES: Final = "SELECT expires_at FROM entries WHERE key = ?"
-_UPSERT_ROWS: Final = 64  # rows per multi-row upsert statement (fewer steps, fewer GIL trips)
-
-
-def _upsert_sql(rows: int) -> str:
-    values = ",".join(["(?, ?, ?, ?, ?, ?)"] * rows)
-    return (
-        f"INSERT INTO entries (key, value, expires_at, accessed_at, size, tagged) VALUES {values} "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-        "expires_at = excluded.expires_at, accessed_at = excluded.accessed_at, "
-        "size = excluded.size, tagged = excluded.tagged"
-    )
-
-
-_UPSERT: Final = _upsert_sql(1)
-_UPSERT_MANY: Final = _upsert_sql(_UPSERT_ROWS)
-_TAG: Final = "INSERT OR IGNORE INTO tags (tag, key) VALUES (?, ?)"
-_DELETE: Final = "DELETE FROM entries WHERE key = ?"
-_DELETE_IF_EXPIRED: Final = "DELETE FROM entries WHERE key = ? AND expires_at <= ?"
-_DELETE_IF_VALUE: Final = "DELETE FROM entries WHERE key = ? AND value = ?"
-_TOUCH: Final = "UPDATE entries SET accessed_at = ? WHERE key = ? AND accessed_at < ?"
-_SWEEP: Final = (
-    "DELETE FROM entries WHERE rowid IN "
-    "(SELECT rowid FROM entries WHERE expires_at <= ? LIMIT 1000)"
-)
-_EVICT: Final = (
-    "DELETE FROM entries WHERE rowid IN (SELECT rowid FROM entries ORDER BY accessed_at LIMIT ?)"
-)
-_META: Final = "SELECT bytes, entries FROM meta WHERE id = 0"
-_COUNT_LIVE: Final = "SELECT COUNT(*) FROM entries WHERE expires_at IS NULL OR expires_at > ?"
-_INVALIDATE: Final = (
-    "DELETE FROM entries WHERE key IN (SELECT key FROM tags WHERE tag = ?) "
-    "AND (expires_at IS NULL OR expires_at > ?)"
-)
-_INVALIDATE_REST: Final = "DELETE FROM entries WHERE key IN (SELECT key FROM tags WHERE tag = ?)"
 
 # A queued write: (serialised value, expires_at, tags, size, set time), or None: a delete.
 _Op = tuple[bytes, float | None, tuple[str, ...], int, float] | None
@@ -514,8 +455,8 @@ class DiskTier:
     def _open_file(self) -> None:
         try:
             self._init_schema()
-        except (sqlite3.DatabaseError, _ForeignFile) as exc:
-            if isinstance(exc, sqlite3.DatabaseError) and not _is_corruption(exc):
+        except (sqlite3.DatabaseError, ForeignFile) as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and not is_corruption(exc):
                 # busy past the timeout, read-only, disk full...: not the file's fault
                 raise CacheUnavailable(f"DiskTier cannot open {self._path!r}: {exc}") from None
             if not self._rebuild:
@@ -543,7 +484,7 @@ class DiskTier:
                 ) from None
             try:
                 self._init_schema()
-            except (sqlite3.DatabaseError, _ForeignFile) as exc2:
+            except (sqlite3.DatabaseError, ForeignFile) as exc2:
                 raise CacheDataError(
                     f"{self._path!r}: rebuilding the cache file failed: {exc2}"
                 ) from None
@@ -567,12 +508,12 @@ class DiskTier:
                                 "SELECT name FROM sqlite_master WHERE type = 'table'"
                             )
                         }
-                        if names - _OUR_TABLES:
-                            raise _ForeignFile(
+                        if names - OUR_TABLES:
+                            raise ForeignFile(
                                 "it is an SQLite database with other tables: "
-                                + ", ".join(sorted(names - _OUR_TABLES))
+                                + ", ".join(sorted(names - OUR_TABLES))
                             )
-                        for stmt in _SCHEMA:
+                        for stmt in SCHEMA:
                             conn.execute(stmt)
                         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                     conn.execute("COMMIT")
@@ -581,15 +522,15 @@ class DiskTier:
                         conn.execute("ROLLBACK")
                     raise
             if version not in (0, SCHEMA_VERSION):
-                raise _ForeignFile(
+                raise ForeignFile(
                     f"schema version {version}, this overdrive reads version {SCHEMA_VERSION}"
                 )
             if self._max_bytes is not None:
-                conn.execute(_ACCESS_INDEX)
+                conn.execute(ACCESS_INDEX)
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 _log.warning("DiskTier %r: journal_mode is %s, not wal", self.name, mode)
-            conn.execute(_META).fetchone()  # the schema is readable
+            conn.execute(META).fetchone()  # the schema is readable
         finally:
             conn.close()
 
@@ -632,7 +573,7 @@ class DiskTier:
             try:
                 if st.snap_gen != _GEN[0] or _monotonic() >= st.snap_until:
                     self._renew(st)
-                row = st.cur.execute(_GET, (k,)).fetchone()
+                row = st.cur.execute(GET, (k,)).fetchone()
             except sqlite3.Error as exc:
                 self._end_read(st)
                 row = exc
@@ -740,7 +681,7 @@ class DiskTier:
         )
         try:
             with self._write_lock, self._transaction(st) as cur:
-                cur.execute(_DELETE_IF_VALUE, (k, blob))
+                cur.execute(DELETE_IF_VALUE, (k, blob))
         except sqlite3.Error as del_exc:
             self._log_limited("deleting a bad entry failed: %s", del_exc)
 
@@ -776,7 +717,7 @@ class DiskTier:
             try:
                 if st.snap_gen != _GEN[0] or _monotonic() >= st.snap_until:
                     self._renew(st)
-                row = st.cur.execute(_GET, (k,)).fetchone()
+                row = st.cur.execute(GET, (k,)).fetchone()
             except sqlite3.Error:
                 self._end_read(st)
                 row = _ABSENT
@@ -870,7 +811,7 @@ class DiskTier:
         self.flush()
         st = self._state()
         try:
-            n: int = self._query(st, _COUNT_LIVE, (self._clock(),))[0][0]
+            n: int = self._query(st, COUNT_LIVE, (self._clock(),))[0][0]
         except sqlite3.Error as exc:
             raise self._unavailable("counting entries", exc) from None
         return n
@@ -1018,7 +959,7 @@ class DiskTier:
             present = op is not None and (op[1] is None or op[1] > now)  # type: ignore[index]
         else:
             try:
-                rows = self._query(st, _EXPIRES, (k,))
+                rows = self._query(st, EXPIRES, (k,))
             except sqlite3.Error as exc:
                 raise self._unavailable("a delete", exc) from None
             if not rows:
@@ -1039,9 +980,9 @@ class DiskTier:
             try:
                 self._drain_locked(st)
                 with self._transaction(st) as cur:
-                    cur.execute(_INVALIDATE, (tag, self._clock()))
+                    cur.execute(INVALIDATE, (tag, self._clock()))
                     removed = cur.rowcount
-                    cur.execute(_INVALIDATE_REST, (tag,))
+                    cur.execute(INVALIDATE_REST, (tag,))
             except sqlite3.Error as exc:
                 raise self._unavailable("invalidate_tag", exc) from None
         return max(0, removed)
@@ -1132,43 +1073,41 @@ class DiskTier:
             sweep = True
         with self._transaction(st) as cur:
             if sets:
-                whole = len(sets) - len(sets) % _UPSERT_ROWS
-                for i in range(0, whole, _UPSERT_ROWS):
-                    cur.execute(
-                        _UPSERT_MANY, [v for row in sets[i : i + _UPSERT_ROWS] for v in row]
-                    )
+                whole = len(sets) - len(sets) % UPSERT_ROWS
+                for i in range(0, whole, UPSERT_ROWS):
+                    cur.execute(UPSERT_MANY, [v for row in sets[i : i + UPSERT_ROWS] for v in row])
                 if whole < len(sets):
-                    cur.executemany(_UPSERT, sets[whole:])
+                    cur.executemany(UPSERT, sets[whole:])
             if tag_rows:
-                cur.executemany(_TAG, tag_rows)
+                cur.executemany(TAG, tag_rows)
             if dels:
-                cur.executemany(_DELETE, dels)
+                cur.executemany(DELETE, dels)
             if touched:
-                cur.executemany(_TOUCH, [(t, k, t) for k, t in touched.items()])
+                cur.executemany(TOUCH, [(t, k, t) for k, t in touched.items()])
             expirations = 0
             if expired:
-                cur.executemany(_DELETE_IF_EXPIRED, list(expired.items()))
+                cur.executemany(DELETE_IF_EXPIRED, list(expired.items()))
                 expirations += max(0, cur.rowcount)
             if sweep:
                 while True:
-                    cur.execute(_SWEEP, (now,))
+                    cur.execute(SWEEP, (now,))
                     n = cur.rowcount
                     expirations += max(0, n)
                     if n < 1000:
                         break
             evictions = 0
             if self._max_bytes is not None:
-                total, entries = cur.execute(_META).fetchone()
+                total, entries = cur.execute(META).fetchone()
                 if total > self._max_bytes and not sweep:
-                    cur.execute(_SWEEP, (now,))
+                    cur.execute(SWEEP, (now,))
                     expirations += max(0, cur.rowcount)
-                    total, entries = cur.execute(_META).fetchone()
+                    total, entries = cur.execute(META).fetchone()
                 while total > self._max_bytes and entries > 0:
                     avg = total / entries
                     n = max(1, min(1000, math.ceil((total - self._max_bytes) / avg)))
-                    cur.execute(_EVICT, (n,))
+                    cur.execute(EVICT, (n,))
                     evictions += max(0, cur.rowcount)
-                    total, entries = cur.execute(_META).fetchone()
+                    total, entries = cur.execute(META).fetchone()
         if sweep:
             self._next_sweep = now + SWEEP_INTERVAL_S
         self._bg_expirations += expirations
@@ -1303,7 +1242,7 @@ class DiskTier:
         if not self._closed:
             try:
                 st = self._state()
-                size, entries = self._query(st, _META, ())[0]
+                size, entries = self._query(st, META, ())[0]
             except (sqlite3.Error, CacheUnavailable):
                 c["errors"] += 1
         return {
@@ -1325,19 +1264,3 @@ class DiskTier:
             f"DiskTier(name={self.name!r}, path={self._path!r}, ttl={self._ttl!r}, "
             f"max_bytes={self._max_bytes!r}, write_behind={self._write_behind}, {state})"
         )
-
-
-_SQLITE_CORRUPT: Final = 11
-_SQLITE_NOTADB: Final = 26
-
-
-def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
-    """Whether SQLite says the file is damaged or not a database at all."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:  # pragma: no cover - Python < 3.11
-        return not isinstance(exc, sqlite3.OperationalError)
-    return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
-
-
-class _ForeignFile(Exception):
-    """The file is an SQLite database but not a DiskTier cache of this schema."""
