@@ -7,6 +7,7 @@ the tiers that store bytes.
 from __future__ import annotations
 
 from ._tier import MISSING, Missing, Tier
+from .disk import DiskTier
 from .keys import stable_key
 from .redis_tier import RedisTier
 from .serializers import (
@@ -18,6 +19,7 @@ from .serializers import (
 )
 
 __all__ = [
+    "DiskTier",
     "MISSING",
     "JsonSerializer",
     "Missing",
