@@ -3,7 +3,7 @@
 import asyncio
 from collections.abc import Callable, Generator, Iterable
 from contextvars import Context
-from typing import Any, Generic, Literal, ParamSpec, TypedDict, TypeVar, final
+from typing import Any, Generic, Literal, ParamSpec, TypedDict, TypeVar, final, overload
 
 from typing_extensions import Buffer
 
@@ -831,11 +831,20 @@ class LatencyHistogram:
         (ascending seconds, ``inf`` allowed), one pair per bound. Overflow
         values count only toward ``inf``.
         """
-    def time(self) -> Timer:
-        """A context manager and decorator recording elapsed time (sync and async)."""
-    def timer(self) -> Timer:
+    @overload
+    def time(self, func: None = None) -> Timer:
+        """A context manager and decorator recording elapsed time (sync and async).
+
+        ``with h.time():``, ``@h.time()`` or ``@h.time`` (given ``func``, the
+        decorated function).
+        """
+    @overload
+    def time(self, func: Callable[_P, _R]) -> Callable[_P, _R]: ...
+    @overload
+    def timer(self, func: None = None) -> Timer:
         """The same as ``time()``."""
-    def __len__(self) -> int: ...
+    @overload
+    def timer(self, func: Callable[_P, _R]) -> Callable[_P, _R]: ...
     def __reduce__(
         self,
     ) -> tuple[type[LatencyHistogram], tuple[str, float], tuple[Any, ...]]:
