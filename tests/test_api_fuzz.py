@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 import overdrive as od
 from overdrive.exceptions import OverdriveError
+from overdrive.telemetry import LatencyHistogram
 
 # --- bad values --------------------------------------------------------------
 
@@ -115,6 +116,12 @@ def balancer() -> tuple[od.Balancer, int]:
 
 def router() -> od.ShardRouter:
     return od.ShardRouter(["a", "b", "c"])
+
+
+def hist() -> LatencyHistogram:
+    h = LatencyHistogram()
+    h.record_many([0.001, 0.5])
+    return h
 
 
 def worker_pool() -> od.WorkerPool:
@@ -338,6 +345,23 @@ TARGETS = [
         {"wait": True, "cancel_futures": False},
         lambda **kw: worker_pool().shutdown(**kw),
     ),
+    # telemetry (LatencyHistogram)
+    Target("LatencyHistogram", {"name": "fuzz", "max_seconds": 60.0}, LatencyHistogram),
+    Target("LatencyHistogram.record", {"seconds": 0.01}, lambda **kw: hist().record(**kw)),
+    Target("LatencyHistogram.record_ns", {"ns": 10_000}, lambda **kw: hist().record_ns(**kw)),
+    Target(
+        "LatencyHistogram.record_many",
+        {"values": [0.01, 0.02]},
+        lambda **kw: hist().record_many(**kw),
+    ),
+    Target("LatencyHistogram.percentile", {"p": 99.0}, lambda **kw: hist().percentile(**kw)),
+    Target(
+        "LatencyHistogram.percentiles", {"ps": [50.0, 99.0]}, lambda **kw: hist().percentiles(**kw)
+    ),
+    Target("LatencyHistogram.buckets", {"bounds": [0.01, 1.0]}, lambda **kw: hist().buckets(**kw)),
+    Target(
+        "LatencyHistogram.merge", {"other": LatencyHistogram()}, lambda **kw: hist().merge(**kw)
+    ),
 ]
 
 
@@ -359,6 +383,7 @@ def test_the_fuzz_covers_every_public_class() -> None:
         "Pick",
         "ShardRouter",
         "WorkerPool",
+        "LatencyHistogram",
     ):
         assert public in names, public
 

@@ -111,6 +111,18 @@ def test_pools_suite_leads_with_the_free_list() -> None:
     assert result.checks[0].name == "64 KiB vs Lock + list free list"
 
 
+def test_telemetry_suite_rows_and_checks() -> None:
+    result = load_suite("telemetry").run(BenchConfig(quick=True, repeats=2))
+    cases = {r["case"] for r in result.rows}
+    assert {"record one latency", "p99 of 100,000 values", "with timer(): pass"} <= cases
+    impls = {r["impl"] for r in result.rows if r["case"] == "record one latency"}
+    assert {"overdrive", "prometheus_client observe", "hdrhistogram record_value"} <= impls
+    names = [c.name for c in result.checks]
+    assert names[:2] == ["record() per call", "percentile(99) query"]
+    assert all(r["value"] > 0 for r in result.rows)
+    assert "telemetry" in SUITES
+
+
 def test_cli_bench_and_report(tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "overdrive"]
     listed = subprocess.run([*cli, "bench", "--list"], capture_output=True, text=True, check=True)

@@ -19,6 +19,7 @@ import pytest
 
 import overdrive as od
 from overdrive import _core
+from overdrive.telemetry import LatencyHistogram
 
 STUB = Path(_core.__file__).with_name("_core.pyi")
 TREE = ast.parse(STUB.read_text(encoding="utf-8"))
@@ -168,6 +169,12 @@ def message_queue() -> Iterator[Any]:
     q.close()
 
 
+def latency_histogram() -> Iterator[Any]:
+    h = LatencyHistogram("api")
+    h.record_many([0.001, 0.002, 0.5])
+    yield h
+
+
 FACTORIES: dict[str, Callable[[], Iterator[Any]]] = {
     "Compressor": compressor,
     "BufferPool": buffer_pool,
@@ -177,6 +184,7 @@ FACTORIES: dict[str, Callable[[], Iterator[Any]]] = {
     "ShardRouter": shard_router,
     "BatchQueue": batch_queue,
     "MessageQueue": message_queue,
+    "LatencyHistogram": latency_histogram,
 }
 #: The list each factory must fill, so its elements get checked too.
 NON_EMPTY = {"Balancer": "backends", "WorkerPoolCore": "scaling_events", "ShardRouter": "nodes"}

@@ -3,7 +3,7 @@
 import asyncio
 from collections.abc import Callable, Generator, Iterable
 from contextvars import Context
-from typing import Any, Generic, Literal, TypedDict, TypeVar, final
+from typing import Any, Generic, Literal, ParamSpec, TypedDict, TypeVar, final, overload
 
 from typing_extensions import Buffer
 
@@ -189,6 +189,22 @@ class BatchQueueStats(QueueStats):
     """``BatchQueue.stats()``: QueueStats and ``keys``, the key objects held now."""
 
     keys: int
+
+class LatencyHistogramStats(TypedDict):
+    """``LatencyHistogram.stats()`` (and ``snapshot()``): seconds, 0.0 while ``count`` is 0."""
+
+    name: str
+    count: int
+    sum: float
+    mean: float
+    min: float
+    max: float
+    overflow: int  # values above max_seconds (kept in the top bucket)
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    p999: float
 
 # --- compression -----------------------------------------------------------
 
@@ -744,3 +760,108 @@ def _forget_running_loop() -> None:
 
 def _settle(futs: list[Any], outcomes: list[Any]) -> None:
     """Resolve asyncio futures on their loop (scheduled once per batch)."""
+
+# --- telemetry (LatencyHistogram, Timer) --------------------------------------
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+@final
+class LatencyHistogram:
+    """A lock-free log-linear latency histogram; values in seconds.
+
+    Buckets split each power of two into 128, so every percentile is within
+    0.4% of the exact nearest-rank value (exact below 128 ns; values are kept
+    in integer nanoseconds). Values above ``max_seconds`` land in the top
+    bucket and are counted as ``overflow``. Thread-safe without locks:
+    ``record`` is one bucket increment plus the count/sum/min/max atomics.
+    """
+
+    def __new__(cls, name: str = "latency", max_seconds: float = 3600.0) -> LatencyHistogram: ...
+    @property
+    def name(self) -> str:
+        """The name given at construction (the ``name`` label in Prometheus)."""
+    @property
+    def max_seconds(self) -> float:
+        """The highest value (seconds) with its own bucket; larger ones are overflow."""
+    def record(self, seconds: float) -> None:
+        """Record one duration in seconds (ConfigurationError if negative or NaN)."""
+    def record_ns(self, ns: int) -> None:
+        """Record one duration in integer nanoseconds (>= 0)."""
+    def record_many(self, values: Iterable[float] | Buffer) -> None:
+        """Record every duration of an iterable or a float64/float32 buffer (numpy).
+
+        All or nothing: an invalid value records none. Large inputs are
+        recorded with the GIL released.
+        """
+    def percentile(self, p: float) -> float:
+        """The ``p``-th percentile (0..100, nearest rank) in seconds; 0.0 when empty."""
+    def percentiles(self, ps: Iterable[float]) -> list[float]:
+        """Several percentiles in one pass (seconds, in the order given)."""
+    @property
+    def count(self) -> int:
+        """Values recorded."""
+    @property
+    def sum(self) -> float:
+        """Their sum in seconds."""
+    @property
+    def mean(self) -> float:
+        """Mean in seconds; 0.0 when empty."""
+    @property
+    def min(self) -> float:
+        """Smallest value in seconds; 0.0 when empty."""
+    @property
+    def max(self) -> float:
+        """Largest value in seconds; 0.0 when empty."""
+    @property
+    def overflow(self) -> int:
+        """Values above ``max_seconds`` (kept in the top bucket)."""
+    def merge(self, other: LatencyHistogram) -> None:
+        """Add everything ``other`` recorded (its range may differ)."""
+    def reset(self) -> None:
+        """Forget every value."""
+    def snapshot(self) -> LatencyHistogramStats:
+        """name, count, sum, mean, min, max, overflow and p50/p90/p95/p99/p999."""
+    def stats(self) -> LatencyHistogramStats:
+        """The same as ``snapshot()``."""
+    def buckets(self, bounds: Iterable[float] | None = None) -> list[tuple[float, int]]:
+        """Cumulative ``(upper bound in seconds, values <= it)`` pairs for Prometheus.
+
+        Without ``bounds``, one pair per non-empty bucket; with ``bounds``
+        (ascending seconds, ``inf`` allowed), one pair per bound. Overflow
+        values count only toward ``inf``.
+        """
+    @overload
+    def time(self, func: None = None) -> Timer:
+        """A context manager and decorator recording elapsed time (sync and async).
+
+        ``with h.time():``, ``@h.time()`` or ``@h.time`` (given ``func``, the
+        decorated function).
+        """
+    @overload
+    def time(self, func: Callable[_P, _R]) -> Callable[_P, _R]: ...
+    @overload
+    def timer(self, func: None = None) -> Timer:
+        """The same as ``time()``."""
+    @overload
+    def timer(self, func: Callable[_P, _R]) -> Callable[_P, _R]: ...
+    def __reduce__(
+        self,
+    ) -> tuple[type[LatencyHistogram], tuple[str, float], tuple[Any, ...]]:
+        """Pickle support: the class, ``(name, max_seconds)`` and the bucket state."""
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        """Add a pickled state (from ``__reduce__``) to this histogram."""
+
+@final
+class Timer:
+    """Returned by ``LatencyHistogram.time()``: ``with h.time():`` or ``@h.time()``."""
+
+    def __enter__(self) -> Timer: ...
+    def __exit__(
+        self, _exc_type: object = None, _exc: object = None, _tb: object = None
+    ) -> bool: ...
+    @property
+    def elapsed(self) -> float | None:
+        """Seconds the last ``with`` block took; None before it ends."""
+    def __call__(self, func: Callable[_P, _R]) -> Callable[_P, _R]:
+        """Decorate a sync or async function: each call records its duration."""

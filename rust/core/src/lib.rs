@@ -11,6 +11,8 @@ pub mod batcher;
 pub mod compress;
 pub mod error;
 pub mod stats;
+// latency histogram (telemetry)
+pub mod hist;
 // pools (BufferPool, ObjectPool)
 pub mod pool;
 pub mod worker_pool;

@@ -284,6 +284,10 @@ params! {
     utilisation: f64,
     load_factor: f64,
     vnodes: usize,
+    // telemetry (LatencyHistogram)
+    max_seconds: f64,
+    ns: u64 => "must be an integer number of nanoseconds from 0 to 2**64 - 1",
+    p: f64,
     // worker pool
     min_workers: usize,
     max_workers: usize,
@@ -319,4 +323,5 @@ params! {
 str_params! {
     strategy,
     name as "thread_name_prefix",
+    hist_name as "name",
 }

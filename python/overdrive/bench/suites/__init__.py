@@ -25,6 +25,8 @@ SUITES: dict[str, str] = {
     "worker_pool": "overdrive.bench.suites.worker_pool",
     # batcher
     "batching": "overdrive.bench.suites.batching",
+    # LatencyHistogram vs prometheus_client and hdrhistogram
+    "telemetry": "overdrive.bench.suites.telemetry",
 }
 
 
