@@ -7,6 +7,7 @@ the tiers that store bytes.
 from __future__ import annotations
 
 from ._tier import MISSING, Missing, Tier
+from .decorator import cached
 from .keys import stable_key
 from .serializers import (
     JsonSerializer,
@@ -15,6 +16,7 @@ from .serializers import (
     Serializer,
     default_serializer,
 )
+from .tiered import TieredCache
 
 __all__ = [
     "MISSING",
@@ -24,6 +26,8 @@ __all__ = [
     "PickleSerializer",
     "Serializer",
     "Tier",
+    "TieredCache",
+    "cached",
     "default_serializer",
     "stable_key",
 ]
