@@ -21,11 +21,11 @@ import inspect
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar, overload
 
-from ..exceptions import InputTypeError
+from ..exceptions import ConfigurationError, InputTypeError
 from ._savings import Account
 from ._tier import MISSING, Tier
 from .keys import stable_key
-from .tiered import _ENV, TieredCache, takes_any_key
+from .tiered import _ENV, TieredCache, _seconds, takes_any_key
 
 __all__ = ["cached"]
 
@@ -118,6 +118,7 @@ def cached(
     negative_ttl: float | None = None,
     stale_ttl: float | None = None,
     cost_per_call: float | None = None,
+    typed: bool = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -130,6 +131,7 @@ def cached(
     negative_ttl: float | None = None,
     stale_ttl: float | None = None,
     cost_per_call: float | None = None,
+    typed: bool = False,
 ) -> Any:
     """Cache a function's results (sync or ``async def``) in ``cache``.
 
@@ -139,7 +141,12 @@ def cached(
     returns the key (default: module.qualname, args and sorted kwargs).
     ``tags``: for ``cache.invalidate_tag``. ``negative_ttl``, ``stale_ttl``,
     ``cost_per_call``: as :class:`TieredCache`'s, per function (None: the
-    cache's own setting).
+    cache's own setting). ``typed``: also key by the arguments' types.
+
+    Arguments that compare equal share an entry unless ``typed=True``: ``f(1)``,
+    ``f(1.0)`` and ``f(True)`` are one entry in an in-memory tier (as with
+    :func:`functools.lru_cache`), while tiers that store bytes keep them apart.
+    ``typed=True`` keys by the top-level arguments' type names too (slower hit).
 
     The wrapper has ``.cache`` (the TieredCache), ``.cache_key(*args, **kw)``,
     ``.invalidate(*args, **kw)`` (True when an entry was removed) and
@@ -151,6 +158,12 @@ def cached(
     tc = _as_cache(cache)
     if key is not None and not callable(key):
         raise InputTypeError(f"key must be callable or None, not {type(key).__name__}")
+    if not isinstance(typed, bool):
+        raise InputTypeError(f"typed must be a bool, not {type(typed).__name__}")
+    if key is not None and typed:
+        raise ConfigurationError("typed=True applies to the default key only; key= builds its own")
+    if cost_per_call is not None:
+        _seconds("cost_per_call", cost_per_call, zero_ok=True)
     # Checked now, so a bad argument fails at decoration time.
     tc.make_policy(
         ttl,
@@ -173,17 +186,32 @@ def cached(
         )
         checker = _KeyCheck(fn, qualname, not all(takes_any_key(t) for t in tc.tiers))
         if inspect.iscoroutinefunction(fn):
-            wrapper = _async_wrapper(fn, tc, policy, account, qualname, key, checker)
+            wrapper = _async_wrapper(fn, tc, policy, account, qualname, key, typed, checker)
         else:
-            wrapper = _sync_wrapper(fn, tc, policy, account, qualname, key, checker)
+            wrapper = _sync_wrapper(fn, tc, policy, account, qualname, key, typed, checker)
         return wrapper  # type: ignore[return-value]
 
     return decorate
 
 
-def _make_key(qualname: str, key: Callable[..., Hashable] | None) -> Callable[..., Hashable]:
+def _type_name(value: object) -> str:
+    t = type(value)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def _make_key(
+    qualname: str, key: Callable[..., Hashable] | None, typed: bool
+) -> Callable[..., Hashable]:
     if key is not None:
         return key
+    if typed:
+
+        def typed_key(*args: Any, **kwargs: Any) -> Hashable:
+            items = tuple(sorted(kwargs.items())) if kwargs else _EMPTY
+            types = tuple(map(_type_name, args)) + tuple(_type_name(v) for _, v in items)
+            return (qualname, args, items, types)
+
+        return typed_key
 
     def default_key(*args: Any, **kwargs: Any) -> Hashable:
         return (qualname, args, tuple(sorted(kwargs.items())) if kwargs else _EMPTY)
@@ -221,9 +249,10 @@ def _sync_wrapper(
     account: Account,
     qualname: str,
     key: Callable[..., Hashable] | None,
+    typed: bool,
     checker: _KeyCheck,
 ) -> Callable[..., Any]:
-    make_key = _make_key(qualname, key)
+    make_key = _make_key(qualname, key, typed)
     lookup0 = tc._lookups[0]
     tier0_hits = tc._hits[0]
     account_hits = account.hits
@@ -250,7 +279,7 @@ def _sync_wrapper(
             return on_hit(k, hit[0], compute, policy)
         return on_miss(k, compute, policy)
 
-    if key is None:
+    if key is None and not typed:
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             k = (qualname, args, tuple_(sorted_(kwargs.items())) if kwargs else _EMPTY)
@@ -269,7 +298,7 @@ def _sync_wrapper(
             return slow(k, args, kwargs, 1)
 
     else:
-        user_key = key
+        user_key = make_key
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -297,9 +326,10 @@ def _async_wrapper(
     account: Account,
     qualname: str,
     key: Callable[..., Hashable] | None,
+    typed: bool,
     checker: _KeyCheck,
 ) -> Callable[..., Any]:
-    make_key = _make_key(qualname, key)
+    make_key = _make_key(qualname, key, typed)
     tier0_async = tc._async_tier[0]
     lookup0 = tc._lookups[0]
     tier0_hits = tc._hits[0]
@@ -327,7 +357,7 @@ def _async_wrapper(
             return aon_hit(k, hit[0], compute, policy)
         return await aon_miss(k, compute, policy)
 
-    if key is None and not tier0_async:
+    if key is None and not typed and not tier0_async:
 
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             k = (qualname, args, tuple_(sorted_(kwargs.items())) if kwargs else _EMPTY)

@@ -469,8 +469,9 @@ class TieredCache:
         return default if hit is None else _unwrap(hit[0])
 
     def lookup(self, key: Hashable) -> tuple[Any, float | None] | None:
-        """``(value, seconds_left)`` or None; ``seconds_left`` is the time until the
-        entry disappears (including a stale grace), None for no expiry."""
+        """``(value, seconds_left)`` or None. ``seconds_left`` (None: no expiry) is
+        that of the copy that answered, stale grace included; a lower tier may
+        keep the entry longer, never beyond the TTL it was set with."""
         hit = self._lookup(key)
         return None if hit is None else (_unwrap(hit[0]), hit[1])
 
