@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._tier import MISSING, Missing, Tier
 from .decorator import cached
 from .keys import stable_key
+from .redis_tier import RedisTier
 from .serializers import (
     JsonSerializer,
     MsgpackSerializer,
@@ -24,6 +25,7 @@ __all__ = [
     "Missing",
     "MsgpackSerializer",
     "PickleSerializer",
+    "RedisTier",
     "Serializer",
     "Tier",
     "TieredCache",
