@@ -9,10 +9,15 @@ so the model-based tests run on every stack whose tiers accept a clock.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +25,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cache_support import FakeClock, ModelTier
-from overdrive.cache import MISSING, MsgpackSerializer, TieredCache
+from overdrive.cache import MISSING, MsgpackSerializer, RedisTier, TieredCache
 from overdrive.exceptions import CacheUnavailable, ConfigurationError, InputTypeError
 
+ROOT = Path(__file__).resolve().parent.parent
 StackFactory = Callable[[FakeClock, "float | None"], list[Any]]
 
 
@@ -840,3 +846,167 @@ def test_distributed_lock_async() -> None:
         return await task
 
     assert asyncio.run(main()) == "from the holder"
+
+
+# --- real tiers ------------------------------------------------------------------------
+# The stacks below use the real tiers merged into this branch; TTLs run on real
+# time (Redis keeps its own clock), so these tests use short real TTLs.
+
+RealFactory = Callable[[str, str], list[Any]]
+
+
+def _real_model_redis(redis_url: str, prefix: str) -> list[Any]:
+    return [ModelTier(time.time, name="l1"), RedisTier(redis_url, prefix=prefix, ttl=None)]
+
+
+REAL_STACKS: dict[str, RealFactory] = {"model+redis": _real_model_redis}
+
+
+def over_real_stacks(fn: Callable[..., Any]) -> Callable[..., Any]:
+    names = sorted(REAL_STACKS)
+    return pytest.mark.parametrize("real", [REAL_STACKS[n] for n in names], ids=names)(fn)
+
+
+_prefixes = itertools.count()
+
+
+def _real(real: RealFactory, redis_url: str, **kwargs: Any) -> TieredCache:
+    prefix = f"od-tiered-{os.getpid()}-{next(_prefixes)}:"
+    return TieredCache(real(redis_url, prefix), **kwargs)
+
+
+@over_real_stacks
+def test_real_round_trip_promotion_and_tags(real: RealFactory, redis_server: str) -> None:
+    with _real(real, redis_server) as tc:
+        top = tc.tiers[0]
+        value = {"ids": [1, 2], "t": (1, "x")}
+        tc.set("k", value, ttl=30, tags=("grp",))
+        assert tc.get("k") == value
+        assert tc.lookup("k")[0] == value  # the tags' envelope never shows through tc
+        top.clear()
+        got = tc.lookup("k")
+        assert got is not None and got[0] == value and 0 < got[1] <= 30
+        promoted = top.lookup("k")
+        assert promoted is not None and promoted[1] <= got[1]
+        assert tc.invalidate_tag("grp") >= 2
+        assert tc.get("k", MISSING) is MISSING
+        tc.set("d", 1)
+        assert tc.delete("d") and not tc.delete("d")
+
+
+@over_real_stacks
+def test_real_promotion_expires_with_the_original(real: RealFactory, redis_server: str) -> None:
+    with _real(real, redis_server) as tc:
+        top, bottom = tc.tiers[0], tc.tiers[-1]
+        bottom.set("k", "v", ttl=0.6)
+        time.sleep(0.2)
+        assert tc.get("k") == "v"
+        hit = top.lookup("k")
+        assert hit is not None and hit[1] <= 0.41
+        time.sleep(0.45)
+        assert tc.get("k", MISSING) is MISSING
+        assert top.lookup("k") is None
+
+
+@over_real_stacks
+def test_real_single_flight_threads_and_tasks(real: RealFactory, redis_server: str) -> None:
+    with _real(real, redis_server) as tc:
+        gate = _Gate(result=[1, "x"])
+        threads, results, errors = _start_threads(25, lambda: tc.get_or_set("k", gate, ttl=30))
+        _wait_until(lambda: gate.calls == 1)
+
+        async def tasks() -> list[Any]:
+            ts = [asyncio.create_task(tc.aget_or_set("k", gate.acall, ttl=30)) for _ in range(25)]
+            await asyncio.sleep(0.2)
+            gate.release.set()
+            return await asyncio.gather(*ts)
+
+        assert asyncio.run(tasks()) == [[1, "x"]] * 25
+        _join(threads)
+        assert errors == []
+        assert results == [[1, "x"]] * 25
+        assert gate.calls == 1
+        assert tc.tiers[-1].lookup("k")[0] == [1, "x"]
+
+
+@over_real_stacks
+def test_real_negative_and_stale(real: RealFactory, redis_server: str) -> None:
+    with _real(real, redis_server, negative_ttl=30, stale_ttl=30) as tc:
+        calls: list[int] = []
+
+        def nothing() -> None:
+            calls.append(1)
+
+        assert tc.get_or_set("none", nothing) is None
+        assert tc.get_or_set("none", nothing) is None
+        assert calls == [1]
+        versions = iter(["v1", "v2", "v3"])
+        assert tc.get_or_set("s", lambda: next(versions), ttl=0.2) == "v1"
+        time.sleep(0.25)
+        assert tc.get_or_set("s", lambda: next(versions), ttl=0.2) == "v1"  # stale
+        _wait_until(lambda: tc.stats()["refreshes"] == 1 and tc.stats()["in_flight"] == 0)
+        tc.tiers[0].clear()
+        assert tc.get_or_set("s", lambda: next(versions), ttl=0.2) == "v2"
+
+
+@over_real_stacks
+def test_real_distributed_lock_across_caches(real: RealFactory, redis_server: str) -> None:
+    prefix = f"od-tiered-lock-{os.getpid()}-{next(_prefixes)}:"
+    caches = [TieredCache(real(redis_server, prefix), distributed_lock=True) for _ in range(3)]
+    gate = _Gate(result="once")
+    threads, results, errors = _start_threads(
+        12, lambda: caches[threading.get_ident() % 3].get_or_set("k", gate, ttl=30)
+    )
+    _wait_until(lambda: gate.calls >= 1)
+    time.sleep(0.2)
+    gate.release.set()
+    _join(threads)
+    assert errors == []
+    assert results == ["once"] * 12
+    assert gate.calls == 1
+    for c in caches:
+        c.close()
+
+
+_PROCESS_SCRIPT = """
+import sys, time
+import redis
+from overdrive.cache import RedisTier, TieredCache
+url, prefix = sys.argv[1], sys.argv[2]
+r = redis.Redis.from_url(url)
+tc = TieredCache([RedisTier(url, prefix=prefix)], distributed_lock=True, lock_timeout_s=20)
+while not r.exists(prefix + "go"):
+    time.sleep(0.001)
+
+def compute():
+    r.incr(prefix + "computes")
+    time.sleep(0.3)
+    return "shared"
+
+print(tc.get_or_set("job", compute, ttl=60))
+tc.close()
+"""
+
+
+def test_real_distributed_lock_across_processes(redis_server: str) -> None:
+    import redis
+
+    prefix = f"od-tiered-proc-{os.getpid()}-{next(_prefixes)}:"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), str(ROOT / "tests")])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PROCESS_SCRIPT, redis_server, prefix],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    r = redis.Redis.from_url(redis_server)
+    time.sleep(1.0)  # let every process start and wait
+    r.set(prefix + "go", 1)
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4
+    assert outs == ["shared"] * 4
+    assert int(r.get(prefix + "computes")) == 1
+    r.close()

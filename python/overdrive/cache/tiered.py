@@ -705,11 +705,23 @@ class TieredCache:
             return self._wait_for_holder(key, compute, policy)
         return self._compute_locked(key, compute, policy, token, recheck=not refresh)
 
-    def _try_lock(self, key: Hashable) -> Any:
+    def _lock_service_down(self) -> bool:
+        """The lock tier says its backend is unreachable (a tier that cannot
+        lock right now returns None from acquire_lock, like a held lock)."""
         try:
-            return self._lock_tier.acquire_lock(key, self._lock_timeout)
+            return self._lock_tier.stats().get("available", True) is False
+        except Exception:
+            return True
+
+    def _try_lock(self, key: Hashable) -> Any:
+        """A token, None (held elsewhere), or True (no lock service: go without)."""
+        try:
+            token = self._lock_tier.acquire_lock(key, self._lock_timeout)
         except CacheUnavailable:
-            return True  # no lock service: compute without it
+            return True
+        if token is None and self._lock_service_down():
+            return True
+        return token
 
     def _unlock(self, key: Hashable, token: Any) -> None:
         if token is True:
@@ -895,10 +907,14 @@ class TieredCache:
         try:
             acquire = getattr(tier, "aacquire_lock", None)
             if callable(acquire):
-                return await acquire(key, self._lock_timeout)
-            return tier.acquire_lock(key, self._lock_timeout)
+                token = await acquire(key, self._lock_timeout)
+            else:  # one short round trip; RedisTier has no async lock
+                token = tier.acquire_lock(key, self._lock_timeout)
         except CacheUnavailable:
             return True
+        if token is None and self._lock_service_down():
+            return True
+        return token
 
     async def _aunlock(self, key: Hashable, token: Any) -> None:
         if token is True:
