@@ -34,6 +34,7 @@ class Account:
         "coalesced",
         "compute_errors",
         "cost_per_call",
+        "fast_hits",
         "hits",
         "misses",
         "name",
@@ -45,6 +46,9 @@ class Account:
         self.name = name
         self.cost_per_call = cost_per_call
         self.hits = itertools.count()
+        # hits in the first tier counted by @cached's hit path alone (one counter
+        # for the function and the tier); TieredCache.stats() adds them to tier 0
+        self.fast_hits = itertools.count()
         self.misses = itertools.count()
         self.coalesced = itertools.count()
         self.stale_hits = itertools.count()
@@ -64,7 +68,7 @@ class Account:
         """Counters and the savings they imply."""
         with self._lock:
             computes, seconds = self._computes, self._compute_seconds
-        hits = read_count(self.hits)
+        hits = read_count(self.hits) + read_count(self.fast_hits)
         misses = read_count(self.misses)
         mean = seconds / computes if computes else 0.0
         requests = hits + misses

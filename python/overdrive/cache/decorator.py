@@ -255,7 +255,7 @@ def _sync_wrapper(
     make_key = _make_key(qualname, key, typed)
     lookup0 = tc._lookups[0]
     tier0_hits = tc._hits[0]
-    account_hits = account.hits
+    fast_hits = account.fast_hits
     lookup = tc._lookup
     on_hit = tc.on_hit
     on_miss = tc.on_miss
@@ -290,8 +290,7 @@ def _sync_wrapper(
             if hit is not None:
                 v = hit[0]
                 if type(v) is not dict_ or env not in v:
-                    next(tier0_hits)
-                    next(account_hits)
+                    next(fast_hits)  # this function's hit and tier 0's
                     return v
                 next(tier0_hits)
                 return on_hit(k, v, lambda: fn(*args, **kwargs), policy)
@@ -308,10 +307,10 @@ def _sync_wrapper(
                 return slow(user_key(*args, **kwargs), args, kwargs, 0)
             if hit is not None:
                 v = hit[0]
-                next(tier0_hits)
                 if type(v) is not dict_ or env not in v:
-                    next(account_hits)
+                    next(fast_hits)
                     return v
+                next(tier0_hits)
                 return on_hit(k, v, lambda: fn(*args, **kwargs), policy)
             return slow(k, args, kwargs, 1)
 
@@ -333,7 +332,7 @@ def _async_wrapper(
     tier0_async = tc._async_tier[0]
     lookup0 = tc._lookups[0]
     tier0_hits = tc._hits[0]
-    account_hits = account.hits
+    fast_hits = account.fast_hits
     alookup = tc._alookup
     aon_hit = tc.aon_hit
     aon_miss = tc.aon_miss
@@ -368,8 +367,7 @@ def _async_wrapper(
             if hit is not None:
                 v = hit[0]
                 if type(v) is not dict_ or env not in v:
-                    next(tier0_hits)
-                    next(account_hits)
+                    next(fast_hits)  # this function's hit and tier 0's
                     return v
                 next(tier0_hits)
                 return aon_hit(k, v, lambda: fn(*args, **kwargs), policy)

@@ -1003,7 +1003,7 @@ class TieredCache:
         below = self._alert_below
         if below is None:
             return
-        hits = sum(read_count(c) for c in self._hits)
+        hits = sum(self._tier_hits())
         requests = hits + read_count(self._misses)
         if requests < self._alert_min or hits >= below * requests:
             return
@@ -1029,12 +1029,17 @@ class TieredCache:
             100.0 * (self._alert_below or 0.0),
         )
 
+    def _tier_hits(self) -> list[int]:
+        hits = [read_count(c) for c in self._hits]
+        hits[0] += sum(read_count(a.fast_hits) for a in list(self._accounts))
+        return hits
+
     def stats(self) -> dict[str, Any]:
         """Requests, hits, misses and hit ratios (overall and per tier, with each
         tier's own ``stats()``), computes, compute and saved seconds, saved cost,
         coalesced waits, stale hits, refreshes, alerts, and per-function figures
         of ``@cached`` functions under ``"functions"``."""
-        hits = [read_count(c) for c in self._hits]
+        hits = self._tier_hits()
         misses = read_count(self._misses)
         requests = sum(hits) + misses
         tiers = []
