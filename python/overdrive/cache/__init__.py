@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._tier import MISSING, Missing, Tier
 from .decorator import cached
+from .disk import DiskTier
 from .keys import stable_key
 from .redis_tier import RedisTier
 from .serializers import (
@@ -20,6 +21,7 @@ from .serializers import (
 from .tiered import TieredCache
 
 __all__ = [
+    "DiskTier",
     "MISSING",
     "JsonSerializer",
     "Missing",

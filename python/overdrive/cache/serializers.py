@@ -45,6 +45,7 @@ __all__ = [
 # header byte: codec in the high nibble, bit 0 = body is zstd-compressed
 _MSGPACK, _JSON, _PICKLE = 0x10, 0x20, 0x30
 _ZSTD = 0x01
+_MSGPACK_HEAD: Final = bytes((_MSGPACK,))
 _MAX_OUTPUT: Final = 1 << 30  # the bomb guard for a compressed body read back
 
 # msgpack extension type codes
@@ -185,7 +186,7 @@ class MsgpackSerializer(_Framed):
             return _load_ndarray(data)
         raise CacheDataError(f"unknown msgpack extension type {code}")
 
-    def _unpack(self, data: bytes) -> Any:
+    def _unpack(self, data: bytes | memoryview) -> Any:
         return msgpack.unpackb(
             data, ext_hook=self._ext_hook, raw=False, strict_map_key=False, use_list=True
         )
@@ -194,7 +195,11 @@ class MsgpackSerializer(_Framed):
         return self._frame(self._pack(value))
 
     def loads(self, data: bytes) -> Any:
-        body = self._unframe(data)
+        body: bytes | memoryview
+        if type(data) is bytes and data[:1] == _MSGPACK_HEAD:
+            body = memoryview(data)[1:]  # an uncompressed frame: no copy of the body
+        else:
+            body = self._unframe(data)
         try:
             return self._unpack(body)
         except CacheDataError:
