@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cache_support import FakeClock, ModelTier, keyed_function
-from overdrive.cache import MISSING, MsgpackSerializer, TieredCache, cached, stable_key
+from overdrive.cache import (
+    MISSING,
+    DiskTier,
+    MsgpackSerializer,
+    RedisTier,
+    TieredCache,
+    cached,
+    stable_key,
+)
 from overdrive.exceptions import ConfigurationError, InputTypeError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -391,3 +401,63 @@ def test_bad_cache_argument() -> None:
         cached(5)  # type: ignore[call-overload]
     with pytest.raises(InputTypeError, match="decorates a function"):
         cached(_stack())(5)  # type: ignore[type-var]
+
+
+# --- real tiers ------------------------------------------------------------------------
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(params=["redis", "redis+disk"])
+def real_caches(
+    request: pytest.FixtureRequest, redis_server: str, tmp_path: Path
+) -> Iterator[Callable[[], TieredCache]]:
+    """Makes TieredCaches that share one Redis prefix (and one disk file): like
+    processes sharing the lower tiers, each with its own first tier."""
+    prefix = f"od-cached-{os.getpid()}-{next(_prefixes)}:"
+    made: list[TieredCache] = []
+
+    def make() -> TieredCache:
+        tiers: list[Any] = [ModelTier(time.time), RedisTier(redis_server, prefix=prefix)]
+        if request.param == "redis+disk":
+            tiers.append(DiskTier(tmp_path / "shared.db", flush_interval_ms=5))
+        tc = TieredCache(tiers)
+        made.append(tc)
+        return tc
+
+    yield make
+    for tc in made:
+        tc.close()
+
+
+def test_cached_on_real_tiers(real_caches: Callable[[], TieredCache]) -> None:
+    first, second = real_caches(), real_caches()
+    calls: list[Any] = []
+
+    def report(n: int, tags: tuple[str, ...] = ()) -> dict[str, Any]:
+        calls.append(n)
+        return {"n": n, "tags": tags, "big": 2**70, "set": {1, 2}}
+
+    a = cached(first, ttl=60)(report)
+    b = cached(second, ttl=60)(report)
+    assert a(1, tags=("x",)) == report(1, tags=("x",))
+    assert b(1, tags=("x",)) == report(1, tags=("x",))  # from the shared tiers
+    assert len(calls) == 3  # one compute by a, two bare calls
+
+    async def arun(n: int) -> list[int]:
+        await asyncio.sleep(0)
+        calls.append(n)
+        return [n, n]
+
+    fa = cached(first, ttl=60)(arun)
+    fb = cached(second, ttl=60)(arun)
+
+    async def main() -> None:
+        assert await asyncio.gather(*[fa(7) for _ in range(20)]) == [[7, 7]] * 20
+        assert await fb(7) == [7, 7]
+
+    calls.clear()
+    asyncio.run(main())
+    assert calls == [7]
+    assert fb.stats()["hits"] == 1
+    assert first.stats()["functions"]

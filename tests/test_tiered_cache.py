@@ -9,14 +9,17 @@ so the model-based tests run on every stack whose tiers accept a clock.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cache_support import FakeClock, ModelTier
-from overdrive.cache import MISSING, MsgpackSerializer, RedisTier, TieredCache
+from overdrive.cache import MISSING, DiskTier, MsgpackSerializer, RedisTier, TieredCache
 from overdrive.exceptions import CacheUnavailable, ConfigurationError, InputTypeError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,10 +55,39 @@ def _model_three(clock: FakeClock, l1_ttl: float | None) -> list[Any]:
     ]
 
 
+_DISK_DIR = tempfile.mkdtemp(prefix="od-tiered-")
+atexit.register(shutil.rmtree, _DISK_DIR, True)
+_disk_files = itertools.count()
+_open_tiers: list[Any] = []  # closed after each test (and after each hypothesis example)
+
+
+def _disk(clock: Callable[[], float], ttl: float | None = None) -> DiskTier:
+    path = os.path.join(_DISK_DIR, f"c{next(_disk_files)}.db")
+    tier = DiskTier(path, clock=clock, ttl=ttl, flush_interval_ms=5)
+    _open_tiers.append(tier)
+    return tier
+
+
+def _close_all() -> None:
+    while _open_tiers:
+        _open_tiers.pop().close()
+
+
+@pytest.fixture(autouse=True)
+def _close_tiers() -> Iterator[None]:
+    yield
+    _close_all()
+
+
+def _model_disk(clock: FakeClock, l1_ttl: float | None) -> list[Any]:
+    return [ModelTier(clock, ttl=l1_ttl, name="l1"), _disk(clock)]
+
+
 STACKS: dict[str, StackFactory] = {
     "model+model": _model_pair,
     "model+bytes": _model_bytes,
     "model x3": _model_three,
+    "model+disk": _model_disk,
 }
 
 
@@ -153,7 +185,10 @@ def _run_model(factory: StackFactory, l1_ttl: float | None, ops: list[tuple[Any,
 @settings(max_examples=60, deadline=None)
 @given(ops=OPS, l1_ttl=st.none() | QUARTERS)
 def test_behaves_like_a_dict_with_expiry(stack: StackFactory, ops: list[Any], l1_ttl: Any) -> None:
-    _run_model(stack, l1_ttl, ops)
+    try:
+        _run_model(stack, l1_ttl, ops)
+    finally:
+        _close_all()
 
 
 # --- promotion ----------------------------------------------------------------------
@@ -165,6 +200,13 @@ def test_behaves_like_a_dict_with_expiry(stack: StackFactory, ops: list[Any], l1
 def test_promotion_never_outlives_the_original(
     stack: StackFactory, ttl: float, elapsed: float, l1_ttl: float | None
 ) -> None:
+    try:
+        _promotion_case(stack, ttl, elapsed, l1_ttl)
+    finally:
+        _close_all()
+
+
+def _promotion_case(stack: StackFactory, ttl: float, elapsed: float, l1_ttl: float | None) -> None:
     clock = FakeClock()
     tiers = stack(clock, l1_ttl)
     tc = TieredCache(tiers, clock=clock)
@@ -859,7 +901,18 @@ def _real_model_redis(redis_url: str, prefix: str) -> list[Any]:
     return [ModelTier(time.time, name="l1"), RedisTier(redis_url, prefix=prefix, ttl=None)]
 
 
-REAL_STACKS: dict[str, RealFactory] = {"model+redis": _real_model_redis}
+def _real_model_redis_disk(redis_url: str, prefix: str) -> list[Any]:
+    return [
+        ModelTier(time.time, name="l1"),
+        RedisTier(redis_url, prefix=prefix, ttl=None),
+        _disk(time.time),
+    ]
+
+
+REAL_STACKS: dict[str, RealFactory] = {
+    "model+redis": _real_model_redis,
+    "model+redis+disk": _real_model_redis_disk,
+}
 
 
 def over_real_stacks(fn: Callable[..., Any]) -> Callable[..., Any]:
