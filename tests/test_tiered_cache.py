@@ -1063,3 +1063,26 @@ def test_real_distributed_lock_across_processes(redis_server: str) -> None:
     assert outs == ["shared"] * 4
     assert int(r.get(prefix + "computes")) == 1
     r.close()
+
+
+def test_compute_asking_for_its_own_key_does_not_deadlock() -> None:
+    tc = TieredCache(_model_pair(FakeClock(), None))
+    depth = [0]
+
+    def compute() -> int:
+        depth[0] += 1
+        if depth[0] < 3:
+            return tc.get_or_set("k", compute) + 1
+        return 0
+
+    assert tc.get_or_set("k", compute) == 2
+
+    adepth = [0]
+
+    async def acompute() -> int:
+        adepth[0] += 1
+        if adepth[0] < 3:
+            return await tc.aget_or_set("a", acompute) + 1
+        return 0
+
+    assert asyncio.run(asyncio.wait_for(tc.aget_or_set("a", acompute), 10)) == 2

@@ -31,10 +31,13 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 class Flight:
     """One key's compute in progress; ``loop`` is the leader's event loop, if any."""
 
-    __slots__ = ("_lock", "_waiters", "event", "kind", "loop", "outcome")
+    __slots__ = ("_lock", "_waiters", "event", "kind", "leader", "loop", "outcome")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.loop = loop
+        # the leading task (async) or thread id (sync): a compute that asks for
+        # its own key again must not wait for itself
+        self.leader: object = asyncio.current_task() if loop is not None else threading.get_ident()
         self.event = threading.Event()
         self.kind = 0
         self.outcome: Any = None

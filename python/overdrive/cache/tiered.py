@@ -651,8 +651,11 @@ class TieredCache:
             flight, leader = self._flights.join(key, None)
             if leader:
                 return self._lead(key, flight, compute, policy, refresh=False)
-            if flight.loop is not None and flight.loop is _running_loop():
-                # The leader is a task of the loop this thread runs: waiting would block it forever.
+            if (flight.loop is not None and flight.loop is _running_loop()) or (
+                flight.leader == threading.get_ident()
+            ):
+                # The leader is a task of the loop this thread runs, or this very
+                # thread (a compute asking for its own key): waiting would never end.
                 return self._compute_store(key, compute, policy)
             kind, outcome = flight.wait()
             if kind == VALUE:
@@ -781,6 +784,7 @@ class TieredCache:
         flight, leader = self._flights.join(key, None)
         if not leader:
             return  # a refresh (or a compute) of this key is already running
+        flight.leader = None  # led by the refresh thread, not by this caller
         thread = threading.Thread(
             target=self._refresh_run,
             args=(key, flight, compute, policy),
@@ -854,6 +858,8 @@ class TieredCache:
             flight, leader = self._flights.join(key, loop)
             if leader:
                 return await self._alead(key, flight, compute, policy, refresh=False)
+            if flight.leader is asyncio.current_task():  # a compute awaiting its own key
+                return await self._acompute_store(key, compute, policy)
             kind, outcome = await flight.wait_async()
             if kind == VALUE:
                 next(account.coalesced)
@@ -979,6 +985,7 @@ class TieredCache:
         flight, leader = self._flights.join(key, loop)
         if not leader:
             return
+        flight.leader = None  # led by the refresh task, not by this caller
         if self._closed:
             self._flights.land(key, flight, RETRY, None)
             return
