@@ -6,6 +6,7 @@ the tiers that store bytes.
 
 from __future__ import annotations
 
+from .._core import MemoryTier
 from ._tier import MISSING, Missing, Tier
 from .decorator import cached
 from .disk import DiskTier
@@ -24,6 +25,7 @@ __all__ = [
     "DiskTier",
     "MISSING",
     "JsonSerializer",
+    "MemoryTier",
     "Missing",
     "MsgpackSerializer",
     "PickleSerializer",

@@ -17,6 +17,7 @@ mod buffer_pool;
 mod buffers;
 mod compress;
 mod errors;
+mod memory_tier;
 mod message_batcher;
 mod object_pool;
 mod router;
@@ -83,5 +84,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<message_batcher::PyMessageReceiver>()?;
     m.add_function(wrap_pyfunction!(message_batcher::encode_batch, m)?)?;
     m.add_function(wrap_pyfunction!(message_batcher::decode_batch, m)?)?;
+    // caches
+    m.add_class::<memory_tier::PyMemoryTier>()?;
     Ok(())
 }
