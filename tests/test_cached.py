@@ -24,6 +24,7 @@ from cache_support import FakeClock, ModelTier, keyed_function
 from overdrive.cache import (
     MISSING,
     DiskTier,
+    MemoryTier,
     MsgpackSerializer,
     RedisTier,
     TieredCache,
@@ -47,10 +48,13 @@ ARGS = st.one_of(
 TYPED_ARGS = st.one_of(ARGS, st.floats(allow_nan=False), st.booleans())
 
 
-def _stack(bytes_tier: bool = False) -> TieredCache:
+def _stack(bytes_tier: bool = False, memory: bool = False) -> TieredCache:
+    """A two-tier cache: a ModelTier or a real MemoryTier over a model tier that
+    stores objects or bytes (stable keys, msgpack)."""
     clock = FakeClock()
+    l1: Any = MemoryTier(clock=clock) if memory else ModelTier(clock, name="l1")
     l2 = ModelTier(clock, name="l2", serializer=MsgpackSerializer() if bytes_tier else None)
-    return TieredCache([ModelTier(clock, name="l1"), l2], clock=clock)
+    return TieredCache([l1, l2], clock=clock)
 
 
 def _bare(a: Any, b: Any = 0, *rest: Any, **kw: Any) -> Any:
@@ -69,9 +73,9 @@ def _calls(draw: st.DrawFn, typed: bool) -> list[tuple[list[Any], dict[str, Any]
 
 
 @settings(max_examples=80, deadline=None)
-@given(data=st.data(), typed=st.booleans(), bytes_tier=st.booleans())
+@given(data=st.data(), typed=st.booleans(), bytes_tier=st.booleans(), memory=st.booleans())
 def test_sync_returns_what_the_function_returns(
-    data: st.DataObject, typed: bool, bytes_tier: bool
+    data: st.DataObject, typed: bool, bytes_tier: bool, memory: bool
 ) -> None:
     calls = data.draw(_calls(typed))
     counts: dict[Any, int] = {}
@@ -81,7 +85,7 @@ def test_sync_returns_what_the_function_returns(
         counts[k] = counts.get(k, 0) + 1
         return _bare(*args, **kw)
 
-    f = cached(_stack(bytes_tier), ttl=60, typed=typed)(fn)
+    f = cached(_stack(bytes_tier, memory), ttl=60, typed=typed)(fn)
     for args, kw in calls + calls:  # every call twice: the second is a hit
         assert f(*args, **kw) == _bare(*args, **kw)
     s = f.stats()
@@ -90,9 +94,9 @@ def test_sync_returns_what_the_function_returns(
 
 
 @settings(max_examples=60, deadline=None)
-@given(data=st.data(), typed=st.booleans(), bytes_tier=st.booleans())
+@given(data=st.data(), typed=st.booleans(), bytes_tier=st.booleans(), memory=st.booleans())
 def test_async_returns_what_the_function_returns(
-    data: st.DataObject, typed: bool, bytes_tier: bool
+    data: st.DataObject, typed: bool, bytes_tier: bool, memory: bool
 ) -> None:
     calls = data.draw(_calls(typed))
 
@@ -100,7 +104,7 @@ def test_async_returns_what_the_function_returns(
         await asyncio.sleep(0)
         return _bare(*args, **kw)
 
-    f = cached(_stack(bytes_tier), ttl=60, typed=typed)(fn)
+    f = cached(_stack(bytes_tier, memory), ttl=60, typed=typed)(fn)
 
     async def main() -> None:
         for args, kw in calls + calls:
@@ -122,6 +126,27 @@ def test_equal_arguments_share_an_entry_unless_typed() -> None:
     assert typed(True) == 2
     assert typed.stats()["computes"] == 3
     assert stable_key(typed.cache_key(1.0))  # typed keys still have a stable encoding
+
+
+def test_default_cache_is_a_private_memory_tier() -> None:
+    @cached
+    def bare(x: int) -> int:
+        return x + 1
+
+    @cached(ttl=30)
+    async def coro(x: int) -> int:
+        return x + 2
+
+    assert bare(1) == 2 and bare(1) == 2
+    assert asyncio.run(coro(1)) == 3
+    for f in (bare, coro):
+        (tier,) = f.cache.tiers
+        assert isinstance(tier, MemoryTier)
+        assert tier.max_entries == 10_000
+    assert bare.cache is not coro.cache
+    assert bare.stats()["hits"] == 1
+    hit = coro.cache.lookup(coro.cache_key(1))
+    assert hit is not None and hit[0] == 3 and 0 < hit[1] <= 30
 
 
 def test_hits_do_not_call_the_function() -> None:
@@ -418,7 +443,7 @@ def real_caches(
     made: list[TieredCache] = []
 
     def make() -> TieredCache:
-        tiers: list[Any] = [ModelTier(time.time), RedisTier(redis_server, prefix=prefix)]
+        tiers: list[Any] = [MemoryTier(), RedisTier(redis_server, prefix=prefix)]
         if request.param == "redis+disk":
             tiers.append(DiskTier(tmp_path / "shared.db", flush_interval_ms=5))
         tc = TieredCache(tiers)

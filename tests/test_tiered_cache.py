@@ -28,7 +28,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cache_support import FakeClock, ModelTier
-from overdrive.cache import MISSING, DiskTier, MsgpackSerializer, RedisTier, TieredCache
+from overdrive.cache import (
+    MISSING,
+    DiskTier,
+    MemoryTier,
+    MsgpackSerializer,
+    RedisTier,
+    TieredCache,
+)
 from overdrive.exceptions import CacheUnavailable, ConfigurationError, InputTypeError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,11 +90,25 @@ def _model_disk(clock: FakeClock, l1_ttl: float | None) -> list[Any]:
     return [ModelTier(clock, ttl=l1_ttl, name="l1"), _disk(clock)]
 
 
+def _memory(clock: Callable[[], float], ttl: float | None) -> MemoryTier:
+    return MemoryTier(max_entries=10_000, ttl=ttl, clock=clock, name="memory")
+
+
+def _memory_model(clock: FakeClock, l1_ttl: float | None) -> list[Any]:
+    return [_memory(clock, l1_ttl), ModelTier(clock, name="l2")]
+
+
+def _memory_disk(clock: FakeClock, l1_ttl: float | None) -> list[Any]:
+    return [_memory(clock, l1_ttl), _disk(clock)]
+
+
 STACKS: dict[str, StackFactory] = {
     "model+model": _model_pair,
     "model+bytes": _model_bytes,
     "model x3": _model_three,
     "model+disk": _model_disk,
+    "memory+model": _memory_model,
+    "memory+disk": _memory_disk,
 }
 
 
@@ -909,9 +930,22 @@ def _real_model_redis_disk(redis_url: str, prefix: str) -> list[Any]:
     ]
 
 
+def _real_memory_redis(redis_url: str, prefix: str) -> list[Any]:
+    return [MemoryTier(max_entries=10_000), RedisTier(redis_url, prefix=prefix, ttl=None)]
+
+
+def _real_memory_redis_disk(redis_url: str, prefix: str) -> list[Any]:
+    return [
+        MemoryTier(max_entries=10_000),
+        RedisTier(redis_url, prefix=prefix, ttl=None),
+        _disk(time.time),
+    ]
+
+
 REAL_STACKS: dict[str, RealFactory] = {
     "model+redis": _real_model_redis,
-    "model+redis+disk": _real_model_redis_disk,
+    "memory+redis": _real_memory_redis,
+    "memory+redis+disk": _real_memory_redis_disk,
 }
 
 
