@@ -31,6 +31,7 @@ __all__ = ["cached"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _EMPTY: tuple[()] = ()
+_NO: Any = object()  # "not in tier 0" (a cached None is a value)
 
 
 def _default_cache() -> TieredCache:
@@ -253,7 +254,7 @@ def _sync_wrapper(
     checker: _KeyCheck,
 ) -> Callable[..., Any]:
     make_key = _make_key(qualname, key, typed)
-    lookup0 = tc._lookups[0]
+    get0 = tc.tiers[0].get  # get(k, sentinel): no (value, seconds) tuple to build
     tier0_hits = tc._hits[0]
     fast_hits = account.fast_hits
     lookup = tc._lookup
@@ -284,11 +285,10 @@ def _sync_wrapper(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             k = (qualname, args, tuple_(sorted_(kwargs.items())) if kwargs else _EMPTY)
             try:
-                hit = lookup0(k)
+                v = get0(k, _NO)
             except Exception:
                 return slow(k, args, kwargs, 0)
-            if hit is not None:
-                v = hit[0]
+            if v is not _NO:
                 if type(v) is not dict_ or env not in v:
                     next(fast_hits)  # this function's hit and tier 0's
                     return v
@@ -302,11 +302,10 @@ def _sync_wrapper(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 k = user_key(*args, **kwargs)
-                hit = lookup0(k)
+                v = get0(k, _NO)
             except Exception:
                 return slow(user_key(*args, **kwargs), args, kwargs, 0)
-            if hit is not None:
-                v = hit[0]
+            if v is not _NO:
                 if type(v) is not dict_ or env not in v:
                     next(fast_hits)
                     return v
@@ -330,7 +329,7 @@ def _async_wrapper(
 ) -> Callable[..., Any]:
     make_key = _make_key(qualname, key, typed)
     tier0_async = tc._async_tier[0]
-    lookup0 = tc._lookups[0]
+    get0 = tc.tiers[0].get  # get(k, sentinel): no (value, seconds) tuple to build
     tier0_hits = tc._hits[0]
     fast_hits = account.fast_hits
     alookup = tc._alookup
@@ -361,11 +360,10 @@ def _async_wrapper(
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             k = (qualname, args, tuple_(sorted_(kwargs.items())) if kwargs else _EMPTY)
             try:
-                hit = lookup0(k)
+                v = get0(k, _NO)
             except Exception:
                 return await slow(k, args, kwargs, 0)
-            if hit is not None:
-                v = hit[0]
+            if v is not _NO:
                 if type(v) is not dict_ or env not in v:
                     next(fast_hits)  # this function's hit and tier 0's
                     return v
