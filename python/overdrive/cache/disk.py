@@ -44,12 +44,20 @@ Writes that run in the caller's thread (``write_behind=False``, ``delete``,
 background commit that fails is counted, logged and retried (the entries stay
 queued). Any call after :meth:`close` raises ``CacheUnavailable``.
 
-**Threads and asyncio.** Every method may be called from any thread; each
-thread uses its own SQLite connection. The API is synchronous: from asyncio,
-either accept the short blocking of a read (a few microseconds; a set only
-queues) or run calls in a thread (``await asyncio.to_thread(tier.get, k)``).
-After ``os.fork()`` the child drops the parent's connections, queue and
-thread and opens its own (the parent flushes what it had queued).
+**Reads.** Each thread reads through its own SQLite connection, and its
+reads share one read transaction for up to ``read_snapshot_ms`` (1 ms), which
+halves the cost of a read. Any commit by a DiskTier of this process renews
+every snapshot before the next read, so within a process reads are never
+stale; another process's commit may be seen up to 1 ms late
+(``read_snapshot_ms=0``: never).
+
+**Threads and asyncio.** Every method may be called from any thread. The API
+is synchronous: from asyncio, either accept the short blocking of a read (a
+few microseconds; a set only queues) or run calls in a thread
+(``await asyncio.to_thread(tier.get, k)``). After ``os.fork()`` the child
+leaves the parent's connections untouched and opens its own, with an empty
+queue and its own writer thread (the parent flushes what it had queued); a
+``multiprocessing`` child flushes on exit like any process.
 """
 
 from __future__ import annotations
@@ -60,14 +68,38 @@ import logging
 import math
 import os
 import sqlite3
-import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from multiprocessing import util as mp_util
 from typing import Any, Final
 
 from ..exceptions import CacheDataError, CacheUnavailable, ConfigurationError, InputTypeError
+from ._disk_sql import (
+    ACCESS_INDEX,
+    COUNT_LIVE,
+    DELETE,
+    DELETE_IF_EXPIRED,
+    DELETE_IF_VALUE,
+    EVICT,
+    EXPIRES,
+    GET,
+    INVALIDATE,
+    INVALIDATE_REST,
+    META,
+    OUR_TABLES,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SWEEP,
+    TAG,
+    TOUCH,
+    UPSERT,
+    UPSERT_MANY,
+    UPSERT_ROWS,
+    ForeignFile,
+    is_corruption,
+)
 from .keys import stable_key
 from .serializers import MsgpackSerializer, Serializer
 
@@ -76,94 +108,10 @@ __all__ = ["DiskTier"]
 _log = logging.getLogger("overdrive.cache.disk")
 _monotonic = time.monotonic
 
-SCHEMA_VERSION: Final = 1
 #: Seconds between the writer's sweeps of expired rows.
 SWEEP_INTERVAL_S: Final = 30.0
 _TICK_S: Final = 1.0  # the writer wakes at least this often (access times, lazy deletes)
-_BUSY_TIMEOUT_S: Final = 10.0
 _CHUNK: Final = 500  # keys per "IN (...)" query
-
-_SCHEMA: Final = (
-    """CREATE TABLE IF NOT EXISTS entries (
-        key TEXT PRIMARY KEY NOT NULL,
-        value BLOB NOT NULL,
-        expires_at REAL,
-        accessed_at REAL NOT NULL,
-        size INTEGER NOT NULL,
-        tagged INTEGER NOT NULL DEFAULT 0
-    )""",
-    "CREATE INDEX IF NOT EXISTS entries_expires ON entries (expires_at)"
-    " WHERE expires_at IS NOT NULL",
-    """CREATE TABLE IF NOT EXISTS tags (
-        tag TEXT NOT NULL,
-        key TEXT NOT NULL,
-        PRIMARY KEY (tag, key)
-    ) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS tags_key ON tags (key)",
-    """CREATE TABLE IF NOT EXISTS meta (
-        id INTEGER PRIMARY KEY CHECK (id = 0),
-        bytes INTEGER NOT NULL,
-        entries INTEGER NOT NULL
-    )""",
-    "INSERT OR IGNORE INTO meta (id, bytes, entries) VALUES (0, 0, 0)",
-    """CREATE TRIGGER IF NOT EXISTS entries_ins AFTER INSERT ON entries BEGIN
-        UPDATE meta SET bytes = bytes + NEW.size, entries = entries + 1 WHERE id = 0;
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS entries_del AFTER DELETE ON entries BEGIN
-        UPDATE meta SET bytes = bytes - OLD.size, entries = entries - 1 WHERE id = 0;
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS entries_del_tags AFTER DELETE ON entries
-    WHEN OLD.tagged BEGIN
-        DELETE FROM tags WHERE key = OLD.key;
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS entries_upd AFTER UPDATE OF value, size ON entries BEGIN
-        UPDATE meta SET bytes = bytes - OLD.size + NEW.size WHERE id = 0;
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS entries_upd_tags AFTER UPDATE OF value, size ON entries
-    WHEN OLD.tagged BEGIN
-        DELETE FROM tags WHERE key = OLD.key;
-    END""",
-)
-# Only files used with max_bytes need the access-time index (created on open).
-_ACCESS_INDEX: Final = "CREATE INDEX IF NOT EXISTS entries_accessed ON entries (accessed_at)"
-_OUR_TABLES: Final = frozenset({"entries", "tags", "meta"})
-
-_GET: Final = "SELECT value, expires_at FROM entries WHERE key = ?"
-_EXPIRES: Final = "SELECT expires_at FROM entries WHERE key = ?"
-_UPSERT_ROWS: Final = 64  # rows per multi-row upsert statement (fewer steps, fewer GIL trips)
-
-
-def _upsert_sql(rows: int) -> str:
-    values = ",".join(["(?, ?, ?, ?, ?, ?)"] * rows)
-    return (
-        f"INSERT INTO entries (key, value, expires_at, accessed_at, size, tagged) VALUES {values} "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-        "expires_at = excluded.expires_at, accessed_at = excluded.accessed_at, "
-        "size = excluded.size, tagged = excluded.tagged"
-    )
-
-
-_UPSERT: Final = _upsert_sql(1)
-_UPSERT_MANY: Final = _upsert_sql(_UPSERT_ROWS)
-_TAG: Final = "INSERT OR IGNORE INTO tags (tag, key) VALUES (?, ?)"
-_DELETE: Final = "DELETE FROM entries WHERE key = ?"
-_DELETE_IF_EXPIRED: Final = "DELETE FROM entries WHERE key = ? AND expires_at <= ?"
-_DELETE_IF_VALUE: Final = "DELETE FROM entries WHERE key = ? AND value = ?"
-_TOUCH: Final = "UPDATE entries SET accessed_at = ? WHERE key = ? AND accessed_at < ?"
-_SWEEP: Final = (
-    "DELETE FROM entries WHERE rowid IN "
-    "(SELECT rowid FROM entries WHERE expires_at <= ? LIMIT 1000)"
-)
-_EVICT: Final = (
-    "DELETE FROM entries WHERE rowid IN (SELECT rowid FROM entries ORDER BY accessed_at LIMIT ?)"
-)
-_META: Final = "SELECT bytes, entries FROM meta WHERE id = 0"
-_COUNT_LIVE: Final = "SELECT COUNT(*) FROM entries WHERE expires_at IS NULL OR expires_at > ?"
-_INVALIDATE: Final = (
-    "DELETE FROM entries WHERE key IN (SELECT key FROM tags WHERE tag = ?) "
-    "AND (expires_at IS NULL OR expires_at > ?)"
-)
-_INVALIDATE_REST: Final = "DELETE FROM entries WHERE key IN (SELECT key FROM tags WHERE tag = ?)"
 
 # A queued write: (serialised value, expires_at, tags, size, set time), or None: a delete.
 _Op = tuple[bytes, float | None, tuple[str, ...], int, float] | None
@@ -248,6 +196,7 @@ class _Counters:
 
 
 _LIVE: weakref.WeakSet[DiskTier] = weakref.WeakSet()
+_FORK_ORPHANS: list[object] = []  # connections inherited by a forked child, never used
 
 
 def _close_all_at_exit() -> None:
@@ -264,12 +213,20 @@ atexit.register(_close_all_at_exit)
 def _reset_all_after_fork() -> None:
     for tier in list(_LIVE):
         tier._after_fork()
-    if _LIVE and "multiprocessing" in sys.modules:
-        # A forked multiprocessing child leaves through os._exit (no atexit):
-        # its own exit hooks flush the tiers instead.
-        from multiprocessing import util
 
-        util.Finalize(None, _close_all_at_exit, exitpriority=10)
+
+class _ForkHook:
+    """A forked multiprocessing child leaves through ``os._exit`` (no atexit):
+    its exit hooks (registered after the child cleared its registry) flush the
+    tiers instead."""
+
+    @staticmethod
+    def register_finalizer(_self: object) -> None:
+        mp_util.Finalize(None, _close_all_at_exit, exitpriority=10)
+
+
+_FORK_HOOK: Final = _ForkHook()
+mp_util.register_after_fork(_FORK_HOOK, _ForkHook.register_finalizer)
 
 
 if hasattr(os, "register_at_fork"):
@@ -342,6 +299,9 @@ class DiskTier:
             for up to this long (renewed at once after any commit by this
             process), so another process's commit may be seen this much later;
             ``0``: every read sees every commit (about 2 µs more per read).
+        busy_timeout_s: how long a commit (or opening the file) waits for
+            another connection's write lock before failing with
+            CacheUnavailable.
 
     See the module documentation for the exact guarantees.
     """
@@ -360,6 +320,7 @@ class DiskTier:
         clock: Callable[[], float] = time.time,
         name: str = "disk",
         read_snapshot_ms: float = 1.0,
+        busy_timeout_s: float = 10.0,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise InputTypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
@@ -374,6 +335,7 @@ class DiskTier:
         _check_positive("max_bytes", max_bytes, allow_none=True, integer=True)
         _check_positive("ttl", ttl, allow_none=True, integer=False)
         _check_positive("max_pending", max_pending, allow_none=False, integer=True)
+        _check_positive("busy_timeout_s", busy_timeout_s, allow_none=False, integer=False)
         if isinstance(flush_interval_ms, bool) or not isinstance(flush_interval_ms, (int, float)):
             raise InputTypeError(
                 f"flush_interval_ms must be a number, got {type(flush_interval_ms).__name__}"
@@ -420,10 +382,11 @@ class DiskTier:
         self._interval = flush_interval_ms / 1000.0
         self._snapshot_s = read_snapshot_ms / 1000.0
         self._rebuild = rebuild_on_corrupt
+        self._busy_timeout = float(busy_timeout_s)
         self._clock = clock
         self._track = max_bytes is not None  # record access times only when evicting
 
-        self._closed = False
+        self._closed = True  # until the file is open
         self._evictions = 0
         self._sets = 0  # counted under _lock
         self._bg_expirations = 0  # counted under _write_lock
@@ -433,6 +396,7 @@ class DiskTier:
         self._writer: threading.Thread | None = None
         self._init_runtime()
         self._open_file()
+        self._closed = False
         _LIVE.add(self)
         self._start_writer()  # also writes access times and deletes expired rows
 
@@ -464,6 +428,8 @@ class DiskTier:
         """In a forked child: forget the parent's connections, queue and thread."""
         if self._closed:
             return
+        # Never close (nor finalise) the parent's connections here: keep them.
+        _FORK_ORPHANS.append((self._local, self._counters.states()))
         self._init_runtime()
         self._start_writer()
 
@@ -471,7 +437,7 @@ class DiskTier:
         try:
             conn = sqlite3.connect(
                 self._path,
-                timeout=_BUSY_TIMEOUT_S,
+                timeout=self._busy_timeout,
                 isolation_level=None,
                 check_same_thread=False,
                 cached_statements=64,
@@ -489,7 +455,10 @@ class DiskTier:
     def _open_file(self) -> None:
         try:
             self._init_schema()
-        except (sqlite3.DatabaseError, _ForeignFile) as exc:
+        except (sqlite3.DatabaseError, ForeignFile) as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and not is_corruption(exc):
+                # busy past the timeout, read-only, disk full...: not the file's fault
+                raise CacheUnavailable(f"DiskTier cannot open {self._path!r}: {exc}") from None
             if not self._rebuild:
                 raise CacheDataError(
                     f"{self._path!r} is not a usable DiskTier cache file ({exc}); "
@@ -515,7 +484,7 @@ class DiskTier:
                 ) from None
             try:
                 self._init_schema()
-            except (sqlite3.DatabaseError, _ForeignFile) as exc2:
+            except (sqlite3.DatabaseError, ForeignFile) as exc2:
                 raise CacheDataError(
                     f"{self._path!r}: rebuilding the cache file failed: {exc2}"
                 ) from None
@@ -539,12 +508,12 @@ class DiskTier:
                                 "SELECT name FROM sqlite_master WHERE type = 'table'"
                             )
                         }
-                        if names - _OUR_TABLES:
-                            raise _ForeignFile(
+                        if names - OUR_TABLES:
+                            raise ForeignFile(
                                 "it is an SQLite database with other tables: "
-                                + ", ".join(sorted(names - _OUR_TABLES))
+                                + ", ".join(sorted(names - OUR_TABLES))
                             )
-                        for stmt in _SCHEMA:
+                        for stmt in SCHEMA:
                             conn.execute(stmt)
                         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                     conn.execute("COMMIT")
@@ -553,15 +522,15 @@ class DiskTier:
                         conn.execute("ROLLBACK")
                     raise
             if version not in (0, SCHEMA_VERSION):
-                raise _ForeignFile(
+                raise ForeignFile(
                     f"schema version {version}, this overdrive reads version {SCHEMA_VERSION}"
                 )
             if self._max_bytes is not None:
-                conn.execute(_ACCESS_INDEX)
+                conn.execute(ACCESS_INDEX)
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 _log.warning("DiskTier %r: journal_mode is %s, not wal", self.name, mode)
-            conn.execute(_META).fetchone()  # the schema is readable
+            conn.execute(META).fetchone()  # the schema is readable
         finally:
             conn.close()
 
@@ -604,7 +573,7 @@ class DiskTier:
             try:
                 if st.snap_gen != _GEN[0] or _monotonic() >= st.snap_until:
                     self._renew(st)
-                row = st.cur.execute(_GET, (k,)).fetchone()
+                row = st.cur.execute(GET, (k,)).fetchone()
             except sqlite3.Error as exc:
                 self._end_read(st)
                 row = exc
@@ -619,7 +588,7 @@ class DiskTier:
         if expires_at is not None and expires_at <= now:
             if count:
                 st.misses += 1
-            self._expired[k] = now
+            self._expire_later(k, now)
             return None
         try:
             value = self._loads(blob)
@@ -631,6 +600,13 @@ class DiskTier:
         if self._track:
             self._touch(k, now)
         return value, expires_at
+
+    def _expire_later(self, k: str, now: float) -> None:
+        """Have the writer delete the expired row (if it is still expired then)."""
+        expired = self._expired
+        expired[k] = now
+        if len(expired) >= self._max_pending:
+            self._wake.set()
 
     def _touch(self, k: str, now: float) -> None:
         touched = self._touched
@@ -653,8 +629,8 @@ class DiskTier:
     def _end_read(st: _ThreadState) -> None:
         """End the thread's read snapshot (st.lock held)."""
         st.snap_until = 0.0
-        if st.conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(sqlite3.Error):  # also: the connection was closed
+            if st.conn.in_transaction:
                 st.cur.execute("ROLLBACK")
 
     def _query(self, st: _ThreadState, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -705,7 +681,7 @@ class DiskTier:
         )
         try:
             with self._write_lock, self._transaction(st) as cur:
-                cur.execute(_DELETE_IF_VALUE, (k, blob))
+                cur.execute(DELETE_IF_VALUE, (k, blob))
         except sqlite3.Error as del_exc:
             self._log_limited("deleting a bad entry failed: %s", del_exc)
 
@@ -741,7 +717,7 @@ class DiskTier:
             try:
                 if st.snap_gen != _GEN[0] or _monotonic() >= st.snap_until:
                     self._renew(st)
-                row = st.cur.execute(_GET, (k,)).fetchone()
+                row = st.cur.execute(GET, (k,)).fetchone()
             except sqlite3.Error:
                 self._end_read(st)
                 row = _ABSENT
@@ -773,6 +749,10 @@ class DiskTier:
             st: _ThreadState = self._local.st
         except AttributeError:
             st = self._new_state()
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+            raise InputTypeError(
+                f"keys must be a sequence of keys, got {type(keys).__name__} {keys!r:.40}"
+            )
         now = self._clock()
         out: dict[Hashable, Any] = {}
         by_name: dict[str, list[Hashable]] = {}
@@ -806,7 +786,7 @@ class DiskTier:
                 continue
             for k, blob, expires_at in rows:
                 if expires_at is not None and expires_at <= now:
-                    self._expired[k] = now
+                    self._expire_later(k, now)
                     continue
                 try:
                     found[k] = self._loads(blob)
@@ -831,7 +811,7 @@ class DiskTier:
         self.flush()
         st = self._state()
         try:
-            n: int = self._query(st, _COUNT_LIVE, (self._clock(),))[0][0]
+            n: int = self._query(st, COUNT_LIVE, (self._clock(),))[0][0]
         except sqlite3.Error as exc:
             raise self._unavailable("counting entries", exc) from None
         return n
@@ -860,7 +840,12 @@ class DiskTier:
     def _tags(tags: Iterable[str]) -> tuple[str, ...]:
         if isinstance(tags, str):
             raise InputTypeError(f"tags must be an iterable of str, not a str ({tags!r})")
-        out = tuple(tags)
+        try:
+            out = tuple(tags)
+        except TypeError:
+            raise InputTypeError(
+                f"tags must be an iterable of str, got {type(tags).__name__}"
+            ) from None
         for t in out:
             if not isinstance(t, str):
                 raise InputTypeError(f"tags must be str, got {type(t).__name__} {t!r}")
@@ -908,6 +893,8 @@ class DiskTier:
     ) -> None:
         """``set`` for each item, committed together. Every value is serialised
         before any is queued: one that cannot be stored raises and stores none."""
+        if not isinstance(items, Mapping):
+            raise InputTypeError(f"items must be a mapping, got {type(items).__name__}")
         now = self._clock()
         expires_at = self._expiry(ttl, now)
         tag_tuple = self._tags(tags) if tags else ()
@@ -951,8 +938,11 @@ class DiskTier:
         with self._write_lock:
             if self._closed:
                 raise self._closed_error()
+            with self._lock:
+                touched, self._touched = self._touched, {}
+                expired, self._expired = self._expired, {}
             try:
-                self._write(st, ops, {}, {}, self._clock())
+                self._write(st, ops, touched, expired, self._clock())
             except sqlite3.Error as exc:
                 raise self._unavailable("a write", exc) from None
 
@@ -969,7 +959,7 @@ class DiskTier:
             present = op is not None and (op[1] is None or op[1] > now)  # type: ignore[index]
         else:
             try:
-                rows = self._query(st, _EXPIRES, (k,))
+                rows = self._query(st, EXPIRES, (k,))
             except sqlite3.Error as exc:
                 raise self._unavailable("a delete", exc) from None
             if not rows:
@@ -987,12 +977,12 @@ class DiskTier:
             raise InputTypeError(f"tag must be a str, got {type(tag).__name__} {tag!r}")
         st = self._state()
         with self._write_lock:
-            self._drain_locked(st)
             try:
+                self._drain_locked(st)
                 with self._transaction(st) as cur:
-                    cur.execute(_INVALIDATE, (tag, self._clock()))
+                    cur.execute(INVALIDATE, (tag, self._clock()))
                     removed = cur.rowcount
-                    cur.execute(_INVALIDATE_REST, (tag,))
+                    cur.execute(INVALIDATE_REST, (tag,))
             except sqlite3.Error as exc:
                 raise self._unavailable("invalidate_tag", exc) from None
         return max(0, removed)
@@ -1083,43 +1073,41 @@ class DiskTier:
             sweep = True
         with self._transaction(st) as cur:
             if sets:
-                whole = len(sets) - len(sets) % _UPSERT_ROWS
-                for i in range(0, whole, _UPSERT_ROWS):
-                    cur.execute(
-                        _UPSERT_MANY, [v for row in sets[i : i + _UPSERT_ROWS] for v in row]
-                    )
+                whole = len(sets) - len(sets) % UPSERT_ROWS
+                for i in range(0, whole, UPSERT_ROWS):
+                    cur.execute(UPSERT_MANY, [v for row in sets[i : i + UPSERT_ROWS] for v in row])
                 if whole < len(sets):
-                    cur.executemany(_UPSERT, sets[whole:])
+                    cur.executemany(UPSERT, sets[whole:])
             if tag_rows:
-                cur.executemany(_TAG, tag_rows)
+                cur.executemany(TAG, tag_rows)
             if dels:
-                cur.executemany(_DELETE, dels)
+                cur.executemany(DELETE, dels)
             if touched:
-                cur.executemany(_TOUCH, [(t, k, t) for k, t in touched.items()])
+                cur.executemany(TOUCH, [(t, k, t) for k, t in touched.items()])
             expirations = 0
             if expired:
-                cur.executemany(_DELETE_IF_EXPIRED, list(expired.items()))
+                cur.executemany(DELETE_IF_EXPIRED, list(expired.items()))
                 expirations += max(0, cur.rowcount)
             if sweep:
                 while True:
-                    cur.execute(_SWEEP, (now,))
+                    cur.execute(SWEEP, (now,))
                     n = cur.rowcount
                     expirations += max(0, n)
                     if n < 1000:
                         break
             evictions = 0
             if self._max_bytes is not None:
-                total, entries = cur.execute(_META).fetchone()
+                total, entries = cur.execute(META).fetchone()
                 if total > self._max_bytes and not sweep:
-                    cur.execute(_SWEEP, (now,))
+                    cur.execute(SWEEP, (now,))
                     expirations += max(0, cur.rowcount)
-                    total, entries = cur.execute(_META).fetchone()
+                    total, entries = cur.execute(META).fetchone()
                 while total > self._max_bytes and entries > 0:
                     avg = total / entries
                     n = max(1, min(1000, math.ceil((total - self._max_bytes) / avg)))
-                    cur.execute(_EVICT, (n,))
+                    cur.execute(EVICT, (n,))
                     evictions += max(0, cur.rowcount)
-                    total, entries = cur.execute(_META).fetchone()
+                    total, entries = cur.execute(META).fetchone()
         if sweep:
             self._next_sweep = now + SWEEP_INTERVAL_S
         self._bg_expirations += expirations
@@ -1225,6 +1213,16 @@ class DiskTier:
         return self._path
 
     @property
+    def ttl(self) -> float | None:
+        """The default time to live in seconds (``None``: no expiry)."""
+        return self._ttl
+
+    @property
+    def max_bytes(self) -> int | None:
+        """The bound on keys plus values in the file (``None``: unbounded)."""
+        return self._max_bytes
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._closed
@@ -1244,7 +1242,7 @@ class DiskTier:
         if not self._closed:
             try:
                 st = self._state()
-                size, entries = self._query(st, _META, ())[0]
+                size, entries = self._query(st, META, ())[0]
             except (sqlite3.Error, CacheUnavailable):
                 c["errors"] += 1
         return {
@@ -1266,7 +1264,3 @@ class DiskTier:
             f"DiskTier(name={self.name!r}, path={self._path!r}, ttl={self._ttl!r}, "
             f"max_bytes={self._max_bytes!r}, write_behind={self._write_behind}, {state})"
         )
-
-
-class _ForeignFile(Exception):
-    """The file is an SQLite database but not a DiskTier cache of this schema."""

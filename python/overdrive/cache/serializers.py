@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import pickle
+import threading
 from typing import Any, Final, Protocol, runtime_checkable
 
 import msgpack
@@ -192,7 +193,35 @@ class MsgpackSerializer(_Framed):
         )
 
     def dumps(self, value: Any) -> bytes:
-        return self._frame(self._pack(value))
+        # A reused Packer per thread (msgpack.packb builds one, with a 256 KiB
+        # buffer, per call). Nested packs (_default) still use packb: a Packer
+        # is not re-entrant.
+        try:
+            packer = self._tls.packer
+        except AttributeError:
+            packer = self._new_packer()
+        try:
+            body: bytes = packer.pack(value)
+        except SerializationError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SerializationError(f"MsgpackSerializer cannot store the value: {exc}") from None
+        return self._frame(body)
+
+    @property
+    def _tls(self) -> threading.local:
+        tls: threading.local | None = self.__dict__.get("_tls_store")
+        if tls is None:
+            tls = self.__dict__.setdefault("_tls_store", threading.local())
+        return tls
+
+    def _new_packer(self) -> Any:
+        packer = msgpack.Packer(default=self._default, use_bin_type=True, strict_types=True)
+        self._tls.packer = packer
+        return packer
+
+    def __getstate__(self) -> dict[str, Any]:  # the per-thread packers stay behind
+        return {k: v for k, v in self.__dict__.items() if k != "_tls_store"}
 
     def loads(self, data: bytes) -> Any:
         body: bytes | memoryview
