@@ -73,3 +73,22 @@ def private_redis() -> Iterator[RedisServer]:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[str]:
+    """``redis+cluster://`` URL of a 3-master Redis Cluster started for this session."""
+    _need_redis_server()
+    if shutil.which("redis-cli") is None:
+        msg = "redis-cli is not installed (Debian package redis-tools)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    from overdrive.bench.redis_server import RedisCluster3
+
+    cluster = RedisCluster3()
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.stop()

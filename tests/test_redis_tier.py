@@ -346,8 +346,9 @@ def test_state_machine(redis_server: str) -> None:
 # --- coalescing ----------------------------------------------------------------------
 
 
-def test_concurrent_gets_are_coalesced(redis_server: str) -> None:
-    t = RedisTier(redis_server, prefix=_prefix(), coalesce_window_ms=2.0)
+@pytest.mark.parametrize("window_ms", [0.0, 2.0])
+def test_concurrent_gets_are_coalesced(redis_server: str, window_ms: float) -> None:
+    t = RedisTier(redis_server, prefix=_prefix(), coalesce_window_ms=window_ms)
     n_threads, per_thread = 32, 40
     try:
         t.set_many({(i, j): f"{i}/{j}" for i in range(n_threads) for j in range(per_thread)})
@@ -610,6 +611,13 @@ def test_redis_killed_mid_run(redis_restart: RedisServer) -> None:
             assert time.monotonic() < deadline, t.stats()
             time.sleep(0.05)
         assert t.stats()["available"] is True
+        # the restarted server has no scripts cached: they load again
+        t.set("x", 1, tags=["tag"])
+        hit = t.lookup("x")
+        assert hit is not None and hit[0] == 1
+        assert t.invalidate_tag("tag") == 1
+        tok = t.acquire_lock("L", 5.0)
+        assert tok is not None and t.release_lock("L", tok) is True
     finally:
         t.close()
 
@@ -681,6 +689,18 @@ def test_unreachable_host_at_start_is_not_fatal() -> None:
         assert s["errors"] == 1 and s["skipped_while_down"] == 2
     finally:
         t.close()
+    # a cluster URL nobody answers: the cluster client fails on creation, lazily
+    c = RedisTier(f"redis+cluster://127.0.0.1:{free_port()}", prefix=_prefix(), retry_after_s=0)
+    try:
+        assert c.get("k", "d") == "d"
+        c.set("k", 1)
+        assert c.get_many(["k"]) == {}
+        assert c.stats()["errors"] == 3
+    finally:
+        c.close()
+    with pytest.raises(ConfigurationError, match="url") as info:
+        RedisTier(f"redis://u:{PASSWORD}@127.0.0.1:notaport/0")
+    assert PASSWORD not in str(info.value)
 
 
 # --- passwords -----------------------------------------------------------------------
@@ -879,3 +899,192 @@ def test_bad_call_arguments(tier: RedisTier) -> None:
     with pytest.raises(InputTypeError, match="token"):
         tier.release_lock("k", None)  # type: ignore[arg-type]
     assert tier.get("k") is None  # nothing was written by the refused calls
+
+
+# --- Redis Cluster (3 masters) -------------------------------------------------------
+
+
+def test_cluster_tier(redis_cluster: str) -> None:
+    from redis.cluster import RedisCluster
+
+    t = RedisTier(redis_cluster, prefix=_prefix(), coalesce_window_ms=2.0)
+    try:
+        items = {i: [i, "v"] for i in range(200)}  # spread over every slot range
+        t.set_many(items, ttl=900.0, tags=["all"])
+        t.set("solo", "x", tags=["other"])
+        assert t.get_many(list(range(250))) == items
+        hit = t.lookup(7)
+        assert hit is not None and hit[0] == [7, "v"] and hit[1] is not None
+        assert 850.0 < hit[1] <= 900.0
+        wrong: list[Any] = []
+
+        def worker(off: int) -> None:
+            for i in range(off, 200, 16):
+                got = t.get(i) if i % 2 else t.lookup(i)
+                value = got if i % 2 else (got[0] if got else None)
+                if value != [i, "v"]:
+                    wrong.append(i)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(HANG)
+        assert wrong == []
+        s = t.stats()
+        assert s["errors"] == 0 and s["coalesced_keys"] > s["coalesced_batches"]
+
+        async def main() -> list[Any]:
+            return list(await asyncio.gather(*(t.aget(i) for i in range(200))))
+
+        assert asyncio.run(main()) == [[i, "v"] for i in range(200)]
+        tok = t.acquire_lock("job", 10.0)
+        assert tok is not None and t.acquire_lock("job", 10.0) is None
+        assert t.release_lock("job", tok) is True
+        assert t.invalidate_tag("all") == 200
+        assert t.get_many(list(range(200))) == {}
+        assert t.get("solo") == "x"
+        t.clear()
+        assert t.get("solo") is None
+        # a client passed in
+        host, port = redis_cluster.rpartition("/")[2].split(":")
+        client = RedisCluster(host=host, port=int(port))
+        given = RedisTier(client=client, prefix=_prefix())
+        given.set_many({i: i for i in range(50)})
+        assert given.get_many(list(range(50))) == {i: i for i in range(50)}
+        assert "redis+cluster://" in repr(given)
+        given.clear()
+        given.close()
+        client.close()
+    finally:
+        t.clear()
+        t.close()
+
+
+def test_cancelled_async_leader_and_close_from_the_loop(redis_server: str) -> None:
+    t = RedisTier(redis_server, prefix=_prefix())
+    t.set_many({i: -i for i in range(50)})
+
+    async def cancel_leader() -> None:
+        tasks = [asyncio.create_task(t.aget(i, MISSING)) for i in range(50)]
+        await asyncio.sleep(0)  # every task joined; the leader has not sent the batch yet
+        tasks[0].cancel()
+        got = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(got[0], asyncio.CancelledError)
+        assert got[1:] == [-i for i in range(1, 50)]
+
+    async def close_inside() -> None:
+        tasks = [asyncio.create_task(t.aget(i, MISSING)) for i in range(50)]
+        await asyncio.sleep(0)
+        t.close()  # blocks this loop: close() must run the pending batch itself
+        assert await asyncio.gather(*tasks) == [-i for i in range(50)]
+        assert await t.aget(1, "closed") == "closed"
+
+    try:
+        asyncio.run(cancel_leader())
+        t.clear()
+        t.set_many({i: -i for i in range(50)})
+        asyncio.run(close_inside())
+    finally:
+        t.close()
+        with RedisTier(redis_server, prefix=t.prefix) as cleaner:
+            cleaner.clear()
+
+
+def test_bench_rows_run(redis_server: str) -> None:
+    """The benchmark's Redis rows run end to end (numbers are the harness's business)."""
+    from overdrive.bench.suites import BenchConfig, SuiteResult
+    from overdrive.bench.suites._common import VALUE_COLUMNS
+    from overdrive.bench.suites.cache_redis import redis_rows
+
+    result = SuiteResult("cache", VALUE_COLUMNS)
+    redis_rows(BenchConfig(quick=True, repeats=3), result, url=redis_server)
+    impls = {r["impl"] for r in result.rows}
+    assert any(i.startswith("RedisTier.get, ") for i in impls)
+    assert any(i.startswith("RedisTier.aget, ") for i in impls)
+    assert all(r["value"] > 0 and r["unit"] == "us/key" for r in result.rows)
+    assert {c.name.split(" (")[0] for c in result.checks} >= {
+        "L2 coalesced get per key",
+        "L2 coalesced aget per key",
+        "L2 lone get vs redis-py GET",
+    }
+    assert set(result.rows[0]) == set(VALUE_COLUMNS)
+
+
+def test_import_without_redis_py() -> None:
+    """``import overdrive.cache`` works without redis-py; RedisTier says what to install."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "import overdrive.cache as c\n"
+        "try:\n"
+        "    c.RedisTier()\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "pip install overdrive[redis]" in out.stdout
+
+
+def test_down_redis_is_skipped_then_probed_once(private_redis: RedisServer) -> None:
+    t = RedisTier(private_redis.url, prefix=_prefix(), timeout_s=0.2, retry_after_s=60.0)
+    try:
+        t.set("k", 1)
+        private_redis.pause()  # hung: the first call pays the timeout...
+        try:
+            assert t.get("k", "d") == "d"
+            for _ in range(20):  # ...the next ones do not even try
+                assert t.get("k", "d") == "d"
+                t.set("k", 2)
+        finally:
+            private_redis.resume()
+        s = t.stats()
+        assert s["errors"] == 1 and s["skipped_while_down"] == 40
+    finally:
+        t.close()
+
+    t = RedisTier(private_redis.url, prefix=_prefix(), retry_after_s=1.0)
+    try:
+        private_redis.kill()
+        assert t.get("k", "d") == "d"
+        assert t.stats()["errors"] == 1
+        time.sleep(1.05)  # the skip window is over: exactly one caller probes
+        barrier = threading.Barrier(16)
+
+        def call() -> None:
+            barrier.wait()
+            t.get("k")
+
+        threads = [threading.Thread(target=call) for _ in range(16)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(HANG)
+        s = t.stats()
+        assert s["errors"] == 2 and s["skipped_while_down"] == 15
+    finally:
+        t.close()
+
+
+def test_blocking_get_inside_a_coroutine_does_not_stall(redis_server: str) -> None:
+    t = RedisTier(redis_server, prefix=_prefix(), timeout_s=5.0)
+    t.set_many({i: i for i in range(10)})
+
+    async def main() -> list[Any]:
+        tasks = [asyncio.create_task(t.aget(i)) for i in range(10)]
+        await asyncio.sleep(0)  # an asyncio batch is open, not yet sent
+        start = time.monotonic()
+        assert t.get(3) == 3  # a blocking call on the loop's own thread
+        assert time.monotonic() - start < 5.0  # did not wait for the blocked loop
+        return list(await asyncio.gather(*tasks))
+
+    try:
+        assert asyncio.run(main()) == list(range(10))
+        assert t.stats()["errors"] == 0
+    finally:
+        t.clear()
+        t.close()

@@ -11,6 +11,11 @@ tasks through ``aget``/``alookup``) are gathered for up to
 ``coalesce_window_ms`` (or ``max_coalesce`` keys) and served by *one* ``MGET``
 (or one script returning values and their PTTLs for lookups). A caller with no
 one else around skips the window: it pays one round trip, as a plain ``GET``.
+A batch that gathers while another round trip is in flight leaves when that
+round trip returns, the window ends or it holds ``max_coalesce`` keys,
+whichever comes first; an asyncio caller yields to its loop once, so the tasks
+already ready there join its batch. Asyncio callers never block the loop: the
+round trip runs in the tier's I/O threads.
 
 Failures: when Redis is down or slower than ``timeout_s``, a read is a miss and
 a write is skipped (both counted in ``stats()["errors"]``), and the tier stops
@@ -198,19 +203,23 @@ class _Gather:
         "keys",
         "pttls",
         "signalled",
+        "started",
         "values",
+        "wait",
         "waiters",
         "want_ttl",
     )
 
-    def __init__(self, key: bytes, want_ttl: bool, busy: bool) -> None:
+    def __init__(self, key: bytes, want_ttl: bool, is_open: bool, wait: bool) -> None:
         self.keys = [key]
         self.want_ttl = want_ttl
-        self.closed = not busy
+        self.closed = not is_open
+        self.wait = wait  # the leader waits the window (other batches are active)
         self.done = False
         self.full: Any = None  # a held lock: released (once) to wake the waiting leader
         self.signalled = False
-        if busy:
+        self.started = False  # its round trip began (or was skipped)
+        if wait:
             self.full = _new_lock()
             self.full.acquire()
         self.values: list[Any] | None = None
@@ -245,8 +254,8 @@ class RedisTier:
     configured by you, left open by :meth:`close`) is given. ``ttl``: default
     seconds to live (``None``: no expiry). ``timeout_s``: socket connect/read
     timeout of the client this tier creates. ``coalesce_window_ms`` /
-    ``max_coalesce``: how long / how many keys a batch gathers (``0`` ms:
-    batches form only from callers arriving while one is in flight).
+    ``max_coalesce``: how long / how many keys a batch gathers at most (``0``
+    ms: no timer; a batch gathers while the round trip before it is in flight).
     """
 
     def __init__(
@@ -307,9 +316,14 @@ class RedisTier:
             rd.exceptions.ConnectionError,
             rd.exceptions.TimeoutError,
             rd.exceptions.ClusterError,
+            rd.exceptions.RedisClusterException,  # not a RedisError: no node answers
             OSError,
         )
-        self._any_error: tuple[type[BaseException], ...] = (rd.exceptions.RedisError, OSError)
+        self._any_error: tuple[type[BaseException], ...] = (
+            rd.exceptions.RedisError,
+            rd.exceptions.RedisClusterException,
+            OSError,
+        )
 
         self._owns_client = client is None
         self._client_lock = threading.Lock()
@@ -348,11 +362,17 @@ class RedisTier:
             self._secrets = _secrets_of(url)
             self._where = mask_url(url)
             if not self._cluster:  # connects lazily, on first use
-                self._client = self._make_client()
+                try:
+                    self._client = self._make_client()
+                except (ValueError, TypeError) as exc:
+                    raise ConfigurationError(
+                        f"invalid url={self._where!r}: {self._scrub(str(exc))}"
+                    ) from None
 
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._open: _Gather | None = None
+        self._unstarted: set[_Gather] = set()
         self._active = 0  # batches gathering or running
         self._closed = False
         self._down_until = 0.0
@@ -360,6 +380,7 @@ class RedisTier:
         self._scripts: dict[str, Any] = {}
         self._hits = self._misses = self._sets = self._deletes = self._errors = 0
         self._batches = self._batched_keys = self._skipped = 0
+        self._warned_data = False
 
     # ------------------------------------------------------------------ setup
 
@@ -474,10 +495,11 @@ class RedisTier:
         du = self._down_until
         return bool(du) and time.monotonic() < du
 
-    def _may_call(self) -> bool:
-        """False while Redis is known down (skip it); lets one probe through after
+    def _may_call(self, accepted: bool = False) -> bool:
+        """False while Redis is known down (skip it) or the tier is closed (unless
+        the call was ``accepted`` before close()); lets one probe through after
         ``retry_after_s``."""
-        if self._closed:
+        if self._closed and not accepted:
             return False
         if not self._down_until:
             return True
@@ -551,7 +573,15 @@ class RedisTier:
                 self._errors += 1
                 self._hits -= 1
                 self._misses += 1
-            log.warning("RedisTier %r: refused an entry: %s", self.name, exc)
+                first = not self._warned_data
+                self._warned_data = True
+            # once at WARNING (a flood of forged entries must not flood the log)
+            log.log(
+                logging.WARNING if first else logging.DEBUG,
+                "RedisTier %r: refused an entry (counted in stats()['errors']): %s",
+                self.name,
+                exc,
+            )
             return _BAD
 
     # ------------------------------------------------------------------ coalescing
@@ -566,7 +596,10 @@ class RedisTier:
             if self._closed:
                 raise _Closed
             g = self._open
-            if g is not None:
+            # A thread does not join a batch whose asyncio leader has not handed
+            # it to a thread yet: that thread may be the leader's loop thread
+            # (a blocking get() inside a coroutine), which would stall them both.
+            if g is not None and (loop is not None or g not in self._unstarted):
                 idx = len(g.keys)
                 g.keys.append(k)
                 if want_ttl:
@@ -590,24 +623,38 @@ class RedisTier:
                 return g, idx, False, w
             self._active += 1
             busy = self._active > 1 and self.max_coalesce > 1
-            g = _Gather(k, want_ttl, busy)
-            if busy:
+            # An asyncio leader always opens its batch: the tasks already ready
+            # on its loop join while it yields once (no window paid alone).
+            is_open = (busy or loop is not None) and self.max_coalesce > 1
+            if self._open is not None:  # see above: this thread goes on its own
+                is_open = False
+            g = _Gather(k, want_ttl, is_open, is_open and busy)
+            if is_open:
                 self._open = g
+            if loop is not None:  # close() runs it if the loop is blocked in close()
+                self._unstarted.add(g)
             return g, 0, True, None
 
     def _lead(self, g: _Gather) -> None:
         """Gather (when other batches are active), run the batch, hand out the replies."""
+        with self._lock:
+            if g.started:
+                return
+            g.started = True
+            self._unstarted.discard(g)
         try:
             if not g.closed:
-                if self._window > 0:
-                    g.full.acquire(timeout=self._window)
+                if g.wait:
+                    # until the round trip in flight returns, the batch fills or
+                    # the window ends (window 0: no timer, bounded by timeout_s)
+                    g.full.acquire(timeout=self._window or self.timeout_s)
                 with self._lock:
                     if self._open is g:
                         self._open = None
                     g.closed = True
             keys = g.keys
-            if not self._may_call():
-                g.error = _Closed() if self._closed else _Down()
+            if not self._may_call(accepted=True):  # joined before any close(): runs
+                g.error = _Down()
             else:
                 try:
                     self._fetch(g, keys)
@@ -634,7 +681,7 @@ class RedisTier:
                 nxt = self._open
                 if nxt is not None:  # a round trip ended: the gathering batch goes now
                     _signal(nxt)
-                if self._active == 0:
+                if self._closed and self._active == 0:  # close() waits for this
                     self._idle.notify_all()
             if waiters:
                 for w in waiters:
@@ -649,13 +696,15 @@ class RedisTier:
                         loop.call_soon_threadsafe(_wake, futs)
 
     def _fetch(self, g: _Gather, keys: list[bytes]) -> None:
-        client = self._get_client()
-        if not g.want_ttl:
+        g.values, g.pttls = self._fetch_keys(keys, g.want_ttl)
+
+    def _fetch_keys(self, keys: list[bytes], want_ttl: bool) -> tuple[list[Any], list[int] | None]:
+        """Values (and PTTLs when ``want_ttl``) of ``keys`` in one round trip."""
+        client = self._client or self._get_client()
+        if not want_ttl:
             if len(keys) == 1:
-                g.values = [client.get(keys[0])]
-            else:
-                g.values = client.mget_nonatomic(keys) if self._cluster else client.mget(keys)
-            return
+                return [client.get(keys[0])], None
+            return (client.mget_nonatomic(keys) if self._cluster else client.mget(keys)), None
         if self._cluster:
             pipe = client.pipeline(transaction=False)
             for k in keys:
@@ -669,7 +718,48 @@ class RedisTier:
         for i, p in enumerate(pttls):
             if p == -2:  # expired between GET and PTTL (cluster pipeline)
                 values[i] = None
-        g.values, g.pttls = values, pttls
+        return values, pttls
+
+    def _solo(self, k: bytes, want_ttl: bool, what: str) -> tuple[Any, int]:
+        """One caller and nothing else in flight: a plain GET (or lookup) at once.
+        The caller has set ``_active`` to 1."""
+        raw: Any = None
+        pttl = -2
+        err: BaseException | None = None
+        try:
+            if self._down_until and not self._may_call(accepted=True):
+                err = _Down()
+            else:
+                try:
+                    values, pttls = self._fetch_keys([k], want_ttl)
+                except self._any_error as exc:
+                    err = exc
+                    self._failed(exc)
+                else:
+                    raw = values[0]
+                    pttl = pttls[0] if pttls is not None else -1
+                    if self._down_until:
+                        self._ok()
+        finally:
+            with self._lock:
+                self._active -= 1
+                self._batches += 1
+                self._batched_keys += 1
+                if raw is None:
+                    self._misses += 1
+                else:
+                    self._hits += 1
+                nxt = self._open
+                if nxt is not None:  # a round trip ended: the gathering batch goes now
+                    _signal(nxt)
+                if self._closed and self._active == 0:
+                    self._idle.notify_all()
+        if err is not None:
+            if isinstance(err, (_Down, _Closed)):
+                self._skip(what)
+            elif self.strict:
+                raise self._unavailable(what, err) from None
+        return raw, pttl
 
     def _result(self, g: _Gather, idx: int, what: str) -> tuple[Any, int]:
         """``(raw or None, pttl)`` of key ``idx`` once the batch is done."""
@@ -692,11 +782,18 @@ class RedisTier:
 
     def _fetch_one(self, key: Hashable, want_ttl: bool, what: str) -> tuple[Any, int]:
         k = self._key(key)
-        if self._known_down():
+        if self._down_until and self._known_down():
             with self._lock:
                 self._misses += 1
             self._skip(what)
             return None, -2
+        lock = self._lock
+        with lock:
+            solo = self._open is None and not self._active and not self._closed
+            if solo:
+                self._active = 1
+        if solo:
+            return self._solo(k, want_ttl, what)
         try:
             g, idx, lead, w = self._join(k, want_ttl, None)
         except _Closed:
@@ -737,10 +834,27 @@ class RedisTier:
             self._skip(what)
             return None, -2
         if lead:
-            await loop.run_in_executor(self._pool(), self._lead, g)
+            try:
+                if not g.closed:
+                    await asyncio.sleep(0)  # the tasks ready on this loop join the batch
+            finally:  # even when cancelled: the followers' batch must run
+                done = self._submit(loop, self._lead, g)
+            if done is not None:
+                await done
         elif fut is not None:
             await fut
         return self._result(g, idx, what)
+
+    def _submit(self, loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` in the tier's I/O threads (an awaitable), or run inline
+        (returns None) once the tier is closed: then it does no I/O."""
+        if not self._closed:
+            try:
+                return loop.run_in_executor(self._pool(), fn, *args)
+            except RuntimeError:  # the executor shut down: closed meanwhile
+                pass
+        fn(*args)
+        return None
 
     def _pool(self) -> ThreadPoolExecutor:
         ex = self._executor
@@ -812,7 +926,7 @@ class RedisTier:
                 pipe.set(k, v, px=px or None)
             members = [k for k, _ in pairs]
             for tk in tag_keys:  # after the SETs: a concurrent invalidation never misses them
-                pipe.eval(_TAG_ADD_LUA, 1, tk, px, *members)
+                pipe.execute_command("EVAL", _TAG_ADD_LUA, 1, tk, px, *members)
             pipe.execute()
 
         ok, _ = self._run(what, go, calls=n)
@@ -927,6 +1041,12 @@ class RedisTier:
             self._open = None
             if g is not None:  # its leader runs it now, without waiting the window
                 _signal(g)
+            orphans = list(self._unstarted)
+        # Batches whose asyncio leader has not handed them to a thread yet: that
+        # leader's loop may be the one blocked in this call, so run them here.
+        for og in orphans:
+            self._lead(og)
+        with self._lock:
             while self._active:
                 self._idle.wait()
             ex = self._executor
@@ -953,7 +1073,6 @@ class RedisTier:
         down), plus ``available`` and ``closed``."""
         with self._lock:
             return {
-                "name": self.name,
                 "hits": self._hits,
                 "misses": self._misses,
                 "sets": self._sets,
@@ -1042,10 +1161,15 @@ class RedisTier:
         await self._in_thread(self.set_many, items, ttl, tags)
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
-        if self._closed:
-            return fn(*args)  # no I/O: skips (or raises when strict)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool(), fn, *args)
+        if not self._closed:
+            loop = asyncio.get_running_loop()
+            try:
+                fut = loop.run_in_executor(self._pool(), fn, *args)
+            except RuntimeError:  # the executor shut down: closed meanwhile
+                pass
+            else:
+                return await fut
+        return fn(*args)  # closed: no I/O, skips (or raises when strict)
 
 
 class _Down(Exception):
