@@ -17,6 +17,7 @@ mod buffer_pool;
 mod buffers;
 mod compress;
 mod errors;
+mod gil_lock;
 mod memory_tier;
 mod message_batcher;
 mod object_pool;

@@ -170,6 +170,8 @@ struct Entry<K, V> {
     /// Bumped on every write and removal (tag references carry it).
     generation: u32,
     queue: u8,
+    /// The access clock when last moved to a tail (wrapping).
+    stamp: u16,
 }
 
 #[derive(Clone, Copy)]
@@ -178,13 +180,23 @@ struct List {
     tail: u32, // most recently used
     /// Policy weight on the list.
     weight: u64,
+    /// Entries on the list.
+    len: u32,
 }
 
 const EMPTY: List = List {
     head: NIL,
     tail: NIL,
     weight: 0,
+    len: 0,
 };
+
+/// TinyLFU's window and protected segments skip moving a hit entry to the
+/// tail when it was moved there within the last `len / LAZY_DIVISOR`
+/// accesses (it is at most that far from the tail): hot entries then cost
+/// no list surgery, at the price of an LRU order exact to within 1/8 of
+/// the segment. The `lru` policy stays exact.
+const LAZY_DIVISOR: u32 = 8;
 
 /// What a lookup found.
 #[derive(Debug)]
@@ -211,6 +223,8 @@ pub struct Store<K, V> {
     sketch: Option<Sketch>,
     rng: u64,
     sweep: usize,
+    /// Counts accesses (wrapping), for the lazy moves.
+    tick: u16,
     tags: HashMap<Box<str>, Vec<(u32, u32)>>,
     tag_refs: usize,
     tag_sweep_at: usize,
@@ -251,6 +265,7 @@ impl<K, V> Store<K, V> {
             sketch,
             rng: 0x853c_49e6_748f_ea9b,
             sweep: 0,
+            tick: 0,
             tags: HashMap::new(),
             tag_refs: 0,
             tag_sweep_at: 1024,
@@ -349,6 +364,7 @@ impl<K, V> Store<K, V> {
         let pw = self.pw(w);
         let list = &mut self.lists[q as usize];
         list.weight -= pw;
+        list.len -= 1;
         if prev == NIL {
             list.head = next;
         } else {
@@ -365,6 +381,7 @@ impl<K, V> Store<K, V> {
         let pw = self.pw(self.entries[i as usize].weight);
         let list = &mut self.lists[q as usize];
         list.weight += pw;
+        list.len += 1;
         let tail = list.tail;
         list.tail = i;
         if tail == NIL {
@@ -376,6 +393,7 @@ impl<K, V> Store<K, V> {
         e.prev = tail;
         e.next = NIL;
         e.queue = q;
+        e.stamp = self.tick;
     }
 
     #[inline]
@@ -391,21 +409,26 @@ impl<K, V> Store<K, V> {
     /// Record an access of entry `i` (a hit or an overwrite).
     #[inline]
     fn touch(&mut self, i: u32) {
-        let (hash, q) = {
+        let (hash, q, stamp) = {
             let e = &self.entries[i as usize];
-            (e.hash, e.queue)
+            (e.hash, e.queue, e.stamp)
         };
         match self.sketch.as_mut() {
             None => self.move_to_tail(i, WINDOW),
             Some(sketch) => {
                 sketch.increment(hash);
+                self.tick = self.tick.wrapping_add(1);
                 match q {
-                    WINDOW => self.move_to_tail(i, WINDOW),
                     PROBATION => {
                         self.move_to_tail(i, PROTECTED);
                         self.demote_protected();
                     }
-                    _ => self.move_to_tail(i, PROTECTED),
+                    _ => {
+                        let lazy = (self.lists[q as usize].len / LAZY_DIVISOR).min(1 << 14);
+                        if u32::from(self.tick.wrapping_sub(stamp)) > lazy {
+                            self.move_to_tail(i, q);
+                        }
+                    }
                 }
             }
         }
@@ -446,6 +469,7 @@ impl<K, V> Store<K, V> {
                 next: NIL,
                 generation: 0,
                 queue: FREE,
+                stamp: 0,
             });
             i
         }
@@ -607,13 +631,15 @@ impl<K, V> Store<K, V> {
 
     /// Look `hash`/`eq` up and count a hit or a miss; a hit counts as an
     /// access for the policy. An expired entry is removed and handed back.
-    /// `now` is called only when the entry has an expiry.
+    /// `now` is called only when the entry has an expiry, with that expiry:
+    /// a caller with a cheap coarse clock may answer with a time that lags
+    /// the true time when the entry is clearly not due yet.
     #[inline]
     pub fn get<E>(
         &mut self,
         hash: u64,
         mut eq: impl FnMut(&K) -> Result<bool, E>,
-        now: impl FnOnce() -> u64,
+        now: impl FnOnce(u64) -> u64,
     ) -> Result<Found<'_, K, V>, E> {
         let hash = mix(hash);
         let Some(i) = self.find(hash, &mut eq)? else {
@@ -621,7 +647,7 @@ impl<K, V> Store<K, V> {
             return Ok(Found::Miss);
         };
         let expires = self.entries[i as usize].expires;
-        if expires != NEVER && expires <= now() {
+        if expires != NEVER && expires <= now(expires) {
             self.stats.misses += 1;
             return Ok(match self.remove_at(i) {
                 Some((k, v)) => {
@@ -644,14 +670,14 @@ impl<K, V> Store<K, V> {
         &mut self,
         hash: u64,
         mut eq: impl FnMut(&K) -> Result<bool, E>,
-        now: impl FnOnce() -> u64,
+        now: impl FnOnce(u64) -> u64,
     ) -> Result<Found<'_, K, V>, E> {
         let hash = mix(hash);
         let Some(i) = self.find(hash, &mut eq)? else {
             return Ok(Found::Miss);
         };
         let expires = self.entries[i as usize].expires;
-        if expires != NEVER && expires <= now() {
+        if expires != NEVER && expires <= now(expires) {
             return Ok(match self.remove_at(i) {
                 Some((k, v)) => {
                     self.stats.expirations += 1;
@@ -897,7 +923,9 @@ impl<K, V> Store<K, V> {
             let mut i = list.head;
             let mut prev = NIL;
             let mut w = 0;
+            let mut n = 0;
             while i != NIL {
+                n += 1;
                 let e = &self.entries[i as usize];
                 if e.queue != q || e.prev != prev || e.kv.is_none() {
                     return Err(format!("bad links at {i} on list {q}"));
@@ -911,7 +939,7 @@ impl<K, V> Store<K, V> {
                 prev = i;
                 i = e.next;
             }
-            if prev != list.tail || w != list.weight {
+            if prev != list.tail || w != list.weight || n != list.len {
                 return Err(format!("list {q}: tail or weight wrong"));
             }
         }

@@ -19,7 +19,7 @@ fn eq(k: u64) -> impl FnMut(&u64) -> Result<bool, ()> {
 }
 
 fn get(s: &mut S, k: u64, now: u64) -> Option<u64> {
-    match s.get(k, eq(k), || now) {
+    match s.get(k, eq(k), |_| now) {
         Ok(Found::Hit(v, _)) => Some(*v),
         _ => None,
     }
@@ -75,10 +75,10 @@ fn get_set_delete_replace() {
 fn eq_errors_pass_through() {
     let mut s = S::new(cfg(None, Some(10), Policy::Lru));
     set(&mut s, 1, 1, 1, NEVER, 0);
-    let r = s.get(1, |_| Err::<bool, &str>("boom"), || 0);
+    let r = s.get(1, |_| Err::<bool, &str>("boom"), |_| 0);
     assert!(matches!(r, Err("boom")));
     // Same hash, different key: eq says no; a miss.
-    let r = s.get(1, |_| Ok::<bool, ()>(false), || 0);
+    let r = s.get(1, |_| Ok::<bool, ()>(false), |_| 0);
     assert!(matches!(r, Ok(Found::Miss)));
 }
 
@@ -89,7 +89,7 @@ fn ttl_expiry_is_lazy_and_swept() {
     set(&mut s, 2, 20, 1, NEVER, 0);
     assert_eq!(get(&mut s, 1, 999), Some(10));
     assert!(matches!(
-        s.get(1, eq(1), || 1_000),
+        s.get(1, eq(1), |_| 1_000),
         Ok(Found::Expired(1, 10))
     ));
     assert_eq!(get(&mut s, 1, 1_000), None);
@@ -269,7 +269,7 @@ proptest! {
             match op {
                 Op::Get(k) => {
                     gets += 1;
-                    if let Ok(Found::Hit(v, exp)) = s.get(k, eq(k), || now) {
+                    if let Ok(Found::Hit(v, exp)) = s.get(k, eq(k), |_| now) {
                         let (want, want_exp) = written.get(&k).copied().unwrap_or((u64::MAX, 0));
                         prop_assert_eq!(*v, want);
                         prop_assert_eq!(exp, want_exp);
