@@ -1120,3 +1120,19 @@ def test_compute_asking_for_its_own_key_does_not_deadlock() -> None:
         return 0
 
     assert asyncio.run(asyncio.wait_for(tc.aget_or_set("a", acompute), 10)) == 2
+
+
+def test_close_and_flush_lose_nothing_on_disk(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    tc = TieredCache([MemoryTier(), DiskTier(path, flush_interval_ms=60_000)])
+    tc.set("a", {"x": 1})
+    tc.flush()  # the write-behind queue is committed now
+    other = DiskTier(path)
+    assert other.get("a") == {"x": 1}
+    tc.set("b", [2])
+    tc.close()  # flushes the queue
+    assert other.get("b") == [2]
+    other.close()
+    with TieredCache([MemoryTier(), DiskTier(path)]) as again:
+        assert again.get("a") == {"x": 1}
+        assert again.get("b") == [2]
