@@ -13,6 +13,7 @@ import atexit
 import itertools
 import logging
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from overdrive.cache import (
     RedisTier,
     TieredCache,
 )
+from overdrive.cache._savings import read_count
 from overdrive.exceptions import CacheUnavailable, ConfigurationError, InputTypeError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1136,3 +1138,68 @@ def test_close_and_flush_lose_nothing_on_disk(tmp_path: Path) -> None:
     with TieredCache([MemoryTier(), DiskTier(path)]) as again:
         assert again.get("a") == {"x": 1}
         assert again.get("b") == [2]
+
+
+@pytest.mark.parametrize(
+    "factory", [_memory_model, _memory_disk], ids=["memory+model", "memory+disk"]
+)
+def test_threads_and_tasks_hammering_one_cache_see_only_right_values(
+    factory: StackFactory,
+) -> None:
+    """8 threads and 50 tasks mix get/set/delete/get_or_set/invalidate_tag on 20 keys;
+    every value read is the one its key always gets (or a miss), counts add up."""
+    tc = TieredCache(factory(FakeClock(), None), stale_ttl=1.0)
+    want = {k: ("v", k, [k] * 3) for k in range(20)}
+    computes = itertools.count()
+
+    def compute(k: int) -> Callable[[], Any]:
+        def run() -> Any:
+            next(computes)
+            return want[k]
+
+        return run
+
+    problems: list[str] = []
+
+    def check(k: int, got: Any) -> None:
+        if got is not MISSING and got != want[k]:
+            problems.append(f"{k}: {got!r}")
+
+    def worker(seed: int) -> None:
+        rnd = random.Random(seed)
+        for _ in range(400):
+            k = rnd.randrange(20)
+            op = rnd.random()
+            if op < 0.4:
+                check(k, tc.get(k, MISSING))
+            elif op < 0.6:
+                check(k, tc.get_or_set(k, compute(k), ttl=5, tags=(f"t{k % 3}",)))
+            elif op < 0.8:
+                tc.set(k, want[k], ttl=5, tags=(f"t{k % 3}",))
+            elif op < 0.95:
+                tc.delete(k)
+            else:
+                tc.invalidate_tag(f"t{k % 3}")
+
+    async def tasks() -> None:
+        async def one(seed: int) -> None:
+            rnd = random.Random(seed)
+            for _ in range(40):
+                k = rnd.randrange(20)
+                check(k, await tc.aget_or_set(k, compute(k), ttl=5))
+                if rnd.random() < 0.3:
+                    await tc.adelete(k)
+
+        await asyncio.gather(*(one(1000 + i) for i in range(50)))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    asyncio.run(tasks())
+    _join(threads)
+    tc.close()
+    assert problems == []
+    s = tc.stats()
+    assert s["requests"] == s["hits"] + s["misses"]
+    assert s["computes"] == read_count(computes)
+    assert s["in_flight"] == 0
