@@ -166,7 +166,7 @@ def cached(
     if cost_per_call is not None:
         _seconds("cost_per_call", cost_per_call, zero_ok=True)
     # Checked now, so a bad argument fails at decoration time.
-    tc.make_policy(
+    tc._make_policy(
         ttl,
         tags,
         negative_ttl=MISSING if negative_ttl is None else negative_ttl,
@@ -177,8 +177,8 @@ def cached(
         if not callable(fn):
             raise InputTypeError(f"@cached decorates a function, not a {type(fn).__name__}")
         qualname = f"{getattr(fn, '__module__', None)}.{getattr(fn, '__qualname__', repr(fn))}"
-        account = tc.new_account(qualname, MISSING if cost_per_call is None else cost_per_call)
-        policy = tc.make_policy(
+        account = tc._new_account(qualname, MISSING if cost_per_call is None else cost_per_call)
+        policy = tc._make_policy(
             ttl,
             tags,
             negative_ttl=MISSING if negative_ttl is None else negative_ttl,
@@ -258,8 +258,8 @@ def _sync_wrapper(
     tier0_hits = tc._hits[0]
     fast_hits = account.fast_hits
     lookup = tc._lookup
-    on_hit = tc.on_hit
-    on_miss = tc.on_miss
+    on_hit = tc._on_hit
+    on_miss = tc._on_miss
     sorted_ = sorted
     tuple_ = tuple
     dict_ = dict
@@ -333,8 +333,8 @@ def _async_wrapper(
     tier0_hits = tc._hits[0]
     fast_hits = account.fast_hits
     alookup = tc._alookup
-    aon_hit = tc.aon_hit
-    aon_miss = tc.aon_miss
+    aon_hit = tc._aon_hit
+    aon_miss = tc._aon_miss
     sorted_ = sorted
     tuple_ = tuple
     dict_ = dict

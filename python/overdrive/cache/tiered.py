@@ -352,7 +352,7 @@ class TieredCache:
 
     # --- policies (also used by @cached) -------------------------------------------
 
-    def make_policy(
+    def _make_policy(
         self,
         ttl: object,
         tags: object,
@@ -370,7 +370,7 @@ class TieredCache:
         stale = self._stale_ttl if stale_ttl is MISSING else _seconds("stale_ttl", stale_ttl)
         return Policy(_seconds("ttl", ttl), _tags(tags), neg, stale, account or self._account)
 
-    def new_account(self, name: str, cost_per_call: object = MISSING) -> Account:
+    def _new_account(self, name: str, cost_per_call: object = MISSING) -> Account:
         """Counters for one cached function, included in this cache's ``stats()``."""
         cost = (
             self._account.cost_per_call
@@ -384,7 +384,7 @@ class TieredCache:
     def _policy_for(self, ttl: object, tags: object) -> Policy:
         if ttl is None and (tags == () or tags is None):
             return self._policy
-        return self.make_policy(ttl, () if tags is None else tags)
+        return self._make_policy(ttl, () if tags is None else tags)
 
     # --- reads ----------------------------------------------------------------------
 
@@ -627,12 +627,12 @@ class TieredCache:
         policy = self._policy_for(ttl, tags)
         hit = self._lookup(key)
         if hit is not None:
-            value: V = self.on_hit(key, hit[0], compute, policy)
+            value: V = self._on_hit(key, hit[0], compute, policy)
             return value
-        computed: V = self.on_miss(key, compute, policy)
+        computed: V = self._on_miss(key, compute, policy)
         return computed
 
-    def on_hit(self, key: Hashable, raw: Any, compute: Callable[[], Any], policy: Policy) -> Any:
+    def _on_hit(self, key: Hashable, raw: Any, compute: Callable[[], Any], policy: Policy) -> Any:
         """Count the hit; a stale entry starts a background refresh."""
         next(policy.account.hits)
         if type(raw) is not dict:
@@ -643,7 +643,7 @@ class TieredCache:
             self._refresh_in_thread(key, compute, policy)
         return value
 
-    def on_miss(self, key: Hashable, compute: Callable[[], Any], policy: Policy) -> Any:
+    def _on_miss(self, key: Hashable, compute: Callable[[], Any], policy: Policy) -> Any:
         """Single-flight compute of a missing key (this caller leads or waits)."""
         account = policy.account
         next(account.misses)
@@ -833,12 +833,12 @@ class TieredCache:
         policy = self._policy_for(ttl, tags)
         hit = await self._alookup(key)
         if hit is not None:
-            value: V = self.aon_hit(key, hit[0], compute, policy)
+            value: V = self._aon_hit(key, hit[0], compute, policy)
             return value
-        result: V = await self.aon_miss(key, compute, policy)
+        result: V = await self._aon_miss(key, compute, policy)
         return result
 
-    def aon_hit(self, key: Hashable, raw: Any, compute: Callable[[], Any], policy: Policy) -> Any:
+    def _aon_hit(self, key: Hashable, raw: Any, compute: Callable[[], Any], policy: Policy) -> Any:
         """``on_hit`` for asyncio callers: a stale entry is refreshed by a task."""
         next(policy.account.hits)
         if type(raw) is not dict:
@@ -849,7 +849,7 @@ class TieredCache:
             self._refresh_in_task(key, compute, policy)
         return value
 
-    async def aon_miss(self, key: Hashable, compute: Callable[[], Any], policy: Policy) -> Any:
+    async def _aon_miss(self, key: Hashable, compute: Callable[[], Any], policy: Policy) -> Any:
         """``on_miss`` for asyncio callers."""
         account = policy.account
         next(account.misses)
