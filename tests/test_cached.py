@@ -486,3 +486,18 @@ def test_cached_on_real_tiers(real_caches: Callable[[], TieredCache]) -> None:
     assert calls == [7]
     assert fb.stats()["hits"] == 1
     assert first.stats()["functions"]
+
+
+def test_bench_rows_run() -> None:
+    """The hit-path benchmark runs and states both goals (no timing is asserted)."""
+    from overdrive.bench.suites import BenchConfig, SuiteResult
+    from overdrive.bench.suites._common import VALUE_COLUMNS
+    from overdrive.bench.suites.cache_decorator import decorator_rows
+
+    result = SuiteResult("cache", VALUE_COLUMNS)
+    decorator_rows(BenchConfig(quick=True, repeats=1), result)
+    impls = {(r["case"], r["impl"]) for r in result.rows}
+    assert ("@cached sync", "functools.lru_cache") in impls
+    assert ("@cached async", "overdrive @cached") in impls
+    assert [c.goal for c in result.checks] == ["<= 400 ns", "<= 600 ns"]
+    assert all(r["value"] > 0 for r in result.rows)
