@@ -149,6 +149,10 @@ def cached(
     :func:`functools.lru_cache`), while tiers that store bytes keep them apart.
     ``typed=True`` keys by the top-level arguments' type names too (slower hit).
 
+    On a method, ``self`` is one of the arguments: it must be hashable (with a
+    stable encoding when a Redis/disk tier is in the stack), or pass ``key=``
+    to leave it out. ``None`` results are cached only with ``negative_ttl``.
+
     The wrapper has ``.cache`` (the TieredCache), ``.cache_key(*args, **kw)``,
     ``.invalidate(*args, **kw)`` (True when an entry was removed) and
     ``.stats()`` (this function's hits, misses, computes and savings).
