@@ -501,3 +501,25 @@ def test_bench_rows_run() -> None:
     assert ("@cached async", "overdrive @cached") in impls
     assert [c.goal for c in result.checks] == ["<= 400 ns", "<= 600 ns"]
     assert all(r["value"] > 0 for r in result.rows)
+
+
+def test_key_function_errors_propagate_once() -> None:
+    calls: list[int] = []
+
+    def bad_key(x: int) -> str:
+        calls.append(x)
+        raise LookupError("no key")
+
+    @cached(_stack(), key=bad_key)
+    def f(x: int) -> int:
+        return x
+
+    @cached(_stack(), key=bad_key)
+    async def g(x: int) -> int:
+        return x
+
+    with pytest.raises(LookupError, match="no key"):
+        f(1)
+    with pytest.raises(LookupError, match="no key"):
+        asyncio.run(g(2))
+    assert calls == [1, 2]

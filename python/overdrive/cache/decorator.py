@@ -304,11 +304,11 @@ def _sync_wrapper(
         user_key = make_key
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            k = user_key(*args, **kwargs)  # a key function's own errors propagate
             try:
-                k = user_key(*args, **kwargs)
                 v = get0(k, _NO)
             except Exception:
-                return slow(user_key(*args, **kwargs), args, kwargs, 0)
+                return slow(k, args, kwargs, 0)
             if v is not _NO:
                 if type(v) is not dict_ or env not in v:
                     next(fast_hits)
@@ -378,11 +378,7 @@ def _async_wrapper(
     else:
 
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                k = make_key(*args, **kwargs)
-            except TypeError as exc:
-                raise checker.error(args, kwargs, exc) from None
-            return await slow(k, args, kwargs, 0)
+            return await slow(make_key(*args, **kwargs), args, kwargs, 0)
 
     _attach(wrapper, fn, tc, account, make_key)
     return wrapper
