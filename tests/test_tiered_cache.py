@@ -1203,3 +1203,45 @@ def test_threads_and_tasks_hammering_one_cache_see_only_right_values(
     assert s["requests"] == s["hits"] + s["misses"]
     assert s["computes"] == read_count(computes)
     assert s["in_flight"] == 0
+
+
+@pytest.mark.parametrize("how", ["delete", "invalidate_tag", "clear"])
+def test_invalidation_during_a_compute_keeps_its_result_out(how: str) -> None:
+    clock = FakeClock()
+    tc = TieredCache(_model_pair(clock, None), clock=clock)
+    gate = _Gate(result="old data")
+    threads, results, _ = _start_threads(3, lambda: tc.get_or_set("k", gate, tags=("t",)))
+    _wait_until(lambda: gate.calls == 1)
+    time.sleep(0.05)
+    if how == "delete":
+        tc.delete("k")
+    elif how == "invalidate_tag":
+        tc.invalidate_tag("t")
+    else:
+        tc.clear()
+    gate.release.set()
+    _join(threads)
+    assert results == ["old data"] * 3  # the callers that asked get it
+    assert tc.get("k", MISSING) is MISSING  # but it may predate the change: not stored
+    assert tc.get_or_set("k", lambda: "new data") == "new data"
+    assert tc.get("k") == "new data"
+
+
+def test_invalidation_during_an_async_compute() -> None:
+    tc = TieredCache(_model_pair(FakeClock(), None))
+
+    async def main() -> Any:
+        started = asyncio.Event()
+
+        async def compute() -> str:
+            started.set()
+            await asyncio.sleep(0.05)
+            return "old"
+
+        task = asyncio.create_task(tc.aget_or_set("k", compute))
+        await started.wait()
+        await tc.adelete("k")
+        return await task
+
+    assert asyncio.run(main()) == "old"
+    assert tc.get("k", MISSING) is MISSING

@@ -31,7 +31,7 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 class Flight:
     """One key's compute in progress; ``loop`` is the leader's event loop, if any."""
 
-    __slots__ = ("_lock", "_waiters", "event", "kind", "leader", "loop", "outcome")
+    __slots__ = ("_lock", "_waiters", "event", "invalidated", "kind", "leader", "loop", "outcome")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.loop = loop
@@ -39,6 +39,9 @@ class Flight:
         # its own key again must not wait for itself
         self.leader: object = asyncio.current_task() if loop is not None else threading.get_ident()
         self.event = threading.Event()
+        # set by delete/invalidate_tag/clear while the compute runs: its result
+        # is still handed to the waiters but not stored (it may predate the change)
+        self.invalidated = False
         self.kind = 0
         self.outcome: Any = None
         self._lock = threading.Lock()
@@ -99,9 +102,21 @@ class Flights:
             self._flights[key] = flight
             return flight, True
 
-    def in_flight(self, key: Hashable) -> bool:
+    def current(self, key: Hashable) -> Flight | None:
+        """The key's flight, if one is running."""
         with self._lock:
-            return key in self._flights
+            return self._flights.get(key)
+
+    def invalidate(self, key: Hashable | None) -> None:
+        """Mark the key's running flight (``None``: every running flight) invalidated."""
+        with self._lock:
+            if key is None:
+                for flight in self._flights.values():
+                    flight.invalidated = True
+            else:
+                one = self._flights.get(key)
+                if one is not None:
+                    one.invalidated = True
 
     def land(self, key: Hashable, flight: Flight, kind: int, outcome: Any) -> None:
         """Remove the flight (later callers look the tiers up again), then publish."""

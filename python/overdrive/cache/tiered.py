@@ -574,12 +574,20 @@ class TieredCache:
             raise first
         return results
 
+    def _invalidate_flight(self, key: Hashable | None) -> None:
+        """A compute running for ``key`` (None: any) must not store its result."""
+        with contextlib.suppress(TypeError):  # an unhashable key: the tiers say so
+            self._flights.invalidate(key)
+
     def delete(self, key: Hashable) -> bool:
-        """Remove ``key`` from every tier; True when any tier held it."""
+        """Remove ``key`` from every tier; True when any tier held it. A compute
+        of the key running meanwhile returns its value but does not store it."""
+        self._invalidate_flight(key)
         return any(self._each_tier(lambda t: t.delete(key)))
 
     async def adelete(self, key: Hashable) -> bool:
         """``delete`` for asyncio."""
+        self._invalidate_flight(key)
         found = False
         first: BaseException | None = None
         for i, t in enumerate(self._tiers):
@@ -601,10 +609,12 @@ class TieredCache:
         (an entry held by two tiers counts twice)."""
         if type(tag) is not str:
             raise InputTypeError(f"tag must be a str, not {type(tag).__name__}")
+        self._invalidate_flight(None)  # running computes may carry the tag
         return sum(int(n) for n in self._each_tier(lambda t: t.invalidate_tag(tag)))
 
     def clear(self) -> None:
         """Remove every entry of every tier."""
+        self._invalidate_flight(None)
         self._each_tier(lambda t: t.clear())
 
     def flush(self) -> None:
@@ -763,6 +773,7 @@ class TieredCache:
 
     def _compute_store(self, key: Hashable, compute: Callable[[], Any], policy: Policy) -> Any:
         account = policy.account
+        flight = self._flights.current(key)
         start = time.perf_counter()
         try:
             value = compute()
@@ -777,7 +788,8 @@ class TieredCache:
                 "compute returned an awaitable: use aget_or_set (or an async @cached function)"
             )
         account.record_compute(time.perf_counter() - start)
-        self._store(key, value, policy)
+        if flight is None or not flight.invalidated:
+            self._store(key, value, policy)
         return value
 
     def _refresh_in_thread(self, key: Hashable, compute: Callable[[], Any], policy: Policy) -> None:
@@ -968,6 +980,7 @@ class TieredCache:
         self, key: Hashable, compute: Callable[[], Any], policy: Policy
     ) -> Any:
         account = policy.account
+        flight = self._flights.current(key)
         start = time.perf_counter()
         try:
             value = compute()
@@ -977,7 +990,8 @@ class TieredCache:
             next(account.compute_errors)
             raise
         account.record_compute(time.perf_counter() - start)
-        await self._astore(key, value, policy)
+        if flight is None or not flight.invalidated:
+            await self._astore(key, value, policy)
         return value
 
     def _refresh_in_task(self, key: Hashable, compute: Callable[[], Any], policy: Policy) -> None:
