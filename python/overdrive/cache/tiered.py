@@ -13,6 +13,8 @@
   processes coordinate too: the lock holder computes, the others poll the
   tiers until the value appears (or the lock frees, or ``lock_timeout_s``
   passes; then they compute themselves).
+  A ``delete``/``invalidate_tag``/``clear`` while a compute runs keeps that
+  compute's result out of the tiers (its callers still get it).
 * ``negative_ttl``: a compute that returns ``None`` is cached for that many
   seconds. Without it, ``None`` results are not cached.
 * ``stale_ttl``: stale-while-revalidate. An entry set with a ``ttl`` is kept
