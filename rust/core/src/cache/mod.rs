@@ -135,6 +135,29 @@ impl Config {
     }
 }
 
+/// The hill climber's step, as a fraction of the capacity (Caffeine's).
+const CLIMB_STEP: f64 = 0.0625;
+/// A hit-rate change this large restarts the climb at the full step.
+const CLIMB_RESTART: f64 = 0.05;
+/// Each sample without a restart shrinks the step by this factor.
+const CLIMB_DECAY: f64 = 0.98;
+
+/// Adapts the TinyLFU window to the workload (Caffeine's hill climber):
+/// after every sample of `10 x capacity` requests it moves the window size
+/// one step the way that raised the hit rate last time (recency-heavy
+/// workloads grow it, frequency-heavy ones shrink it).
+#[derive(Debug, Clone, Copy)]
+struct Climber {
+    /// The capacity in policy units (entries or bytes).
+    capacity: u64,
+    step: f64,
+    prev_rate: f64,
+    /// Counters at the start of the sample.
+    hits: u64,
+    misses: u64,
+    sample: u64,
+}
+
 /// Counters (monotonic except `entries` and `bytes`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -220,6 +243,7 @@ pub struct Store<K, V> {
     by_count: bool,
     window_max: u64,
     protected_max: u64,
+    climber: Climber,
     sketch: Option<Sketch>,
     rng: u64,
     sweep: usize,
@@ -264,6 +288,14 @@ impl<K, V> Store<K, V> {
             by_count,
             window_max,
             protected_max,
+            climber: Climber {
+                capacity,
+                step: -(capacity as f64) * CLIMB_STEP,
+                prev_rate: 0.0,
+                hits: 0,
+                misses: 0,
+                sample: capacity.saturating_mul(10).clamp(1024, 1 << 40),
+            },
             sketch,
             rng: 0x853c_49e6_748f_ea9b,
             sweep: 0,
@@ -598,6 +630,62 @@ impl<K, V> Store<K, V> {
         }
     }
 
+    /// One hill-climbing step when a sample is complete.
+    fn climb(&mut self) {
+        let c = &mut self.climber;
+        let hits = self.stats.hits - c.hits;
+        let requests = hits + (self.stats.misses - c.misses);
+        if requests < c.sample {
+            return;
+        }
+        let rate = hits as f64 / requests as f64;
+        let change = rate - c.prev_rate;
+        let amount = if change >= 0.0 { c.step } else { -c.step };
+        c.step = if change.abs() >= CLIMB_RESTART {
+            c.capacity as f64 * CLIMB_STEP * amount.signum()
+        } else {
+            amount * CLIMB_DECAY
+        };
+        c.prev_rate = rate;
+        c.hits = self.stats.hits;
+        c.misses = self.stats.misses;
+        self.resize_window(amount as i64);
+    }
+
+    /// Move the window / main split by `delta` policy units.
+    fn resize_window(&mut self, delta: i64) {
+        let capacity = self.climber.capacity;
+        let most = capacity - capacity / 5;
+        let window = (self.window_max as i64)
+            .saturating_add(delta)
+            .clamp(1, most.max(1) as i64) as u64;
+        self.window_max = window;
+        let main = capacity.saturating_sub(window);
+        self.protected_max = main / 5 * 4 + (main % 5) * 4 / 5;
+        // A grown window takes main's least recent entries ...
+        while self.lists[WINDOW as usize].weight < self.window_max {
+            let head = match self.lists[PROBATION as usize].head {
+                NIL => self.lists[PROTECTED as usize].head,
+                h => h,
+            };
+            if head == NIL {
+                break;
+            }
+            self.unlink(head);
+            self.push_tail(head, WINDOW);
+        }
+        // ... a shrunk one hands its least recent to probation.
+        while self.lists[WINDOW as usize].weight > self.window_max {
+            let head = self.lists[WINDOW as usize].head;
+            if head == NIL {
+                break;
+            }
+            self.unlink(head);
+            self.push_tail(head, PROBATION);
+        }
+        self.demote_protected();
+    }
+
     fn grow_sketch(&mut self) {
         if let Some(s) = &self.sketch {
             let n = self.stats.entries as usize;
@@ -762,6 +850,9 @@ impl<K, V> Store<K, V> {
             self.add_tags(i, tags);
         }
         self.evict(out);
+        if self.sketch.is_some() && self.stats.evictions > 0 {
+            self.climb();
+        }
         self.sweep_expired(now, SWEEP_PER_WRITE, out);
         Ok(true)
     }
