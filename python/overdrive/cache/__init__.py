@@ -6,7 +6,9 @@ the tiers that store bytes.
 
 from __future__ import annotations
 
+from .._core import MemoryTier
 from ._tier import MISSING, Missing, Tier
+from .decorator import cached
 from .disk import DiskTier
 from .keys import stable_key
 from .redis_tier import RedisTier
@@ -17,17 +19,21 @@ from .serializers import (
     Serializer,
     default_serializer,
 )
+from .tiered import TieredCache
 
 __all__ = [
     "DiskTier",
     "MISSING",
     "JsonSerializer",
+    "MemoryTier",
     "Missing",
     "MsgpackSerializer",
     "PickleSerializer",
     "RedisTier",
     "Serializer",
     "Tier",
+    "TieredCache",
+    "cached",
     "default_serializer",
     "stable_key",
 ]

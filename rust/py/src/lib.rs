@@ -18,6 +18,8 @@ mod buffers;
 mod compress;
 mod errors;
 mod histogram;
+mod gil_lock;
+mod memory_tier;
 mod message_batcher;
 mod object_pool;
 mod router;
@@ -87,5 +89,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // telemetry (LatencyHistogram)
     m.add_class::<histogram::PyLatencyHistogram>()?;
     m.add_class::<histogram::PyTimer>()?;
+    // caches
+    m.add_class::<memory_tier::PyMemoryTier>()?;
     Ok(())
 }
