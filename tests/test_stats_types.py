@@ -173,6 +173,8 @@ def latency_histogram() -> Iterator[Any]:
     h = LatencyHistogram("api")
     h.record_many([0.001, 0.002, 0.5])
     yield h
+
+
 def memory_tier() -> Iterator[Any]:
     tier = _core.MemoryTier(max_entries=4)
     tier.set("a", 1)

@@ -205,6 +205,7 @@ class LatencyHistogramStats(TypedDict):
     p95: float
     p99: float
     p999: float
+
 class MemoryTierStats(TypedDict):
     """``MemoryTier.stats()``: counters since the tier was made (``clear()`` keeps them)."""
 
@@ -881,6 +882,7 @@ class Timer:
         """Seconds the last ``with`` block took; None before it ends."""
     def __call__(self, func: Callable[_P, _R]) -> Callable[_P, _R]:
         """Decorate a sync or async function: each call records its duration."""
+
 # --- caches (MemoryTier) --------------------------------------------------------
 
 @final
