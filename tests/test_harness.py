@@ -194,6 +194,21 @@ def test_frame_batcher_makes_messagebatchers_frames() -> None:
     assert [m for f in frames for m in od.decode_batch(f)] == msgs
 
 
+def test_ideal_open_loop_floor() -> None:
+    """The virtual-time greedy batcher: one item per batch when arrivals are
+    sparse; a full device gives batches that grow with the rate."""
+    from overdrive.bench.suites.batching import ideal_p99
+
+    # 10 items/s on a 2.1 ms + 0.1 ms/item device: every item alone, 2.2 ms each
+    assert ideal_p99(10.0, 0.0021, 0.0001, items=1000) == pytest.approx(0.0022)
+    cap = 64 / (0.0021 + 0.0001 * 64)
+    floors = [ideal_p99(cap * f, 0.0021, 0.0001) for f in (0.5, 0.8, 0.95)]
+    assert floors == sorted(floors)
+    # at 80%: batches settle near n = rate * T(n), so p99 is about twice T(n) (two batches)
+    n = 2.1 / (1 / (cap * 0.8 / 1000) - 0.1)
+    assert floors[1] == pytest.approx(2 * (0.0021 + 0.0001 * n), rel=0.1)
+
+
 def test_batching_suite_cases_and_goals() -> None:
     result = load_suite("batching").run(BenchConfig(quick=True, repeats=2))
     cases: dict[str, list[str]] = {r["case"]: [] for r in result.rows}
@@ -211,7 +226,11 @@ def test_batching_suite_cases_and_goals() -> None:
     open_loop = [c for c in cases if c.startswith("open loop")]
     assert open_loop == [f"open loop, device at {p}%" for p in (50, 80, 95)]
     for c in open_loop:
-        assert cases[c] == ["overdrive", "greedy thread batcher"]
+        assert cases[c] == [
+            "overdrive",
+            "greedy thread batcher",
+            "ideal greedy (virtual time, no overhead)",
+        ]
     msgs = next(c for c in cases if "JSON msgs" in c)
     assert cases[msgs][1] == "python-zstandard, same frames (50/frame, level -1)"
     names = [c.name for c in result.checks]

@@ -91,12 +91,13 @@ def test_small_values_in_nanoseconds_are_exact() -> None:
 def test_summary_properties() -> None:
     h = LatencyHistogram("api", max_seconds=60.0)
     assert (h.name, h.max_seconds) == ("api", 60.0)
-    assert (h.count, h.sum, h.mean, h.min, h.max, h.overflow, len(h)) == (0, 0, 0, 0, 0, 0, 0)
+    assert (h.count, h.sum, h.mean, h.min, h.max, h.overflow) == (0, 0, 0, 0, 0, 0)
+    assert h  # no __len__: an empty histogram is still truthy
     assert h.percentile(99) == 0.0
     assert h.buckets() == []
     for s in (0.001, 0.002, 0.003, 1):
         h.record(s)
-    assert h.count == len(h) == 4
+    assert h.count == 4
     assert h.sum == pytest.approx(1.006)
     assert h.mean == pytest.approx(1.006 / 4)
     assert (h.min, h.max) == (0.001, 1.0)
@@ -266,6 +267,14 @@ def test_time_decorates_sync_functions() -> None:
     with pytest.raises(ValueError, match="x"):
         boom()
     assert h.count == 2
+
+    @h.time
+    def bare(x: int) -> int:
+        return -x
+
+    assert bare(3) == -3
+    assert bare.__name__ == "bare"
+    assert h.count == 3
 
 
 def test_time_decorates_async_functions() -> None:

@@ -175,6 +175,14 @@ def latency_histogram() -> Iterator[Any]:
     yield h
 
 
+def memory_tier() -> Iterator[Any]:
+    tier = _core.MemoryTier(max_entries=4)
+    tier.set("a", 1)
+    tier.get("a")
+    tier.get("b")
+    yield tier
+
+
 FACTORIES: dict[str, Callable[[], Iterator[Any]]] = {
     "Compressor": compressor,
     "BufferPool": buffer_pool,
@@ -185,6 +193,7 @@ FACTORIES: dict[str, Callable[[], Iterator[Any]]] = {
     "BatchQueue": batch_queue,
     "MessageQueue": message_queue,
     "LatencyHistogram": latency_histogram,
+    "MemoryTier": memory_tier,
 }
 #: The list each factory must fill, so its elements get checked too.
 NON_EMPTY = {"Balancer": "backends", "WorkerPoolCore": "scaling_events", "ShardRouter": "nodes"}

@@ -6,8 +6,12 @@ the tiers that store bytes.
 
 from __future__ import annotations
 
+from .._core import MemoryTier
 from ._tier import MISSING, Missing, Tier
+from .decorator import cached
+from .disk import DiskTier
 from .keys import stable_key
+from .redis_tier import RedisTier
 from .serializers import (
     JsonSerializer,
     MsgpackSerializer,
@@ -15,15 +19,21 @@ from .serializers import (
     Serializer,
     default_serializer,
 )
+from .tiered import TieredCache
 
 __all__ = [
+    "DiskTier",
     "MISSING",
     "JsonSerializer",
+    "MemoryTier",
     "Missing",
     "MsgpackSerializer",
     "PickleSerializer",
+    "RedisTier",
     "Serializer",
     "Tier",
+    "TieredCache",
+    "cached",
     "default_serializer",
     "stable_key",
 ]

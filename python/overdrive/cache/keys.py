@@ -25,8 +25,9 @@ MAX_KEY_CHARS: Final = 256  # longer encodings are hashed
 def stable_key(key: Hashable) -> str:
     """The key's name in a shared store: the same in every process and run.
 
-    Supported: ``str``, ``bytes``, ``int``, ``bool``, ``float``, ``None``, and
-    tuples/frozensets of these (nested). Anything else raises
+    Supported: ``str``, ``bytes``, ``int``, ``bool``, ``float``, ``None``,
+    classes (by module and qualified name: ``@cached``'s typed keys hold the
+    arguments' types), and tuples/frozensets of these (nested). Anything else raises
     :class:`~overdrive.exceptions.InputTypeError` (a TypeError) naming the type.
     """
     if type(key) is str and not key.startswith(_RESERVED) and len(key) <= MAX_KEY_CHARS:
@@ -72,6 +73,9 @@ def _encode(key: object, out: list[str], depth: int) -> None:
             encoded.append("".join(sub))
         encoded.sort()
         out.append(f"z{len(encoded)}(" + "".join(encoded) + ")")
+    elif isinstance(key, type):
+        name = f"{key.__module__}.{key.__qualname__}"
+        out.append(f"y{len(name)}:{name}")
     else:
         raise InputTypeError(
             f"cache key of type {t.__module__}.{t.__qualname__} has no stable encoding; "

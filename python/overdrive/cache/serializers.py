@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import pickle
+import threading
 from typing import Any, Final, Protocol, runtime_checkable
 
 import msgpack
@@ -45,6 +46,7 @@ __all__ = [
 # header byte: codec in the high nibble, bit 0 = body is zstd-compressed
 _MSGPACK, _JSON, _PICKLE = 0x10, 0x20, 0x30
 _ZSTD = 0x01
+_MSGPACK_HEAD: Final = bytes((_MSGPACK,))
 _MAX_OUTPUT: Final = 1 << 30  # the bomb guard for a compressed body read back
 
 # msgpack extension type codes
@@ -185,16 +187,48 @@ class MsgpackSerializer(_Framed):
             return _load_ndarray(data)
         raise CacheDataError(f"unknown msgpack extension type {code}")
 
-    def _unpack(self, data: bytes) -> Any:
+    def _unpack(self, data: bytes | memoryview) -> Any:
         return msgpack.unpackb(
             data, ext_hook=self._ext_hook, raw=False, strict_map_key=False, use_list=True
         )
 
     def dumps(self, value: Any) -> bytes:
-        return self._frame(self._pack(value))
+        # A reused Packer per thread (msgpack.packb builds one, with a 256 KiB
+        # buffer, per call). Nested packs (_default) still use packb: a Packer
+        # is not re-entrant.
+        try:
+            packer = self._tls.packer
+        except AttributeError:
+            packer = self._new_packer()
+        try:
+            body: bytes = packer.pack(value)
+        except SerializationError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SerializationError(f"MsgpackSerializer cannot store the value: {exc}") from None
+        return self._frame(body)
+
+    @property
+    def _tls(self) -> threading.local:
+        tls: threading.local | None = self.__dict__.get("_tls_store")
+        if tls is None:
+            tls = self.__dict__.setdefault("_tls_store", threading.local())
+        return tls
+
+    def _new_packer(self) -> Any:
+        packer = msgpack.Packer(default=self._default, use_bin_type=True, strict_types=True)
+        self._tls.packer = packer
+        return packer
+
+    def __getstate__(self) -> dict[str, Any]:  # the per-thread packers stay behind
+        return {k: v for k, v in self.__dict__.items() if k != "_tls_store"}
 
     def loads(self, data: bytes) -> Any:
-        body = self._unframe(data)
+        body: bytes | memoryview
+        if type(data) is bytes and data[:1] == _MSGPACK_HEAD:
+            body = memoryview(data)[1:]  # an uncompressed frame: no copy of the body
+        else:
+            body = self._unframe(data)
         try:
             return self._unpack(body)
         except CacheDataError:

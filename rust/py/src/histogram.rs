@@ -203,6 +203,7 @@ impl PyLatencyHistogram {
             }
             out
         };
+        let n = floats.len();
         let inner = &self.inner;
         let record = move || -> overdrive_core::Result<()> {
             let ns = floats
@@ -213,7 +214,7 @@ impl PyLatencyHistogram {
             inner.record_many(&ns);
             Ok(())
         };
-        if values.len().unwrap_or(0) >= DETACH_AT {
+        if n >= DETACH_AT {
             py.detach(record).py(py)
         } else {
             record().py(py)
@@ -360,14 +361,21 @@ impl PyLatencyHistogram {
     }
 
     /// A context manager and decorator that records elapsed time:
-    /// `with h.time(): ...` or `@h.time()` on a sync or async function.
-    fn time(slf: &Bound<'_, Self>) -> PyTimer {
-        PyTimer::new(slf)
+    /// `with h.time(): ...`, `@h.time()` or `@h.time` on a sync or async
+    /// function (with `func`, returns the decorated function).
+    #[pyo3(signature = (func = None))]
+    fn time(slf: &Bound<'_, Self>, func: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let timer = PyTimer::new(slf);
+        match func {
+            None => Ok(Bound::new(slf.py(), timer)?.into_any().unbind()),
+            Some(f) => timer.__call__(slf.py(), f),
+        }
     }
 
     /// The same as `time()`.
-    fn timer(slf: &Bound<'_, Self>) -> PyTimer {
-        PyTimer::new(slf)
+    #[pyo3(signature = (func = None))]
+    fn timer(slf: &Bound<'_, Self>, func: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        Self::time(slf, func)
     }
 
     /// Pickle support: `(LatencyHistogram, (name, max_seconds), state)`.
@@ -405,10 +413,6 @@ impl PyLatencyHistogram {
             },
         };
         self.inner.add_state(&st).py(py)
-    }
-
-    fn __len__(&self) -> usize {
-        self.inner.count() as usize
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {

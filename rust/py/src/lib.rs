@@ -17,7 +17,9 @@ mod buffer_pool;
 mod buffers;
 mod compress;
 mod errors;
+mod gil_lock;
 mod histogram;
+mod memory_tier;
 mod message_batcher;
 mod object_pool;
 mod router;
@@ -89,5 +91,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // telemetry (LatencyHistogram)
     m.add_class::<histogram::PyLatencyHistogram>()?;
     m.add_class::<histogram::PyTimer>()?;
+    // caches
+    m.add_class::<memory_tier::PyMemoryTier>()?;
     Ok(())
 }
