@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 import overdrive as od
+import overdrive.cache as odc
 from overdrive import telemetry
 from overdrive.cli import main as cli_main
 from overdrive.exceptions import ConfigurationError, InputTypeError
@@ -241,6 +242,30 @@ def test_every_component_appears_with_its_stats(server: telemetry.MetricsServer)
     for name, _labels in samples:
         assert re.fullmatch(r"overdrive_[a-z0-9_]+", name), name
     del bufs
+
+
+def test_cache_tiers_appear(server: telemetry.MetricsServer, tmp_path: Path) -> None:
+    mem = odc.MemoryTier(max_entries=100, name="l1")
+    disk = odc.DiskTier(tmp_path / "c.db", name="l2", write_behind=False)
+    cache = odc.TieredCache([mem, disk], name="sessions")
+    try:
+        cache.set("a", 1)
+        assert cache.get("a") == 1
+        assert cache.get("b") is None
+        for obj, component in ((mem, "memory_tier"), (disk, "disk_tier"), (cache, "tiered_cache")):
+            reg = telemetry.registered(obj)
+            assert reg is not None and reg.component == component
+        samples, _ = scrape(server)
+        for obj in (mem, disk, cache):
+            reg = telemetry.registered(obj)
+            assert reg is not None
+            want = expected(reg.component, reg.name, dict(obj.stats()))
+            assert want, reg.component
+            assert {k: samples.get(k) for k in want} == want, reg.component
+        hits = of(samples, "overdrive_tiered_cache_hits_total", name="sessions")
+        assert hits == cache.stats()["hits"] >= 1
+    finally:
+        cache.close()
 
 
 def test_a_raising_stats_is_skipped_and_counted(server: telemetry.MetricsServer) -> None:
