@@ -13,6 +13,7 @@ import math
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -691,6 +692,13 @@ def _all_metric_names() -> set[str]:
     lb.release(lb.acquire(), latency_s=0.01)  # type: ignore[attr-defined]
     lb.report_queue(0, 0.5)  # type: ignore[attr-defined]
     keep.append(LatencyHistogram(name="names"))  # type: ignore[arg-type]
+    tmp = tempfile.TemporaryDirectory()
+    mem = odc.MemoryTier(max_entries=10, max_bytes=1 << 20)
+    disk = odc.DiskTier(Path(tmp.name) / "names.db", write_behind=False)
+    redis = odc.RedisTier("redis://127.0.0.1:1/0")  # connects lazily: never, here
+    cache = odc.TieredCache([mem, disk], name="names")
+    cache.get("k")
+    keep += [mem, disk, redis, cache]  # type: ignore[list-item]
     list(telemetry.track_stream(iter("ab"), name="names", price_per_output_token=1.0))
     reg = prometheus_client.CollectorRegistry()
     telemetry.install(reg)
@@ -698,6 +706,9 @@ def _all_metric_names() -> set[str]:
     keep[5].shutdown()  # type: ignore[attr-defined]
     keep[6].close()  # type: ignore[attr-defined]
     keep[7].close()  # type: ignore[attr-defined]
+    cache.close()
+    redis.close()
+    tmp.cleanup()
     names = set()
     for fam in text_string_to_metric_families(text):
         names.update(s.name for s in fam.samples)

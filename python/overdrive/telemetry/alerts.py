@@ -418,6 +418,7 @@ ERROR_RATE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "balancer": (("errors",), ("picks",)),
     "compressor": (("errors",), ("compress_calls", "decompress_calls")),
     "stream": (("errors",), ("requests",)),
+    "tiered_cache": (("compute_errors",), ("computes",)),
 }
 
 

@@ -119,6 +119,18 @@ _BATCHER_COMMON: dict[str, Spec] = {
     "handler": None,
 }
 
+_TIER_COMMON: dict[str, Spec] = {
+    "hits": _c("hits", help="lookups that found the key"),
+    "misses": _c("misses", help="lookups that did not"),
+    "sets": _c("sets", help="values written"),
+    "deletes": _c("deletes", help="keys deleted"),
+    "errors": _c("errors", help="operations that failed"),
+    "evictions": _c("evictions", help="entries evicted for room"),
+    "expirations": _c("expirations", help="entries dropped at their TTL"),
+    "entries": _g("entries", help="entries held"),
+    "bytes": _g("stored", "bytes", "bytes held"),
+}
+
 #: The explicit tables, by component name (the registry's default component
 #: name of each class). Keys a table does not name fall back to
 #: :func:`generic_spec`; a key mapped to None is not exported.
@@ -216,6 +228,57 @@ COMPONENTS: dict[str, dict[str, Spec]] = {
         "bytes_out": _c("output", "bytes", "bytes sent"),
         "retries": _c("retries", help="sends retried"),
         "given_up": _c("given_up", help="frames given up after the last retry"),
+    },
+    "memory_tier": {
+        **_TIER_COMMON,
+        "rejected": _c("rejected", help="sets the admission policy refused"),
+        "max_bytes": _g("max", "bytes", "byte bound (absent when unbounded)"),
+        "max_entries": _g("max_entries", help="entry bound (absent when unbounded)"),
+        "policy": None,
+    },
+    "disk_tier": {
+        **_TIER_COMMON,
+        "pending": _g("pending_writes", help="writes queued for the writer thread"),
+    },
+    "redis_tier": {
+        **{k: _TIER_COMMON[k] for k in ("hits", "misses", "sets", "deletes", "errors")},
+        "coalesced_batches": _c("coalesced_batches", help="pipelined batches sent"),
+        "coalesced_keys": _c("coalesced_keys", help="keys sent in those batches"),
+        "skipped_while_down": _c("skipped_while_down", help="operations skipped while down"),
+        "available": _g("available", help="1 while the server answers"),
+        "closed": _g("closed", help="1 once closed"),
+    },
+    "tiered_cache": {
+        "name": None,
+        "requests": _c("requests", help="lookups"),
+        "hits": _c("hits", help="lookups served by a tier"),
+        "misses": _c("misses", help="lookups no tier could serve"),
+        "hit_ratio": _g("hit", "ratio", "hits / requests since start"),
+        "computes": _c("computes", help="values computed on a miss"),
+        "compute_seconds": _c("compute", "seconds", "time spent computing"),
+        "saved_seconds": _c("saved", "seconds", "compute time the hits saved"),
+        "saved_cost": _c("saved_cost", help="compute cost the hits saved"),
+        "coalesced": _c("coalesced", help="callers that waited for another's compute"),
+        "compute_errors": _c("compute_errors", help="computes that raised"),
+        "stale_hits": _c("stale_hits", help="stale values served while refreshing"),
+        "refreshes": _c("refreshes", help="background refreshes"),
+        "in_flight": _g("in_flight", help="computes running"),
+        "alerts": _c("alerts", help="hit-rate alerts raised"),
+        "functions": None,
+        "tiers": Items(
+            "tier",
+            "tier",
+            "name",
+            {
+                "name": None,
+                "write": None,
+                "stats": None,
+                "hits": _c("hits"),
+                "misses": _c("misses"),
+                "hit_ratio": _g("hit", "ratio"),
+                "errors": _c("errors"),
+            },
+        ),
     },
     "stream": {
         "requests": _c("requests", help="streams finished (any outcome)"),
