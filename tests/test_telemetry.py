@@ -138,6 +138,34 @@ def test_components_register_themselves_with_a_name() -> None:
         b.close()
 
 
+class Dropper(Plain):
+    """Reading its name frees another registered object (as a garbage
+    collection running at that moment could)."""
+
+    def __init__(self, victim: list[Plain]) -> None:
+        super().__init__()
+        self.victim = victim
+
+    @property
+    def name(self) -> str:
+        self.victim.clear()  # the last reference: its weakref callback runs now
+        return "dropper"
+
+
+def test_a_collection_inside_the_registry_does_not_deadlock() -> None:
+    # register() reads the object's name under the registry lock; an object
+    # freed at that moment (there, or by a gc pass an allocation triggers) runs
+    # its weakref callback on this same thread, which must not take the lock.
+    victim = [Plain()]
+    telemetry.register(victim[0], component="victim", name="v")
+    d = Dropper(victim)
+    assert telemetry.register(d, component="dropper") == "dropper"
+    assert not victim
+    comps = [r.component for r in telemetry.live()]
+    assert "victim" not in comps and "dropper" in comps
+    telemetry.unregister(d)
+
+
 def test_register_rejects_what_it_cannot_follow() -> None:
     with pytest.raises(InputTypeError, match="stats"):
         telemetry.register(object())

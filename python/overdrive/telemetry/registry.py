@@ -20,6 +20,7 @@ import it on their construction path.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import re
@@ -69,6 +70,7 @@ _lock = threading.Lock()
 _entries: dict[int, _Entry] = {}
 _auto_ids: dict[str, itertools.count[int]] = {}
 _seq = itertools.count()
+_dead: collections.deque[tuple[int, weakref.ReferenceType[Any]]] = collections.deque()
 
 
 def component_of(obj: object) -> str:
@@ -132,6 +134,7 @@ def register(obj: object, component: str | None = None, name: str | None = None)
         raise InputTypeError(f"name must be a non-empty str or None, not {name!r}")
     key = id(obj)
     with _lock:
+        _purge()
         old = _entries.get(key)
         if old is not None and old.ref() is obj:
             comp = _check_component(component) if component is not None else old.component
@@ -158,18 +161,28 @@ def register(obj: object, component: str | None = None, name: str | None = None)
 
 
 def _make_reaper(key: int) -> Any:
+    # A weakref callback may run inside a garbage collection that an
+    # allocation under _lock triggered, on the thread holding it: it must not
+    # take the lock. It queues the key; the next registry call drops it.
     def reap(ref: weakref.ReferenceType[Any]) -> None:
-        with _lock:
-            entry = _entries.get(key)
-            if entry is not None and entry.ref is ref:
-                del _entries[key]
+        _dead.append((key, ref))
 
     return reap
+
+
+def _purge() -> None:
+    """Drop the entries of collected objects (call with _lock held)."""
+    while _dead:
+        key, ref = _dead.popleft()
+        entry = _entries.get(key)
+        if entry is not None and entry.ref is ref:
+            del _entries[key]
 
 
 def unregister(obj: object) -> bool:
     """Remove ``obj`` from the export; True when it was registered."""
     with _lock:
+        _purge()
         entry = _entries.get(id(obj))
         if entry is None or entry.ref() is not obj:
             return False
@@ -190,6 +203,7 @@ def live() -> list[Registered]:
     """Every registered component still alive, in registration order (a
     snapshot: strong references for as long as the caller holds the list)."""
     with _lock:
+        _purge()
         entries = sorted(_entries.values(), key=lambda e: e.seq)
         pairs = [(e.ref(), e) for e in entries]
     return [Registered(obj, e.component, e.name) for obj, e in pairs if obj is not None]
