@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._tier import MISSING, Missing, Tier
 from .keys import stable_key
+from .redis_tier import RedisTier
 from .serializers import (
     JsonSerializer,
     MsgpackSerializer,
@@ -22,6 +23,7 @@ __all__ = [
     "Missing",
     "MsgpackSerializer",
     "PickleSerializer",
+    "RedisTier",
     "Serializer",
     "Tier",
     "default_serializer",
