@@ -195,7 +195,7 @@ class CircuitBreaker:
             if next(self._ctr) == self._check_at:
                 self._evaluate_at_min()
             return result
-        if self._state == _O:  # refuse here, one frame up: raising is most of the cost
+        if self._state == _O and self._redis is None:  # refuse here: raising is most of the cost
             now = self._clock()
             if now < self._open_until:
                 self._n_rejected += 1  # a racy count is fine: stats only

@@ -1,0 +1,258 @@
+"""Breaker state and GCRA rate limits shared through a real redis-server
+(two instances stand for two processes; one test uses a real subprocess)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from overdrive.bench.redis_server import RedisServer
+from overdrive.cache import RedisTier
+from overdrive.exceptions import CircuitOpen, ConfigurationError, InputTypeError
+from overdrive.resilience import CircuitBreaker, RateLimiter
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _name() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+def _boom() -> None:
+    raise ConnectionError("backend down")
+
+
+@pytest.fixture
+def raw(redis_server: str) -> Iterator[redis.Redis]:
+    r = redis.Redis.from_url(redis_server)
+    yield r
+    r.close()
+
+
+def _pair(url: str, **kw: object) -> tuple[CircuitBreaker, CircuitBreaker]:
+    name = _name()
+    opts: dict[str, object] = {
+        "min_calls": 4,
+        "window_size": 10,
+        "open_s": 0.3,
+        "half_open_probes": 2,
+        "sync_s": 0.0,
+    }
+    opts.update(kw)
+    return CircuitBreaker(name, redis=url, **opts), CircuitBreaker(name, redis=url, **opts)  # type: ignore[arg-type]
+
+
+def test_two_breakers_share_the_window_and_the_state(redis_server: str) -> None:
+    a, b = _pair(redis_server)
+    for br in (a, b, a):
+        with pytest.raises(ConnectionError):
+            br.call(_boom)
+    assert a.state == "closed" and b.state == "closed"  # 3 calls < min_calls
+    with pytest.raises(ConnectionError):
+        b.call(_boom)  # the 4th failure, from the other "process"
+    assert a.state == "open" and b.state == "open"
+    with pytest.raises(CircuitOpen) as ei:
+        a.call(lambda: 1)
+    assert 0 < ei.value.retry_after <= 0.3
+    time.sleep(0.35)
+    assert a.call(lambda: 1) == 1  # probe 1 (half-open)
+    assert b.state == "half_open"
+    assert b.call(lambda: 2) == 2  # probe 2 closes it
+    assert a.state == "closed" and b.state == "closed"
+    assert a.stats()["rejected"] == 1
+
+
+def test_successes_from_both_keep_it_closed(redis_server: str) -> None:
+    a, b = _pair(redis_server, failure_rate=0.5)
+    for i in range(6):
+        (a if i % 2 else b).call(int, "1")
+    with pytest.raises(ConnectionError):
+        a.call(_boom)
+    with pytest.raises(ConnectionError):
+        b.call(_boom)
+    assert a.state == "closed"  # 2 of 8 failed
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            a.call(_boom)
+    assert b.state == "closed"  # 4 of 10 failed
+    with pytest.raises(ConnectionError):
+        b.call(_boom)
+    assert a.state == "open"  # 5 of the last 10 failed
+
+
+def test_half_open_probes_are_bounded_across_instances(redis_server: str) -> None:
+    a, b = _pair(redis_server, min_calls=1, window_size=1, half_open_probes=1)
+    with pytest.raises(ConnectionError):
+        a.call(_boom)
+    time.sleep(0.35)
+    with a:  # a holds the only probe slot...
+        assert a.state == "half_open"
+        with pytest.raises(CircuitOpen) as ei:  # ...so b is refused
+            b.call(lambda: 1)
+        assert ei.value.retry_after == 0.0
+    assert b.state == "closed"
+
+
+def test_failed_probe_reopens(redis_server: str) -> None:
+    a, b = _pair(redis_server, min_calls=1, window_size=1, half_open_probes=1)
+    with pytest.raises(ConnectionError):
+        a.call(_boom)
+    time.sleep(0.35)
+    with pytest.raises(ConnectionError):
+        b.call(_boom)  # the probe fails
+    assert a.state == "open"
+    assert a.stats()["opened"] + b.stats()["opened"] >= 1
+
+
+def test_time_window_is_shared(redis_server: str) -> None:
+    a, b = _pair(redis_server, window="time", window_size=5.0, min_calls=4)
+    for br in (a, b, a, b):
+        with pytest.raises(ConnectionError):
+            br.call(_boom)
+    assert a.state == "open" and b.state == "open"
+
+
+def test_force_open_and_reset_are_shared(redis_server: str) -> None:
+    a, b = _pair(redis_server)
+    a.force_open()
+    with pytest.raises(CircuitOpen) as ei:
+        b.call(lambda: 1)
+    assert ei.value.retry_after == float("inf")
+    b.reset()
+    assert a.call(lambda: 3) == 3
+
+
+def test_view_is_refreshed_within_sync_s(redis_server: str) -> None:
+    name = _name()
+    a = CircuitBreaker(name, redis=redis_server, min_calls=1, window_size=1, sync_s=0.05)
+    b = CircuitBreaker(name, redis=redis_server, min_calls=1, window_size=1, sync_s=0.05)
+    assert b.call(lambda: 0) == 0  # b's view: closed
+    with pytest.raises(ConnectionError):
+        a.call(_boom)
+    time.sleep(0.06)
+    with pytest.raises(CircuitOpen):
+        b.call(lambda: 1)
+
+
+def test_subprocess_trips_the_shared_breaker(redis_server: str) -> None:
+    name = _name()
+    code = textwrap.dedent(
+        f"""
+        from overdrive.resilience import CircuitBreaker
+        cb = CircuitBreaker({name!r}, redis={redis_server!r}, min_calls=3, window_size=3,
+                            open_s=30.0, sync_s=0.0)
+        def boom():
+            raise ConnectionError("down")
+        for _ in range(3):
+            try:
+                cb.call(boom)
+            except ConnectionError:
+                pass
+        print(cb.state)
+        """
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "python"), env.get("PYTHONPATH", "")])
+    here = CircuitBreaker(name, redis=redis_server, min_calls=3, window_size=3, sync_s=0.0)
+    assert here.call(lambda: "before") == "before"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "open"
+    with pytest.raises(CircuitOpen) as ei:
+        here.call(lambda: "after")
+    assert 25 < ei.value.retry_after <= 30
+
+
+def test_redis_tier_and_client_are_accepted(redis_server: str, raw: redis.Redis) -> None:
+    tier = RedisTier(redis_server, prefix="odtest:")
+    name = _name()
+    a = CircuitBreaker(name, redis=tier, min_calls=1, window_size=1, sync_s=0.0)
+    with pytest.raises(ConnectionError):
+        a.call(_boom)
+    assert raw.exists(f"odtest:{{cb:{name}}}")
+    b = CircuitBreaker(name, redis=raw, min_calls=1, window_size=1, sync_s=0.0)
+    assert b.state == "closed"  # another prefix: another breaker
+    tier.close()
+    text = redis.Redis.from_url(redis_server, decode_responses=True)
+    with pytest.raises(ConfigurationError, match="decode_responses"):
+        CircuitBreaker(redis=text)
+    text.close()
+
+
+def test_breaker_keeps_working_when_redis_dies(private_redis: RedisServer) -> None:
+    cb = CircuitBreaker("down", redis=private_redis.url, sync_s=0.0, min_calls=1)
+    assert cb.call(lambda: 1) == 1
+    private_redis.kill()
+    assert cb.call(lambda: 2) == 2  # fails open on its last view
+    with pytest.raises(ConnectionError):
+        cb.call(_boom)
+    assert cb.stats()["redis_errors"] >= 1
+
+
+# --------------------------------------------------------------------- rate limits
+
+
+def test_gcra_is_shared_by_two_limiters(redis_server: str) -> None:
+    name = _name()
+    a = RateLimiter(10, 1.0, burst=5, redis=redis_server, name=name)
+    b = RateLimiter(10, 1.0, burst=5, redis=redis_server, name=name)
+    got = [lim.try_acquire("user") for _ in range(5) for lim in (a, b)]
+    assert sum(got) == 5 and got[:5] == [True] * 5
+    assert b.try_acquire("other")  # keys are independent
+    wait = a.retry_after("user")
+    assert 0 < wait <= 0.1
+    time.sleep(wait + 0.01)
+    assert b.try_acquire("user")
+    assert a.stats()["admitted"] + b.stats()["admitted"] == 7
+
+
+def test_gcra_rate_over_a_window_in_redis(redis_server: str) -> None:
+    """Greedy demand from two limiters for ~0.5 s at 40/s, burst 4: about 4 + 20."""
+    name = _name()
+    a = RateLimiter(40, 1.0, burst=4, redis=redis_server, name=name)
+    b = RateLimiter(40, 1.0, burst=4, redis=redis_server, name=name)
+    admitted = 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 0.5:
+        admitted += a.try_acquire() + b.try_acquire()
+    elapsed = time.monotonic() - t0
+    # exactly burst + floor(elapsed * rate) on the server's clock; allow the
+    # round trip at each end of the window
+    expected = 4 + elapsed * 40
+    assert expected - 2 <= admitted <= expected + 1
+
+
+def test_gcra_acquire_waits_in_redis(redis_server: str) -> None:
+    name = _name()
+    rl = RateLimiter(20, 1.0, burst=1, redis=redis_server, name=name)
+    rl.acquire()
+    t0 = time.monotonic()
+    rl.acquire(timeout=1.0)
+    assert time.monotonic() - t0 >= 0.03
+
+
+def test_gcra_redis_keys_must_be_str_or_int(redis_server: str) -> None:
+    rl = RateLimiter(5, redis=redis_server, name=_name())
+    with pytest.raises(InputTypeError, match="key"):
+        rl.try_acquire(("a", 1))
+
+
+def test_rate_limiter_when_redis_dies(private_redis: RedisServer) -> None:
+    closed = RateLimiter(5, redis=private_redis.url, name="x")
+    open_ = RateLimiter(5, redis=private_redis.url, name="x", fail_open=True)
+    assert closed.try_acquire()
+    private_redis.kill()
+    assert not closed.try_acquire()
+    assert open_.try_acquire()
+    assert closed.stats()["redis_errors"] == 1 and open_.stats()["redis_errors"] == 1
