@@ -235,7 +235,8 @@ class ConcurrencyLimiter:
 
     def __enter__(self) -> Permit:
         permit = self.acquire()
-        self._cm.set((*self._cm.get(), permit))
+        cm = self._cm
+        cm.set((*cm.get(), permit))
         return permit
 
     def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
@@ -244,8 +245,18 @@ class ConcurrencyLimiter:
         self._release(stack[-1], not isinstance(exc, Exception))
 
     async def __aenter__(self) -> Permit:
-        permit = await self.aacquire()
-        self._cm.set((*self._cm.get(), permit))
+        permit = None
+        with self._lock:  # aacquire's fast path, inlined (no second coroutine)
+            if self._inflight < self._cap and not self._waiters:
+                self._inflight += 1
+                self._acquired += 1
+                if self._inflight > self._peak:
+                    self._peak = self._inflight
+                permit = Permit(self, self._clock())
+        if permit is None:
+            permit = await self.aacquire()
+        cm = self._cm
+        cm.set((*cm.get(), permit))
         return permit
 
     async def __aexit__(

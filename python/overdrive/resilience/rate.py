@@ -104,6 +104,8 @@ class RateLimiter:
             self._interval_us = self.interval * 1e6
             self._burst_us = self.burst * self._interval_us
         self._tolerance = self.burst * self.interval
+        # admitted while the new TAT is at most this far ahead of now
+        self._limit_ahead = self._tolerance + _EPS
         self._tat: dict[Hashable, float] = {}
         self._lock = threading.Lock()
         self._admitted = self._rejected = self._redis_errors = 0
@@ -112,7 +114,27 @@ class RateLimiter:
 
     def try_acquire(self, key: Hashable = None, cost: int = 1) -> bool:
         """Admit ``cost`` units for ``key`` now if the rate allows (True), else False."""
-        return self._decide(key, cost) == 0.0
+        if cost != 1 or self._redis is not None:
+            return self._decide(key, cost) == 0.0
+        # _decide's in-process path, inlined (one Python frame less)
+        if key is None:
+            key = self.key
+        now = self._clock()
+        with self._lock:
+            tat = self._tat.get(key)
+            if tat is None:
+                if len(self._tat) >= _PRUNE_AT:
+                    self._prune(now)
+                tat = now
+            elif tat < now:
+                tat = now
+            tat += self.interval
+            if tat - now > self._limit_ahead:
+                self._rejected += 1
+                return False
+            self._tat[key] = tat
+            self._admitted += 1
+            return True
 
     def retry_after(self, key: Hashable = None, cost: int = 1) -> float:
         """Try to admit like :meth:`try_acquire`: 0.0 if admitted, else the seconds to wait."""
@@ -183,18 +205,19 @@ class RateLimiter:
             return self._decide_remote(key, cost)
         now = self._clock()
         with self._lock:
-            tat: float = self._tat.get(key, now)
-            if tat < now:
+            tat = self._tat.get(key)
+            if tat is None:
+                if len(self._tat) >= _PRUNE_AT:
+                    self._prune(now)
                 tat = now
-            new_tat = tat + cost * self.interval
-            wait = new_tat - self._tolerance - now
-            if wait > _EPS:
+            elif tat < now:
+                tat = now
+            tat += cost * self.interval
+            if tat - now > self._limit_ahead:
                 self._rejected += 1
-                return wait
-            self._tat[key] = new_tat
+                return tat - self._tolerance - now
+            self._tat[key] = tat
             self._admitted += 1
-            if len(self._tat) >= _PRUNE_AT:
-                self._prune(now)
             return 0.0
 
     def _prune(self, now: float) -> None:

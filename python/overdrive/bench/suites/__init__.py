@@ -25,6 +25,8 @@ SUITES: dict[str, str] = {
     "worker_pool": "overdrive.bench.suites.worker_pool",
     # batcher
     "batching": "overdrive.bench.suites.batching",
+    # CircuitBreaker, ConcurrencyLimiter, RateLimiter
+    "resilience": "overdrive.bench.suites.resilience",
 }
 
 
