@@ -86,12 +86,17 @@ class _Waiter:
             self.lock = None
             self.fut = loop.create_future()
 
-    def wake(self) -> None:
+    def wake(self) -> bool:
+        """Wake the waiter; False if it cannot be woken (its event loop is closed)."""
         if self.lock is not None:
             self.lock.release()
-        else:
-            assert self.loop is not None
+            return True
+        assert self.loop is not None
+        try:
             self.loop.call_soon_threadsafe(_set_done, self.fut)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            return False
+        return True
 
 
 def _set_done(fut: asyncio.Future[None] | None) -> None:
@@ -107,6 +112,36 @@ class ConcurrencyLimiter:
     limiter.acquire():``, or ``with limiter:``; ``await limiter.aacquire()`` /
     ``async with limiter:``; ``@limiter`` on a sync or async function.
     """
+
+    __slots__ = (
+        "__weakref__",
+        "_acquired",
+        "_cap",
+        "_clock",
+        "_cm",
+        "_failed",
+        "_first_above",
+        "_inflight",
+        "_limit",
+        "_lock",
+        "_long_rtt",
+        "_peak",
+        "_rejected",
+        "_samples",
+        "_shed",
+        "_timeouts",
+        "_waiters",
+        "algorithm",
+        "backoff",
+        "codel_interval_s",
+        "codel_target_s",
+        "drop_latency_s",
+        "max_limit",
+        "max_queue",
+        "min_limit",
+        "name",
+        "queue_timeout_s",
+    )
 
     def __init__(
         self,
@@ -203,7 +238,7 @@ class ConcurrencyLimiter:
                 return Permit(self, now)
             w = self._enqueue(now, t, None)
         assert w.lock is not None
-        w.lock.acquire(timeout=t)
+        w.lock.acquire(timeout=min(t, threading.TIMEOUT_MAX))
         return self._after_wait(w)
 
     async def aacquire(self, timeout: float | None = None) -> Permit:
@@ -425,8 +460,10 @@ class ConcurrencyLimiter:
                     w.state = _SHED
                     w.wake()
                     continue
+            w.state = _GRANTED
+            if not w.wake():
+                w.state = _GONE
+                continue
             self._inflight += 1
             if self._inflight > self._peak:
                 self._peak = self._inflight
-            w.state = _GRANTED
-            w.wake()

@@ -68,6 +68,29 @@ class RateLimiter:
     ``fail_open=True`` admits them.
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_admitted",
+        "_burst_us",
+        "_clock",
+        "_interval_us",
+        "_limit_ahead",
+        "_lock",
+        "_prefix",
+        "_redis",
+        "_redis_errors",
+        "_rejected",
+        "_tat",
+        "_tolerance",
+        "burst",
+        "fail_open",
+        "interval",
+        "key",
+        "name",
+        "per",
+        "rate",
+    )
+
     def __init__(
         self,
         rate: float = 200,
