@@ -60,6 +60,13 @@ class BreakerOpenRejection:
         self.cb.force_open()
         self.pb = pybreaker.CircuitBreaker(name="asv-open")
         self.pb.open()
+        self.fb = CircuitBreaker("asv-fallback", fallback=_target)
+        self.fb.force_open()
+
+    def time_overdrive_fallback(self) -> None:
+        call = self.fb.call
+        for _ in range(CALLS):
+            call(_target)
 
     def time_overdrive(self) -> None:
         call = self.cb.call

@@ -467,6 +467,7 @@ def test_circuit_open_pickles_and_exports() -> None:
         ({"redis": 42}, InputTypeError, "redis"),
         ({"redis": "http://x"}, ConfigurationError, "redis"),
         ({"name": 1}, InputTypeError, "name"),
+        ({"fallback": "default"}, InputTypeError, "fallback"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], exc: type[Exception], names: str) -> None:
@@ -477,3 +478,35 @@ def test_bad_arguments(kwargs: dict[str, Any], exc: type[Exception], names: str)
 def test_decorating_a_non_callable_is_a_type_error() -> None:
     with pytest.raises(InputTypeError):
         CircuitBreaker()(42)  # type: ignore[call-overload]
+
+
+def test_fallback_replaces_the_rejection() -> None:
+    clock = Clock()
+    cb = CircuitBreaker(
+        min_calls=1, window_size=1, half_open_probes=1, clock=clock, fallback=lambda x: -x
+    )
+
+    @cb
+    def f(x: int) -> int:
+        if x == 0:
+            raise ValueError("zero")
+        return x
+
+    @cb
+    async def g(x: int) -> int:
+        return x
+
+    with pytest.raises(ValueError, match="zero"):
+        f(0)
+    assert f(5) == -5  # open: the fallback answers
+    assert asyncio.run(g(6)) == -6
+    with pytest.raises(CircuitOpen), cb:
+        pass
+    assert cb.stats()["rejected"] == 3
+
+    async def afallback(x: int) -> int:
+        return 100 + x
+
+    cb2 = CircuitBreaker(fallback=afallback)
+    cb2.force_open()
+    assert asyncio.run(cb2.acall(g, 1)) == 101

@@ -83,7 +83,10 @@ class CircuitBreaker:
     ``async with breaker:`` around a block. ``clock`` (seconds, monotonic)
     can be injected for tests (local state only). ``listeners``: callables
     ``(breaker, old_state, new_state)`` run after each transition, outside
-    every lock (an exception in one is logged, never raised).
+    every lock (an exception in one is logged, never raised). ``fallback``:
+    when set, a refused ``call``/``acall`` (and decorated function) returns
+    ``fallback(*args, **kwargs)`` (awaited if it returns an awaitable, under
+    ``acall``) instead of raising CircuitOpen; context managers still raise.
     """
 
     __slots__ = (
@@ -96,6 +99,7 @@ class CircuitBreaker:
         "_ctr",
         "_epoch",
         "_fails",
+        "_fallback",
         "_fast",
         "_listeners",
         "_lock",
@@ -156,6 +160,7 @@ class CircuitBreaker:
         redis: object = None,
         sync_s: float = 0.1,
         listeners: Iterable[Listener] = (),
+        fallback: Callable[..., Any] | None = None,
     ) -> None:
         self.name = check_name(name)
         if not isinstance(window, str):
@@ -188,6 +193,7 @@ class CircuitBreaker:
                 f"listeners must be an iterable of callables, not {type(listeners).__name__}"
             )
         self._listeners = [check_callable("listeners[i]", f) for f in listeners]
+        self._fallback = None if fallback is None else check_callable("fallback", fallback)
         self._redis: RedisLink | None = resolve_redis(redis)
         if self._redis is not None:
             self._rkey = self._redis.key("{cb:" + self.name + "}")
@@ -236,8 +242,9 @@ class CircuitBreaker:
         return _NAMES[self._state]
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """``fn(*args, **kwargs)`` if the breaker admits it (else CircuitOpen),
-        recording the outcome; the result or exception passes through."""
+        """``fn(*args, **kwargs)`` if the breaker admits it (else CircuitOpen, or
+        the ``fallback``'s value), recording the outcome; the result or
+        exception passes through."""
         if self._fast:
             try:
                 result = fn(*args, **kwargs)
@@ -251,8 +258,15 @@ class CircuitBreaker:
             now = self._clock()
             if now < self._open_until:
                 self._n_rejected += 1  # a racy count is fine: stats only
+                if self._fallback is not None:
+                    return self._fallback(*args, **kwargs)  # type: ignore[no-any-return]
                 raise CircuitOpen(self.name, self._open_until - now)
-        ticket = self._admit()
+        try:
+            ticket = self._admit()
+        except CircuitOpen:
+            if self._fallback is None:
+                raise
+            return self._fallback(*args, **kwargs)  # type: ignore[no-any-return]
         t0 = self._clock() if self._timed else 0.0
         try:
             result = fn(*args, **kwargs)
@@ -273,7 +287,15 @@ class CircuitBreaker:
             if next(self._ctr) == self._check_at:
                 self._evaluate_at_min()
             return result
-        ticket = self._admit()
+        try:
+            ticket = self._admit()
+        except CircuitOpen:
+            if self._fallback is None:
+                raise
+            value = self._fallback(*args, **kwargs)
+            if inspect.isawaitable(value):
+                value = await value
+            return value  # type: ignore[no-any-return]
         t0 = self._clock() if self._timed else 0.0
         try:
             result = await fn(*args, **kwargs)

@@ -159,9 +159,12 @@ def _breaker_cases(result: SuiteResult, repeats: int) -> None:
     ob.force_open()
     pbo = pybreaker.CircuitBreaker(name="open")
     pbo.open()
+    fb = CircuitBreaker("open-fallback", fallback=_target)
+    fb.force_open()
     s = interleaved(
         {
             "overdrive": _rejections(ob.call, CircuitOpen),
+            "overdrive (fallback=, no raise)": _calls(fb.call),
             "raise+catch RuntimeError (floor)": _raise_floor(),
             "pybreaker": _rejections(pbo.call, pybreaker.CircuitBreakerError),
         },
@@ -178,6 +181,17 @@ def _breaker_cases(result: SuiteResult, repeats: int) -> None:
             rej <= GOAL_REJECT_NS,
             unit="ns",
             detail=f"CPython floor (raise+catch a RuntimeError one frame down): {floor:.0f} ns",
+        )
+    )
+    fb_ns = _ns(s, "overdrive (fallback=, no raise)")
+    result.checks.append(
+        Check(
+            "breaker open rejection answered by fallback=",
+            f"<= {GOAL_REJECT_NS:.0f} ns",
+            fb_ns,
+            fb_ns <= GOAL_REJECT_NS,
+            unit="ns",
+            detail="the fallback is a bare function returning 1",
         )
     )
 
