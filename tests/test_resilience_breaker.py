@@ -510,3 +510,41 @@ def test_fallback_replaces_the_rejection() -> None:
     cb2 = CircuitBreaker(fallback=afallback)
     cb2.force_open()
     assert asyncio.run(cb2.acall(g, 1)) == 101
+
+
+def test_trips_under_threads_and_counts_add_up() -> None:
+    cb = CircuitBreaker(window_size=50, min_calls=20, failure_rate=0.5, open_s=60.0)
+    n_threads, per = 8, 300
+    results: list[tuple[int, int, int]] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        ok = failed = rejected = 0
+        for j in range(per):
+            try:
+                if (i + j) % 3 == 0:
+                    cb.call(lambda: 1)
+                    ok += 1
+                else:
+                    cb.call(_raise_conn)
+            except ConnectionError:
+                failed += 1
+            except CircuitOpen:
+                rejected += 1
+        with lock:
+            results.append((ok, failed, rejected))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    ok, failed, rejected = (sum(r[k] for r in results) for k in range(3))
+    assert ok + failed + rejected == n_threads * per
+    s = cb.stats()
+    assert s["state"] == "open" and s["opened"] == 1
+    assert (s["successes"], s["failures"], s["rejected"]) == (ok, failed, rejected)
+
+
+def _raise_conn() -> None:
+    raise ConnectionError("down")

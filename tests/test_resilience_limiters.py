@@ -458,3 +458,70 @@ def test_rate_bad_cost_and_timeout() -> None:
         rl.try_acquire(cost="2")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="timeout"):
         rl.acquire(timeout=-1)
+
+
+def test_counts_add_up_under_contention_with_timeouts() -> None:
+    lim = ConcurrencyLimiter(2, algorithm="aimd", max_limit=3, queue_timeout_s=0.002, max_queue=4)
+    attempts = 16 * 50
+    done = [0]
+    refused = [0]
+    lock = threading.Lock()
+
+    def thread() -> None:
+        for _ in range(50):
+            try:
+                with lim.acquire():
+                    time.sleep(0.0002)
+                with lock:
+                    done[0] += 1
+            except LimitExceeded:
+                with lock:
+                    refused[0] += 1
+
+    threads = [threading.Thread(target=thread) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    s = lim.stats()
+    assert done[0] + refused[0] == attempts
+    assert s["acquired"] == done[0]
+    assert s["rejected"] + s["timeouts"] + s["shed"] == refused[0]
+    assert s["inflight"] == 0 and s["queued"] == 0 and s["peak_inflight"] <= 3
+
+
+def test_waiter_on_a_closed_loop_gives_its_slot_back() -> None:
+    lim = ConcurrencyLimiter(1, algorithm="fixed", queue_timeout_s=5.0)
+    held = lim.acquire()
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(lim.aacquire())
+    loop.run_until_complete(asyncio.sleep(0.01))  # the task is queued
+    assert lim.stats()["queued"] == 1
+    task.cancel()
+    loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+    assert lim.stats()["queued"] == 0
+    # a waiter whose loop closed without cancelling it
+    loop2 = asyncio.new_event_loop()
+    orphan = loop2.create_task(lim.aacquire())
+    loop2.run_until_complete(asyncio.sleep(0.01))
+    loop2.close()
+    loop.close()
+    assert not orphan.done()
+    held.release()  # the dead waiter is skipped, the slot stays free
+    assert lim.stats()["inflight"] == 0
+    lim.acquire(timeout=0).release()
+
+
+def test_limiter_and_rate_stats_are_numbers_with_a_name() -> None:
+    for s in (ConcurrencyLimiter(name="c").stats(), RateLimiter(name="r").stats()):
+        assert isinstance(s["name"], str) and s["name"] in ("c", "r")
+        for k, v in s.items():
+            if k not in ("name", "algorithm"):
+                assert isinstance(v, int | float) and not isinstance(v, bool), k
+
+
+def test_permit_context_manager_reports_failure() -> None:
+    lim = ConcurrencyLimiter(10, algorithm="aimd")
+    with pytest.raises(KeyError), lim.acquire():
+        raise KeyError("x")
+    assert lim.limit == 9 and lim.stats()["failed"] == 1

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from overdrive.bench.redis_server import RedisServer
 from overdrive.cache import RedisTier
@@ -147,16 +149,20 @@ def test_subprocess_trips_the_shared_breaker(redis_server: str) -> None:
     name = _name()
     code = textwrap.dedent(
         f"""
-        from overdrive.resilience import CircuitBreaker
+        from overdrive.resilience import CircuitBreaker, CircuitOpen
         cb = CircuitBreaker({name!r}, redis={redis_server!r}, min_calls=3, window_size=3,
                             open_s=30.0, sync_s=0.0)
         def boom():
             raise ConnectionError("down")
+        failed = 0
         for _ in range(3):
             try:
                 cb.call(boom)
             except ConnectionError:
+                failed += 1
+            except CircuitOpen:
                 pass
+        assert failed == 2, failed  # with the parent's success: 2 of 3 failed
         print(cb.state)
         """
     )
@@ -256,3 +262,38 @@ def test_rate_limiter_when_redis_dies(private_redis: RedisServer) -> None:
     assert not closed.try_acquire()
     assert open_.try_acquire()
     assert closed.stats()["redis_errors"] == 1 and open_.stats()["redis_errors"] == 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(outcomes=st.lists(st.booleans(), max_size=40), size=st.integers(1, 6))
+def test_shared_count_window_decides_like_the_local_one(
+    redis_server: str, outcomes: list[bool], size: int
+) -> None:
+    """Two Redis-backed instances taking turns make the same decisions as one local
+    breaker seeing the same calls (open_s is long: no half-open within the test)."""
+    opts: dict[str, object] = {
+        "min_calls": 3,
+        "window_size": size,
+        "failure_rate": 0.5,
+        "open_s": 60.0,
+    }
+    local = CircuitBreaker("local", **opts)  # type: ignore[arg-type]
+    a, b = _pair(redis_server, **opts)
+    for i, fail in enumerate(outcomes):
+        shared = a if i % 2 else b
+
+        def fn(fail: bool = fail) -> int:
+            if fail:
+                raise ConnectionError("down")
+            return 1
+
+        results = []
+        for br in (local, shared):
+            try:
+                results.append(br.call(fn))
+            except ConnectionError:
+                results.append("failed")
+            except CircuitOpen:
+                results.append("rejected")
+        assert results[0] == results[1], (i, results)
+        assert local.state == a.state == b.state

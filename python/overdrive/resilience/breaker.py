@@ -571,6 +571,7 @@ class CircuitBreaker:
                 self._n_fail += 1
             elif outcome == _IGNORE:
                 self._n_ignored += 1
+                slow = False  # an ignored call is not recorded at all
             if slow:
                 self._n_slow += 1
                 if outcome == _OK:
@@ -707,6 +708,8 @@ class CircuitBreaker:
         raise CircuitOpen(self.name, math.inf if res[1] < 0 else res[1] / 1e6)
 
     def _record_remote(self, ticket: int, outcome: int, slow: bool) -> None:
+        if outcome == _IGNORE:
+            slow = False  # an ignored call is not recorded at all
         with self._lock:
             if outcome == _IGNORE:
                 self._n_ignored += 1
@@ -729,7 +732,11 @@ class CircuitBreaker:
                     self._pend_slow += 1
                 else:
                     self._pend_ok += 1
-                flush = self._pend_ok + self._pend_slow >= 64 or slow
+                flush = (
+                    slow
+                    or self._pend_ok + self._pend_slow >= 64
+                    or time.monotonic() - self._view_at >= self.sync_s
+                )
             if flush:
                 self._refresh(force=True)
             return
