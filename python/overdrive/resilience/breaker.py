@@ -384,7 +384,8 @@ class CircuitBreaker:
         ``ignored``, ``opened`` (transitions to open), ``state_code`` (0 closed,
         1 open, 2 half-open), the window's current ``window_calls`` /
         ``window_failure_rate`` / ``window_slow_rate``, ``redis_errors``; and
-        ``name`` and ``state``."""
+        ``name`` and ``state``. Counters are this process's; with ``redis=``
+        the window lives in Redis and the ``window_*`` entries are 0."""
         with self._lock:
             if self.window == "count":
                 peek = _peek(self._ctr)
