@@ -189,7 +189,14 @@ def test_redis_tier_and_client_are_accepted(redis_server: str, raw: redis.Redis)
     assert raw.exists(f"odtest:{{cb:{name}}}")
     b = CircuitBreaker(name, redis=raw, min_calls=1, window_size=1, sync_s=0.0)
     assert b.state == "closed"  # another prefix: another breaker
+    a.close()  # a RedisTier's client stays open
+    b.close()  # so does a client passed in
+    assert raw.ping() and tier.set("k", 1) is None and tier.get("k") == 1
     tier.close()
+    own = CircuitBreaker(name, redis=redis_server)
+    assert own.state == "closed"
+    own.close()
+    own.close()  # idempotent
     text = redis.Redis.from_url(redis_server, decode_responses=True)
     with pytest.raises(ConfigurationError, match="decode_responses"):
         CircuitBreaker(redis=text)
@@ -297,3 +304,38 @@ def test_shared_count_window_decides_like_the_local_one(
                 results.append("rejected")
         assert results[0] == results[1], (i, results)
         assert local.state == a.state == b.state
+
+
+def test_breaker_recovers_after_a_redis_restart(private_redis: RedisServer) -> None:
+    name = _name()
+    a = CircuitBreaker(name, redis=private_redis.url, sync_s=0.0, min_calls=2, window_size=2)
+    assert a.call(lambda: 1) == 1
+    private_redis.kill()
+    assert a.call(lambda: 2) == 2
+    errors = a.stats()["redis_errors"]
+    assert errors >= 1
+    private_redis.start()  # empty: the scripts load again, the state starts closed
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            a.call(_boom)
+    b = CircuitBreaker(name, redis=private_redis.url, sync_s=0.0, min_calls=2, window_size=2)
+    assert b.state == "open"
+    assert a.stats()["redis_errors"] == errors
+
+
+def test_breaker_and_rate_limiter_on_a_cluster(redis_cluster: str) -> None:
+    tier = RedisTier(redis_cluster, prefix="odc:")
+    try:
+        name = _name()
+        a = CircuitBreaker(name, redis=tier, min_calls=2, window_size=2, sync_s=0.0)
+        b = CircuitBreaker(name, redis=tier, min_calls=2, window_size=2, sync_s=0.0)
+        for br in (a, b):
+            with pytest.raises(ConnectionError):
+                br.call(_boom)
+        assert a.state == "open" and b.state == "open"
+        rl = RateLimiter(10, burst=3, redis=tier, name=name)
+        got = [rl.try_acquire(f"user-{i % 4}") for i in range(16)]
+        assert sum(got) == 12  # 3 for each of 4 keys, on whichever node holds each
+        assert rl.stats()["redis_errors"] == 0
+    finally:
+        tier.close()

@@ -9,7 +9,9 @@ own clocks.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import weakref
 from typing import Any
 
 from ..exceptions import ConfigurationError, InputTypeError
@@ -22,12 +24,19 @@ _DEFAULT_PREFIX = "od:"
 class RedisLink:
     """A redis-py client, a key prefix and the Lua scripts registered on it."""
 
-    def __init__(self, client: Any, prefix: str, where: str) -> None:
+    def __init__(self, client: Any, prefix: str, where: str, owned: bool = False) -> None:
         self.client = client
         self.prefix = prefix
         self.where = where
         self._scripts: dict[str, Any] = {}
         self._lock = threading.Lock()
+        # a client made from a URL is ours: closed by close() or when the owner goes away
+        self._finalizer = weakref.finalize(self, _close_client, client) if owned else None
+
+    def close(self) -> None:
+        """Close the client if this link created it (from a URL); else leave it open."""
+        if self._finalizer is not None:
+            self._finalizer()
 
     def key(self, *parts: str) -> str:
         """``prefix + ':'.join(parts)``."""
@@ -67,7 +76,7 @@ def resolve_redis(redis: object, param: str = "redis") -> RedisLink | None:
             client = rd.Redis.from_url(redis, socket_timeout=1.0, socket_connect_timeout=1.0)
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(f"invalid {param}={mask_url(redis)!r}: {exc}") from None
-        return RedisLink(client, _DEFAULT_PREFIX, mask_url(redis))
+        return RedisLink(client, _DEFAULT_PREFIX, mask_url(redis), owned=True)
     if isinstance(redis, (rd.Redis, rd.cluster.RedisCluster)):
         if redis.get_encoder().decode_responses:
             raise ConfigurationError(
@@ -78,3 +87,8 @@ def resolve_redis(redis: object, param: str = "redis") -> RedisLink | None:
         f"{param} must be a RedisTier, a redis.Redis client or a redis:// URL, "
         f"not {type(redis).__name__}"
     )
+
+
+def _close_client(client: Any) -> None:
+    with contextlib.suppress(Exception):
+        client.close()

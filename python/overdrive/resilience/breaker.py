@@ -416,6 +416,13 @@ class CircuitBreaker:
                 "redis_errors": self._n_redis_errors,
             }
 
+    def close(self) -> None:
+        """Close the Redis client this object created from a ``redis://`` URL
+        (a RedisTier or client you passed stays open; so does in-process
+        state, which needs no closing). Also done when the object is collected."""
+        if self._redis is not None:
+            self._redis.close()
+
     def __repr__(self) -> str:
         where = f", redis={self._redis.where}" if self._redis is not None else ""
         return f"CircuitBreaker(name={self.name!r}, state={_NAMES[self._state]!r}{where})"

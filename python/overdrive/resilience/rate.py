@@ -209,6 +209,13 @@ class RateLimiter:
         with self._lock:
             self._tat.pop(k, None)
 
+    def close(self) -> None:
+        """Close the Redis client this object created from a ``redis://`` URL
+        (a RedisTier or client you passed stays open; so does in-process
+        state, which needs no closing). Also done when the object is collected."""
+        if self._redis is not None:
+            self._redis.close()
+
     def __repr__(self) -> str:
         where = f", redis={self._redis.where}" if self._redis is not None else ""
         return (
