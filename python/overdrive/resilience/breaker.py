@@ -120,6 +120,7 @@ class CircuitBreaker:
         "_pend_ok",
         "_pend_slow",
         "_redis",
+        "_reject_until",
         "_rkey",
         "_slows",
         "_state",
@@ -204,6 +205,7 @@ class CircuitBreaker:
         )
         self._state = _C
         self._open_until = 0.0
+        self._reject_until = -math.inf  # = _open_until while open, in-process state only
         self._epoch = 0
         # count window: seq numbers (1, 2, ...) of completed calls in this closed epoch
         self._ctr = itertools.count(1)
@@ -254,20 +256,19 @@ class CircuitBreaker:
             if next(self._ctr) == self._check_at:
                 self._evaluate_at_min()
             return result
-        if self._state == _O and self._redis is None:  # refuse here: raising is most of the cost
-            now = self._clock()
-            if now < self._open_until:
-                self._n_rejected += 1  # a racy count is fine: stats only
-                if self._fallback is not None:
-                    return self._fallback(*args, **kwargs)  # type: ignore[no-any-return]
-                raise CircuitOpen(self.name, self._open_until - now)
+        now = self._clock()
+        if now < self._reject_until:  # open (in-process state): refuse here, no more frames
+            self._n_rejected += 1  # a racy count is fine: stats only
+            if self._fallback is not None:
+                return self._fallback(*args, **kwargs)  # type: ignore[no-any-return]
+            raise CircuitOpen(self.name, self._reject_until - now)
         try:
             ticket = self._admit()
         except CircuitOpen:
             if self._fallback is None:
                 raise
             return self._fallback(*args, **kwargs)  # type: ignore[no-any-return]
-        t0 = self._clock() if self._timed else 0.0
+        t0 = now if self._timed else 0.0
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
@@ -612,15 +613,18 @@ class CircuitBreaker:
         self._slows.clear()
         self._state = _O
         self._open_until = now + seconds
+        self._reject_until = self._open_until
         self._epoch += 1
         self._fast = False
 
     def _to_half_open(self) -> None:
+        self._reject_until = -math.inf
         self._state = _H
         self._epoch += 1
         self._p_in = self._p_done = self._p_fail = self._p_slow = 0
 
     def _to_closed(self) -> None:
+        self._reject_until = -math.inf
         self._bank_successes()
         self._fails.clear()
         self._slows.clear()
