@@ -507,6 +507,9 @@ def test_waiter_on_a_closed_loop_gives_its_slot_back() -> None:
     loop2.close()
     loop.close()
     assert not orphan.done()
+    orphan.get_coro().close()  # what collecting it would do: nothing is left queued
+    orphan._log_destroy_pending = False  # type: ignore[attr-defined]  # its loop is gone
+    assert lim.stats()["queued"] == 0
     held.release()  # the dead waiter is skipped, the slot stays free
     assert lim.stats()["inflight"] == 0
     lim.acquire(timeout=0).release()

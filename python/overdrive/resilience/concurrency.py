@@ -55,6 +55,10 @@ class Permit:
 
     __slots__ = ("_done", "_limiter", "start")
 
+    #: when the permit was granted (the limiter's clock; 0.0 when the limit
+    #: algorithm needs no latencies)
+    start: float
+
     def __init__(self, limiter: ConcurrencyLimiter, start: float) -> None:
         self._limiter = limiter
         self.start = start
@@ -129,6 +133,7 @@ class ConcurrencyLimiter:
         "_rejected",
         "_samples",
         "_shed",
+        "_timed",
         "_timeouts",
         "_waiters",
         "algorithm",
@@ -194,6 +199,8 @@ class ConcurrencyLimiter:
         )
         self._clock: Callable[[], float] = check_callable("clock", clock)
         self.name = check_name(name)
+        # only Gradient2 and drop_latency_s need each call's latency (a clock read costs)
+        self._timed = algorithm == "gradient2" or self.drop_latency_s is not None
 
         self._lock = threading.Lock()
         self._limit = float(lim)
@@ -228,15 +235,14 @@ class ConcurrencyLimiter:
         ``queue_timeout_s``; ``0``: no wait); LimitExceeded if the queue is
         full, the wait times out or CoDel sheds the waiter."""
         t = self.queue_timeout_s if timeout is None else self._timeout(timeout)
-        now = self._clock()
         with self._lock:
             if self._inflight < self._cap and not self._waiters:
                 self._inflight += 1
                 self._acquired += 1
                 if self._inflight > self._peak:
                     self._peak = self._inflight
-                return Permit(self, now)
-            w = self._enqueue(now, t, None)
+                return Permit(self, self._clock() if self._timed else 0.0)
+            w = self._enqueue(t, None)
         assert w.lock is not None
         w.lock.acquire(timeout=min(t, threading.TIMEOUT_MAX))
         return self._after_wait(w)
@@ -244,15 +250,14 @@ class ConcurrencyLimiter:
     async def aacquire(self, timeout: float | None = None) -> Permit:
         """:meth:`acquire` for asyncio: the task waits, the loop runs on."""
         t = self.queue_timeout_s if timeout is None else self._timeout(timeout)
-        now = self._clock()
         with self._lock:
             if self._inflight < self._cap and not self._waiters:
                 self._inflight += 1
                 self._acquired += 1
                 if self._inflight > self._peak:
                     self._peak = self._inflight
-                return Permit(self, now)
-            w = self._enqueue(now, t, asyncio.get_running_loop())
+                return Permit(self, self._clock() if self._timed else 0.0)
+            w = self._enqueue(t, asyncio.get_running_loop())
         assert w.fut is not None
         try:
             await asyncio.wait_for(asyncio.shield(w.fut), t)
@@ -262,7 +267,7 @@ class ConcurrencyLimiter:
             with self._lock:
                 if w.state == _GRANTED:
                     self._inflight -= 1
-                    self._dispatch(self._clock())
+                    self._dispatch()
                 else:
                     self._discard(w)
             raise
@@ -287,7 +292,7 @@ class ConcurrencyLimiter:
                 self._acquired += 1
                 if self._inflight > self._peak:
                     self._peak = self._inflight
-                permit = Permit(self, self._clock())
+                permit = Permit(self, self._clock() if self._timed else 0.0)
         if permit is None:
             permit = await self.aacquire()
         cm = self._cm
@@ -364,7 +369,7 @@ class ConcurrencyLimiter:
         assert t is not None
         return t
 
-    def _enqueue(self, now: float, t: float, loop: asyncio.AbstractEventLoop | None) -> _Waiter:
+    def _enqueue(self, t: float, loop: asyncio.AbstractEventLoop | None) -> _Waiter:
         """Lock held: queue a waiter or raise LimitExceeded."""
         if t <= 0 or len(self._waiters) >= self.max_queue:
             self._rejected += 1
@@ -374,7 +379,7 @@ class ConcurrencyLimiter:
                 f"(limit {self._cap}); {why}",
                 name=self.name,
             )
-        w = _Waiter(now, loop)
+        w = _Waiter(self._clock(), loop)
         self._waiters.append(w)
         return w
 
@@ -382,7 +387,7 @@ class ConcurrencyLimiter:
         with self._lock:
             if w.state == _GRANTED:
                 self._acquired += 1
-                return Permit(self, self._clock())
+                return Permit(self, self._clock() if self._timed else 0.0)
             if w.state == _SHED:
                 self._shed += 1
                 why = f"shed by CoDel (queued over {self.codel_target_s} s)"
@@ -398,7 +403,7 @@ class ConcurrencyLimiter:
             self._waiters.remove(w)
 
     def _release(self, permit: Permit, ok: bool) -> None:
-        now = self._clock()
+        now = self._clock() if self._timed else 0.0
         with self._lock:
             if permit._done:
                 raise ReleasedError("the permit was already released")
@@ -415,7 +420,7 @@ class ConcurrencyLimiter:
             elif self.algorithm == "gradient2":
                 self._gradient2(rtt, busy)
             if self._waiters:
-                self._dispatch(now)
+                self._dispatch()
 
     def _aimd(self, ok: bool, busy: int) -> None:
         lim = self._limit
@@ -445,9 +450,10 @@ class ConcurrencyLimiter:
         self._limit = lim
         self._cap = max(self.min_limit, math.floor(lim))
 
-    def _dispatch(self, now: float) -> None:
+    def _dispatch(self) -> None:
         """Lock held: hand free slots to waiters in FIFO order (CoDel may shed some)."""
         target = self.codel_target_s
+        now = self._clock() if target is not None else 0.0
         waiters = self._waiters
         while waiters and self._inflight < self._cap:
             w = waiters.popleft()
