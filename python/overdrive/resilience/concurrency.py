@@ -425,10 +425,10 @@ class ConcurrencyLimiter:
     def _aimd(self, ok: bool, busy: int) -> None:
         lim = self._limit
         if not ok:
-            lim = lim * self.backoff
-        elif busy * 2 >= lim:
-            lim = lim + 1.0
-        self._set_limit(lim)
+            self._set_limit(lim * self.backoff)
+        elif busy * 2 >= lim and lim < self.max_limit:
+            self._set_limit(lim + 1.0)
+        # else app-limited: the sample says nothing about capacity
 
     def _gradient2(self, rtt: float, busy: int) -> None:
         rtt = max(rtt, 1e-9)
