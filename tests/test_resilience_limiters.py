@@ -381,17 +381,17 @@ def test_gcra_admits_exactly_the_rate_over_a_window(
 
 
 def test_acquire_waits_and_times_out() -> None:
-    rl = RateLimiter(20, 1.0, burst=1)
-    assert rl.try_acquire()
+    rl = RateLimiter(5, 1.0, burst=1)
     t0 = time.monotonic()
-    rl.acquire(timeout=1.0)  # waits ~50 ms for the next slot
-    assert time.monotonic() - t0 >= 0.03
+    assert rl.try_acquire()
+    rl.acquire(timeout=2.0)  # waits for the next slot, 200 ms after the first
+    assert time.monotonic() - t0 >= 0.19
     with pytest.raises(LimitExceeded) as ei:
         rl.acquire(timeout=0.001)
     assert ei.value.retry_after is not None and ei.value.retry_after > 0.001
 
     async def main() -> None:
-        await rl.aacquire(timeout=1.0)
+        await rl.aacquire(timeout=2.0)
         with pytest.raises(LimitExceeded):
             await rl.aacquire(timeout=0.0)
 

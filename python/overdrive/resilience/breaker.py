@@ -119,6 +119,7 @@ class CircuitBreaker:
         "_p_slow",
         "_pend_ok",
         "_pend_slow",
+        "_probes_full_until",
         "_redis",
         "_reject_until",
         "_rkey",
@@ -229,6 +230,7 @@ class CircuitBreaker:
         self._n_redis_errors = 0
         # Redis view
         self._view_at = -math.inf
+        self._probes_full_until = -math.inf
         self._pend_ok = self._pend_slow = 0
         self._fast = self._redis is None and window == "count" and self.slow_call_s is None
         self._timed = self.slow_call_s is not None
@@ -689,6 +691,8 @@ class CircuitBreaker:
             self._state = res[0]
             self._open_until = math.inf if res[1] < 0 else now + res[1] / 1e6
             self._view_at = now
+            if res[0] != _H:
+                self._probes_full_until = -math.inf
             if res[3]:
                 self._n_opened += 1
         self._notify(old, res[0])
@@ -709,6 +713,9 @@ class CircuitBreaker:
         if st == _O and now < self._open_until:
             self._n_rejected += 1
             raise CircuitOpen(self.name, self._open_until - now)
+        if st == _H and now < self._probes_full_until:  # every probe slot was taken just now
+            self._n_rejected += 1
+            raise CircuitOpen(self.name, 0.0)
         res = self._remote("admit")
         if res is None:  # Redis down: let the call through (fail open)
             return 0
@@ -717,6 +724,8 @@ class CircuitBreaker:
         if res[0] == _H and res[4]:
             return res[2]
         self._n_rejected += 1
+        if res[0] == _H:  # ask Redis again after sync_s, not on every refused call
+            self._probes_full_until = now + self.sync_s
         raise CircuitOpen(self.name, math.inf if res[1] < 0 else res[1] / 1e6)
 
     def _record_remote(self, ticket: int, outcome: int, slow: bool) -> None:
