@@ -13,6 +13,8 @@ submodules named hold the details:
   (``overdrive.pools``);
 - balancing: :class:`Balancer`, :class:`ShardRouter` (``overdrive.balancing``)
   and :class:`WorkerPool` (``overdrive.worker_pool``);
+- resilience: ``CircuitBreaker``, ``ConcurrencyLimiter``, ``RateLimiter``
+  (import them from ``overdrive.resilience``);
 - errors: every exception class, in ``overdrive.exceptions`` and here.
 
 Every component has ``stats()``. ``overdrive.bench`` and the ``overdrive``
@@ -39,6 +41,7 @@ from .compression import (
 from .exceptions import (
     BatcherClosed,
     BatchResultError,
+    CircuitOpen,
     CompressionError,
     ConfigurationError,
     DeadlineExceeded,
@@ -46,6 +49,7 @@ from .exceptions import (
     DictionaryError,
     FrameError,
     InputTypeError,
+    LimitExceeded,
     NoBackendAvailable,
     NoRunningEventLoop,
     OutputLimitExceeded,
@@ -122,4 +126,7 @@ __all__ = [
     "WorkerPoolShutdown",
     "WorkerQueueFull",
     "WorkerStartError",
+    # resilience (overdrive.resilience)
+    "CircuitOpen",
+    "LimitExceeded",
 ]
