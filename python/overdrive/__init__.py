@@ -41,6 +41,8 @@ from .compression import (
 from .exceptions import (
     BatcherClosed,
     BatchResultError,
+    CacheDataError,
+    CacheUnavailable,
     CircuitOpen,
     CompressionError,
     ConfigurationError,
@@ -55,6 +57,8 @@ from .exceptions import (
     OutputLimitExceeded,
     OverdriveError,
     QueueFull,
+    ReentrantCallError,
+    SerializationError,
     WorkerPoolShutdown,
     WorkerQueueFull,
     WorkerStartError,
@@ -127,6 +131,10 @@ __all__ = [
     "WorkerQueueFull",
     "WorkerStartError",
     # resilience (overdrive.resilience)
+    "CacheDataError",
+    "CacheUnavailable",
     "CircuitOpen",
+    "ReentrantCallError",
+    "SerializationError",
     "LimitExceeded",
 ]
