@@ -13,6 +13,8 @@ submodules named hold the details:
   (``overdrive.pools``);
 - balancing: :class:`Balancer`, :class:`ShardRouter` (``overdrive.balancing``)
   and :class:`WorkerPool` (``overdrive.worker_pool``);
+- resilience: ``CircuitBreaker``, ``ConcurrencyLimiter``, ``RateLimiter``
+  (import them from ``overdrive.resilience``);
 - errors: every exception class, in ``overdrive.exceptions`` and here.
 
 Every component has ``stats()`` and registers itself (weakly) with
@@ -41,6 +43,9 @@ from .compression import (
 from .exceptions import (
     BatcherClosed,
     BatchResultError,
+    CacheDataError,
+    CacheUnavailable,
+    CircuitOpen,
     CompressionError,
     ConfigurationError,
     DeadlineExceeded,
@@ -48,11 +53,14 @@ from .exceptions import (
     DictionaryError,
     FrameError,
     InputTypeError,
+    LimitExceeded,
     NoBackendAvailable,
     NoRunningEventLoop,
     OutputLimitExceeded,
     OverdriveError,
     QueueFull,
+    ReentrantCallError,
+    SerializationError,
     WorkerPoolShutdown,
     WorkerQueueFull,
     WorkerStartError,
@@ -125,4 +133,11 @@ __all__ = [
     "WorkerPoolShutdown",
     "WorkerQueueFull",
     "WorkerStartError",
+    # resilience (overdrive.resilience)
+    "CacheDataError",
+    "CacheUnavailable",
+    "CircuitOpen",
+    "ReentrantCallError",
+    "SerializationError",
+    "LimitExceeded",
 ]

@@ -35,6 +35,9 @@ __all__ = [
     "WorkerPoolShutdown",
     "WorkerQueueFull",
     "WorkerStartError",
+    # resilience (CircuitBreaker, ConcurrencyLimiter, RateLimiter)
+    "CircuitOpen",
+    "LimitExceeded",
 ]
 
 
@@ -159,3 +162,51 @@ class CacheUnavailable(OverdriveError, ConnectionError):
 class ReentrantCallError(OverdriveError, RuntimeError):
     """A key's ``__eq__`` called back into the same :class:`MemoryTier` while
     the tier was comparing keys under its lock (the call would deadlock)."""
+
+
+# --- resilience (CircuitBreaker, ConcurrencyLimiter, RateLimiter) --------------
+
+
+class CircuitOpen(OverdriveError, RuntimeError):
+    """A circuit breaker refused the call: it is open (or half-open with every
+    probe slot taken). ``name`` is the breaker's name and ``retry_after`` the
+    seconds until it will admit a call again (``inf`` after ``force_open()``,
+    ``0.0`` when half-open probes are all in flight).
+
+    Built as ``CircuitOpen(name, retry_after)``; the message is formatted only
+    when shown, so a rejection stays cheap.
+    """
+
+    @property
+    def name(self) -> str:
+        """The breaker's name."""
+        return str(self.args[0]) if self.args else ""
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until the breaker admits a call again."""
+        return float(self.args[1]) if len(self.args) > 1 else 0.0
+
+    def __str__(self) -> str:
+        return f"circuit breaker {self.name!r} is open; retry after {self.retry_after:.3f} s"
+
+
+class LimitExceeded(OverdriveError, RuntimeError):
+    """A ConcurrencyLimiter or RateLimiter refused work: the queue is full, the
+    wait timed out, queued work was shed (CoDel), or a rate limit leaves no
+    room within the timeout. ``retry_after`` is the seconds until a retry can
+    succeed when the limiter knows it (rate limits), else ``None``; ``name`` is
+    the limiter's name.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, name: str = "") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.name = name
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_limit_exceeded, (str(self), self.retry_after, self.name))
+
+
+def _limit_exceeded(message: str, retry_after: float | None, name: str) -> LimitExceeded:
+    return LimitExceeded(message, retry_after=retry_after, name=name)

@@ -27,6 +27,8 @@ SUITES: dict[str, str] = {
     "batching": "overdrive.bench.suites.batching",
     # LatencyHistogram vs prometheus_client and hdrhistogram
     "telemetry": "overdrive.bench.suites.telemetry",
+    # CircuitBreaker, ConcurrencyLimiter, RateLimiter
+    "resilience": "overdrive.bench.suites.resilience",
 }
 
 
