@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import overdrive as od
 import overdrive.cache as odc
+import overdrive.resilience as odr
 from overdrive import telemetry
 from overdrive.cli import main as cli_main
 from overdrive.exceptions import ConfigurationError, InputTypeError
@@ -295,6 +296,27 @@ def test_cache_tiers_appear(server: telemetry.MetricsServer, tmp_path: Path) -> 
         assert hits == cache.stats()["hits"] >= 1
     finally:
         cache.close()
+
+
+def test_breakers_and_limiters_appear(server: telemetry.MetricsServer) -> None:
+    breaker = odr.CircuitBreaker(name="payments")
+    limiter = odr.ConcurrencyLimiter(name="inference")
+    rate = odr.RateLimiter(100, name="api")
+    assert breaker.call(lambda: 7) == 7
+    with pytest.raises(ZeroDivisionError):
+        breaker.call(lambda: 1 / 0)
+    with limiter.acquire():
+        pass
+    assert rate.try_acquire()
+    samples, _ = scrape(server)
+    for obj in (breaker, limiter, rate):
+        reg = telemetry.registered(obj)
+        assert reg is not None
+        want = expected(reg.component, reg.name, obj.stats())
+        assert {k: samples.get(k) for k in want} == want, reg.component
+    assert of(samples, "overdrive_circuit_breaker_failures_total", name="payments") == 1
+    assert of(samples, "overdrive_concurrency_limiter_acquired_total", name="inference") == 1
+    assert of(samples, "overdrive_rate_limiter_admitted_total", name="api") == 1
 
 
 def test_a_raising_stats_is_skipped_and_counted(server: telemetry.MetricsServer) -> None:
@@ -727,6 +749,11 @@ def _all_metric_names() -> set[str]:
     cache = odc.TieredCache([mem, disk], name="names")
     cache.get("k")
     keep += [mem, disk, redis, cache]  # type: ignore[list-item]
+    keep += [  # type: ignore[list-item]
+        odr.CircuitBreaker(name="names"),
+        odr.ConcurrencyLimiter(name="names"),
+        odr.RateLimiter(10, name="names"),
+    ]
     list(telemetry.track_stream(iter("ab"), name="names", price_per_output_token=1.0))
     reg = prometheus_client.CollectorRegistry()
     telemetry.install(reg)

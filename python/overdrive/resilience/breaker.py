@@ -51,6 +51,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, ParamSpec, TypeVar, overload
 
 from ..exceptions import CircuitOpen, ConfigurationError, InputTypeError
+from ..telemetry.registry import auto_register
 from ._breaker_lua import BREAKER_LUA
 from ._checks import check_callable, check_exc_types, check_int, check_name, check_real
 from ._redis import RedisLink, resolve_redis
@@ -235,6 +236,7 @@ class CircuitBreaker:
         self._pend_ok = self._pend_slow = 0
         self._fast = self._redis is None and window == "count" and self.slow_call_s is None
         self._timed = self.slow_call_s is not None
+        auto_register(self, "circuit_breaker")
 
     # ------------------------------------------------------------------ public
 

@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, ParamSpec, TypeVar, overload
 
 from ..exceptions import ConfigurationError, InputTypeError, LimitExceeded, ReleasedError
+from ..telemetry.registry import auto_register
 from ._checks import check_callable, check_int, check_name, check_real
 
 __all__ = ["ConcurrencyLimiter", "Permit"]
@@ -217,6 +218,7 @@ class ConcurrencyLimiter:
         # counters
         self._acquired = self._rejected = self._timeouts = self._shed = 0
         self._failed = self._peak = 0
+        auto_register(self, "concurrency_limiter")
 
     # ------------------------------------------------------------------ public
 

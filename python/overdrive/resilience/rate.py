@@ -24,6 +24,7 @@ from collections.abc import Callable, Hashable
 from typing import Any, Final
 
 from ..exceptions import ConfigurationError, InputTypeError, LimitExceeded
+from ..telemetry.registry import auto_register
 from ._checks import check_callable, check_int, check_name, check_real
 from ._redis import RedisLink, resolve_redis
 
@@ -132,6 +133,7 @@ class RateLimiter:
         self._tat: dict[Hashable, float] = {}
         self._lock = threading.Lock()
         self._admitted = self._rejected = self._redis_errors = 0
+        auto_register(self, "rate_limiter")
 
     # ------------------------------------------------------------------ public
 

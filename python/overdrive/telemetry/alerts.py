@@ -419,6 +419,7 @@ ERROR_RATE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "compressor": (("errors",), ("compress_calls", "decompress_calls")),
     "stream": (("errors",), ("requests",)),
     "tiered_cache": (("compute_errors",), ("computes",)),
+    "circuit_breaker": (("failures",), ("successes", "failures")),
 }
 
 
