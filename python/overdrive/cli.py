@@ -100,8 +100,10 @@ def _add_telemetry(sub: Any) -> None:
         default=0.01,
         help="cost per request ceiling, in your prices' currency (0.01; negative: no rule)",
     )
-    rules.add_argument("--window", default="5m", help="rate() window (5m)")
-    rules.add_argument("--for", dest="for_", default="5m", help="how long before firing (5m)")
+    rules.add_argument("--window", metavar="DURATION", default="5m", help="rate() window (5m)")
+    rules.add_argument(
+        "--for", dest="for_", metavar="DURATION", default="5m", help="how long before firing (5m)"
+    )
     rules.set_defaults(func=_export_rules)
     dash = tsub.add_parser(
         "export-dashboard", help="write a Grafana dashboard (JSON) for the exported metrics"
