@@ -217,9 +217,9 @@ const EMPTY: List = List {
 /// TinyLFU's window and protected segments skip moving a hit entry to the
 /// tail when it was moved there within the last `len / LAZY_DIVISOR`
 /// accesses (it is at most that far from the tail): hot entries then cost
-/// no list surgery, at the price of an LRU order exact to within 1/8 of
-/// the segment. The `lru` policy stays exact.
-const LAZY_DIVISOR: u32 = 8;
+/// no list surgery, at the price of an LRU order exact to within half
+/// the segment (a hit entry never drifts to the segment's old end). The `lru` policy stays exact.
+const LAZY_DIVISOR: u32 = 2;
 
 /// What a lookup found.
 #[derive(Debug)]
@@ -283,7 +283,7 @@ impl<K, V> Store<K, V> {
             config,
             entries: Vec::with_capacity(reserve),
             free: NIL,
-            table: HashTable::with_capacity(reserve),
+            table: HashTable::new(),
             lists: [EMPTY; 3],
             by_count,
             window_max,
