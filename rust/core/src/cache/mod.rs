@@ -195,6 +195,9 @@ struct Entry<K, V> {
     queue: u8,
     /// The access clock when last moved to a tail (wrapping).
     stamp: u16,
+    /// Hits since admission, aged with the sketch (TinyLFU): a hit costs
+    /// no sketch access; the count joins the sketch when the entry leaves.
+    freq: u8,
 }
 
 #[derive(Clone, Copy)]
@@ -450,7 +453,12 @@ impl<K, V> Store<K, V> {
         match self.sketch.as_mut() {
             None => self.move_to_tail(i, WINDOW),
             Some(sketch) => {
-                sketch.increment(hash);
+                let _ = hash;
+                if sketch.tick() {
+                    self.halve_freqs();
+                }
+                let e = &mut self.entries[i as usize];
+                e.freq = e.freq.saturating_add(1).min(15);
                 self.tick = self.tick.wrapping_add(1);
                 match q {
                     PROBATION => {
@@ -491,6 +499,7 @@ impl<K, V> Store<K, V> {
             e.expires = expires;
             e.weight = weight;
             e.generation = e.generation.wrapping_add(1);
+            e.freq = 0;
             i
         } else {
             let i = self.entries.len() as u32;
@@ -504,6 +513,7 @@ impl<K, V> Store<K, V> {
                 generation: 0,
                 queue: FREE,
                 stamp: 0,
+                freq: 0,
             });
             i
         }
@@ -511,13 +521,18 @@ impl<K, V> Store<K, V> {
 
     /// Take entry `i` out of every structure; returns its key and value.
     fn remove_at(&mut self, i: u32) -> Option<(K, V)> {
-        let (hash, weight) = {
+        let (hash, weight, freq) = {
             let e = &self.entries[i as usize];
             if e.queue == FREE {
                 return None;
             }
-            (e.hash, e.weight)
+            (e.hash, e.weight, e.freq)
         };
+        if freq > 0 {
+            if let Some(s) = self.sketch.as_mut() {
+                s.add(hash, u64::from(freq));
+            }
+        }
         self.unlink(i);
         if let Ok(slot) = self.table.find_entry(hash, |&x| x == i) {
             slot.remove();
@@ -611,14 +626,15 @@ impl<K, V> Store<K, V> {
 
     /// TinyLFU admission: does `candidate` deserve `victim`'s place?
     fn admit(&mut self, candidate: u32, victim: u32) -> bool {
-        let (ch, vh) = (
-            self.entries[candidate as usize].hash,
-            self.entries[victim as usize].hash,
+        let (c, v) = (
+            &self.entries[candidate as usize],
+            &self.entries[victim as usize],
         );
         let Some(sketch) = self.sketch.as_ref() else {
             return true;
         };
-        let (fc, fv) = (sketch.frequency(ch), sketch.frequency(vh));
+        let fc = (sketch.frequency(c.hash) + u64::from(c.freq)).min(15);
+        let fv = (sketch.frequency(v.hash) + u64::from(v.freq)).min(15);
         if fc > fv {
             true
         } else if fc <= 5 {
@@ -627,6 +643,13 @@ impl<K, V> Store<K, V> {
             // A warm candidate wins now and then, so an attacker cannot pin
             // the victim by inflating its frequency (Caffeine's defence).
             self.next_random() & 127 == 0
+        }
+    }
+
+    /// The sketch halved its counters: halve the entries' own counts too.
+    fn halve_freqs(&mut self) {
+        for e in &mut self.entries {
+            e.freq >>= 1;
         }
     }
 
@@ -838,8 +861,8 @@ impl<K, V> Store<K, V> {
                     .insert_unique(hash, i, |&x| self.entries[x as usize].hash);
                 self.stats.entries += 1;
                 self.stats.bytes += weight;
-                if let Some(s) = self.sketch.as_mut() {
-                    s.increment(hash);
+                if self.sketch.as_mut().is_some_and(|s| s.increment(hash)) {
+                    self.halve_freqs();
                 }
                 self.push_tail(i, WINDOW);
                 self.grow_sketch();
