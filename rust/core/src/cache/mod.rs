@@ -24,8 +24,10 @@ use std::collections::HashMap;
 use hashbrown::HashTable;
 
 use crate::error::{Error, Result};
+use slab::Slab;
 
 mod sketch;
+mod slab;
 #[cfg(test)]
 mod tests;
 
@@ -41,6 +43,9 @@ const WINDOW: u8 = 0;
 const PROBATION: u8 = 1;
 const PROTECTED: u8 = 2;
 const FREE: u8 = 3;
+
+/// Most entries an entry bound reserves index and sketch space for.
+const RESERVE_MAX: u64 = 1 << 22;
 
 /// Slots the periodic expiry sweep inspects per write.
 const SWEEP_PER_WRITE: usize = 2;
@@ -238,7 +243,7 @@ pub enum Found<'a, K, V> {
 /// The W-TinyLFU / LRU store.
 pub struct Store<K, V> {
     config: Config,
-    entries: Vec<Entry<K, V>>,
+    entries: Slab<Entry<K, V>>,
     free: u32,
     table: HashTable<u32>,
     lists: [List; 3],
@@ -274,19 +279,21 @@ impl<K, V> Store<K, V> {
             }
             Policy::Lru => (u64::MAX, 0),
         };
-        let reserve = config.max_entries.map_or(0, |n| n.min(1 << 16) as usize);
+        // An entry bound sizes the index and the sketch up front (growing
+        // them would copy, and leave the outgrown copies to the allocator),
+        // up to 4 Mi entries; beyond that they grow with the entries held.
+        let reserve = config
+            .max_entries
+            .map_or(0, |n| n.min(RESERVE_MAX) as usize);
         let sketch = (config.policy == Policy::TinyLfu).then(|| {
-            // Sized for the entry bound up to 64 Ki entries; beyond that
-            // (and for a byte bound) grown with the entries held, so a huge
-            // bound costs nothing up front.
-            let n = config.max_entries.map_or(1024, |n| n.min(1 << 16) as usize);
+            let n = reserve.max(1024);
             Sketch::new(n, config.doorkeeper)
         });
         Store {
             config,
-            entries: Vec::with_capacity(reserve),
+            entries: Slab::new(),
             free: NIL,
-            table: HashTable::new(),
+            table: HashTable::with_capacity(reserve),
             lists: [EMPTY; 3],
             by_count,
             window_max,
@@ -333,7 +340,7 @@ impl<K, V> Store<K, V> {
     /// Heap bytes the store itself holds (slab, index, sketch, tag
     /// references), not counting what keys and values point to.
     pub fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<Entry<K, V>>()
+        self.entries.heap_bytes()
             + self.table.allocation_size()
             + self.sketch.as_ref().map_or(0, Sketch::heap_bytes)
             + self
@@ -648,7 +655,7 @@ impl<K, V> Store<K, V> {
 
     /// The sketch halved its counters: halve the entries' own counts too.
     fn halve_freqs(&mut self) {
-        for e in &mut self.entries {
+        for e in self.entries.iter_mut() {
             e.freq >>= 1;
         }
     }
@@ -975,8 +982,7 @@ impl<K, V> Store<K, V> {
 
     /// Remove everything (not counted); the counters stay.
     pub fn clear(&mut self) -> Vec<(K, V)> {
-        let out: Vec<(K, V)> = self.entries.drain(..).filter_map(|e| e.kv).collect();
-        self.entries = Vec::new();
+        let out: Vec<(K, V)> = self.entries.take_all().filter_map(|e| e.kv).collect();
         self.free = NIL;
         self.table = HashTable::new();
         self.lists = [EMPTY; 3];
@@ -994,7 +1000,7 @@ impl<K, V> Store<K, V> {
 
     /// Visit every held pair (expired ones included); stops at the first error.
     pub fn try_for_each<E>(&self, mut f: impl FnMut(&K, &V) -> Result<(), E>) -> Result<(), E> {
-        for e in &self.entries {
+        for e in self.entries.iter() {
             if let Some((k, v)) = &e.kv {
                 f(k, v)?;
             }
