@@ -14,7 +14,7 @@
 //! threaded by `u32`-index doubly linked lists (the W-TinyLFU window,
 //! probation and protected segments; LRU uses the window list alone), a
 //! `hashbrown::HashTable<u32>` of slab indices, and a count-min sketch. An
-//! entry costs about 56 bytes of slab plus about 6-11 bytes of index and
+//! entry costs 48 bytes of slab plus about 6-11 bytes of index and
 //! 8 bytes of sketch, before the key and value themselves.
 //!
 //! Not thread-safe by itself: the binding wraps it in a mutex.
@@ -56,6 +56,21 @@ const SWEEP_PER_WRITE: usize = 2;
 pub fn mix(h: u64) -> u64 {
     let x = (h ^ 0x2545_f491_4f6c_dd1d) as u128 * 0x9e37_79b9_7f4a_7c15u128;
     (x as u64) ^ ((x >> 64) as u64)
+}
+
+/// The index hash of a caller's hash: 32 well-mixed bits, kept in the
+/// entry, widened by [`expand`] (so an entry stores 4 bytes of hash, not 8).
+#[inline]
+fn table_hash(h: u64) -> u64 {
+    expand(mix(h) as u32)
+}
+
+/// A 64-bit index hash from its low 32 bits (hashbrown takes its bucket
+/// from the low bits and its tag from the top 7).
+#[inline]
+fn expand(h32: u32) -> u64 {
+    let x = u64::from(h32);
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) & 0xffff_ffff_0000_0000) | x
 }
 
 /// The eviction policy.
@@ -179,7 +194,8 @@ pub struct Stats {
     pub evictions: u64,
     /// Entries removed because their TTL passed.
     pub expirations: u64,
-    /// Writes not stored because the entry alone outweighs `max_bytes`.
+    /// Writes not stored because the entry alone outweighs `max_bytes`
+    /// (or weighs 4 GiB or more: weights are kept in 32 bits).
     pub rejected: u64,
     /// Entries held now (expired ones not yet cleaned included).
     pub entries: u64,
@@ -189,10 +205,11 @@ pub struct Stats {
 
 struct Entry<K, V> {
     kv: Option<(K, V)>,
-    hash: u64,
+    /// The low half of the table hash ([`expand`] gives it whole).
+    hash: u32,
     /// Nanoseconds on the caller's clock; [`NEVER`] for no expiry.
     expires: u64,
-    weight: u64,
+    weight: u32,
     prev: u32,
     next: u32,
     /// Bumped on every write and removal (tag references carry it).
@@ -378,7 +395,7 @@ impl<K, V> Store<K, V> {
         let mut failed = None;
         let found = self.table.find(hash, |&i| {
             let e = &entries[i as usize];
-            if e.hash != hash {
+            if e.hash != hash as u32 {
                 return false;
             }
             match &e.kv {
@@ -403,7 +420,7 @@ impl<K, V> Store<K, V> {
     fn unlink(&mut self, i: u32) {
         let (prev, next, q, w) = {
             let e = &self.entries[i as usize];
-            (e.prev, e.next, e.queue, e.weight)
+            (e.prev, e.next, e.queue, u64::from(e.weight))
         };
         let pw = self.pw(w);
         let list = &mut self.lists[q as usize];
@@ -422,7 +439,7 @@ impl<K, V> Store<K, V> {
     }
 
     fn push_tail(&mut self, i: u32, q: u8) {
-        let pw = self.pw(self.entries[i as usize].weight);
+        let pw = self.pw(u64::from(self.entries[i as usize].weight));
         let list = &mut self.lists[q as usize];
         list.weight += pw;
         list.len += 1;
@@ -502,9 +519,9 @@ impl<K, V> Store<K, V> {
             let e = &mut self.entries[i as usize];
             self.free = e.next;
             e.kv = Some((key, value));
-            e.hash = hash;
+            e.hash = hash as u32;
             e.expires = expires;
-            e.weight = weight;
+            e.weight = weight as u32;
             e.generation = e.generation.wrapping_add(1);
             e.freq = 0;
             i
@@ -512,9 +529,9 @@ impl<K, V> Store<K, V> {
             let i = self.entries.len() as u32;
             self.entries.push(Entry {
                 kv: Some((key, value)),
-                hash,
+                hash: hash as u32,
                 expires,
-                weight,
+                weight: weight as u32,
                 prev: NIL,
                 next: NIL,
                 generation: 0,
@@ -533,7 +550,7 @@ impl<K, V> Store<K, V> {
             if e.queue == FREE {
                 return None;
             }
-            (e.hash, e.weight, e.freq)
+            (expand(e.hash), u64::from(e.weight), e.freq)
         };
         if freq > 0 {
             if let Some(s) = self.sketch.as_mut() {
@@ -640,8 +657,8 @@ impl<K, V> Store<K, V> {
         let Some(sketch) = self.sketch.as_ref() else {
             return true;
         };
-        let fc = (sketch.frequency(c.hash) + u64::from(c.freq)).min(15);
-        let fv = (sketch.frequency(v.hash) + u64::from(v.freq)).min(15);
+        let fc = (sketch.frequency(expand(c.hash)) + u64::from(c.freq)).min(15);
+        let fv = (sketch.frequency(expand(v.hash)) + u64::from(v.freq)).min(15);
         if fc > fv {
             true
         } else if fc <= 5 {
@@ -758,7 +775,7 @@ impl<K, V> Store<K, V> {
         mut eq: impl FnMut(&K) -> Result<bool, E>,
         now: impl FnOnce(u64) -> u64,
     ) -> Result<Found<'_, K, V>, E> {
-        let hash = mix(hash);
+        let hash = table_hash(hash);
         let Some(i) = self.find(hash, &mut eq)? else {
             self.stats.misses += 1;
             return Ok(Found::Miss);
@@ -789,7 +806,7 @@ impl<K, V> Store<K, V> {
         mut eq: impl FnMut(&K) -> Result<bool, E>,
         now: impl FnOnce(u64) -> u64,
     ) -> Result<Found<'_, K, V>, E> {
-        let hash = mix(hash);
+        let hash = table_hash(hash);
         let Some(i) = self.find(hash, &mut eq)? else {
             return Ok(Found::Miss);
         };
@@ -814,7 +831,8 @@ impl<K, V> Store<K, V> {
     /// object and gets the new value; everything that leaves the store
     /// (the old value with the new key, evicted and expired entries, the
     /// pair itself when it is rejected) goes to `out`. Returns false when
-    /// the entry alone outweighs `max_bytes` (not stored; any old entry
+    /// the entry alone outweighs `max_bytes` or weighs 4 GiB or more (not
+    /// stored; any old entry
     /// under the key is removed).
     #[allow(clippy::too_many_arguments)]
     pub fn insert<E>(
@@ -829,10 +847,10 @@ impl<K, V> Store<K, V> {
         mut eq: impl FnMut(&K) -> Result<bool, E>,
         out: &mut Vec<(K, V)>,
     ) -> Result<bool, E> {
-        let hash = mix(hash);
+        let hash = table_hash(hash);
         let found = self.find(hash, &mut eq)?;
         self.stats.sets += 1;
-        if self.config.max_bytes.is_some_and(|m| weight > m) {
+        if weight > u64::from(u32::MAX) || self.config.max_bytes.is_some_and(|m| weight > m) {
             self.stats.rejected += 1;
             if let Some(i) = found {
                 if let Some(kv) = self.remove_at(i) {
@@ -844,12 +862,12 @@ impl<K, V> Store<K, V> {
         }
         let i = match found {
             Some(i) => {
-                let old_weight = self.entries[i as usize].weight;
+                let old_weight = u64::from(self.entries[i as usize].weight);
                 // Re-weigh in place: take it off its list, update, put it back.
                 let q = self.entries[i as usize].queue;
                 self.unlink(i);
                 let e = &mut self.entries[i as usize];
-                e.weight = weight;
+                e.weight = weight as u32;
                 e.expires = expires;
                 e.generation = e.generation.wrapping_add(1);
                 let old = match &mut e.kv {
@@ -865,7 +883,7 @@ impl<K, V> Store<K, V> {
             None => {
                 let i = self.alloc(hash, key, value, weight, expires);
                 self.table
-                    .insert_unique(hash, i, |&x| self.entries[x as usize].hash);
+                    .insert_unique(hash, i, |&x| expand(self.entries[x as usize].hash));
                 self.stats.entries += 1;
                 self.stats.bytes += weight;
                 if self.sketch.as_mut().is_some_and(|s| s.increment(hash)) {
@@ -897,7 +915,7 @@ impl<K, V> Store<K, V> {
         now: u64,
         out: &mut Vec<(K, V)>,
     ) -> Result<bool, E> {
-        let hash = mix(hash);
+        let hash = table_hash(hash);
         let Some(i) = self.find(hash, &mut eq)? else {
             return Ok(false);
         };
@@ -1049,12 +1067,12 @@ impl<K, V> Store<K, V> {
                 if e.queue != q || e.prev != prev || e.kv.is_none() {
                     return Err(format!("bad links at {i} on list {q}"));
                 }
-                if self.table.find(e.hash, |&x| x == i).is_none() {
+                if self.table.find(expand(e.hash), |&x| x == i).is_none() {
                     return Err(format!("entry {i} not indexed"));
                 }
-                w += self.pw(e.weight);
+                w += self.pw(u64::from(e.weight));
                 count += 1;
-                bytes += e.weight;
+                bytes += u64::from(e.weight);
                 prev = i;
                 i = e.next;
             }
