@@ -104,22 +104,41 @@ impl Sketch {
     }
 
     /// Count one access of `hash` (conservative update: only the smallest
-    /// counters grow).
+    /// counters grow). True when this access triggered a halving.
     #[inline]
-    pub fn increment(&mut self, hash: u64) {
-        self.additions += 1;
-        if self.additions >= self.sample_size {
-            self.halve();
-        }
+    pub fn increment(&mut self, hash: u64) -> bool {
+        let halved = self.tick();
         if let Some(door) = &mut self.doorkeeper {
             let (w, bit) = Self::door_bit(door, hash);
             if let Some(d) = door.get_mut(w) {
                 if *d & bit == 0 {
                     *d |= bit;
-                    return;
+                    return halved;
                 }
             }
         }
+        self.add(hash, 1);
+        halved
+    }
+
+    /// Count an access without recording whose (the caller keeps the
+    /// count elsewhere and folds it in with [`Sketch::add`] later); true
+    /// when it triggered a halving (the caller halves its own counts too).
+    #[inline]
+    pub fn tick(&mut self) -> bool {
+        self.additions += 1;
+        if self.additions >= self.sample_size {
+            self.halve();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Raise `hash`'s smallest counters by `n` (saturating), counting no
+    /// access (see [`Sketch::tick`]).
+    #[inline]
+    pub fn add(&mut self, hash: u64, n: u64) {
         let b = self.block(hash);
         let Some(block) = self.blocks.get_mut(b) else {
             return;
@@ -130,10 +149,11 @@ impl Sketch {
             *v = (block[w & 7] >> shift) & 0xf;
         }
         let min = values.iter().copied().min().unwrap_or(MAX_COUNT);
-        if min < MAX_COUNT {
+        let to = (min + n).min(MAX_COUNT);
+        if to > min {
             for (v, &(w, shift)) in values.iter().zip(&slots) {
-                if *v == min {
-                    block[w & 7] += 1 << shift;
+                if *v < to {
+                    block[w & 7] = (block[w & 7] & !(0xf << shift)) | (to << shift);
                 }
             }
         }
