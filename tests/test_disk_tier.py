@@ -55,7 +55,7 @@ from overdrive.exceptions import (
     SerializationError,
 )
 
-PYTHON_DIR = str(Path(__file__).resolve().parents[1] / "python")
+TESTS_DIR = str(Path(__file__).resolve().parent)  # overdrive itself: the installed wheel
 
 
 class FakeClock:
@@ -86,7 +86,7 @@ def make(tmp_path: Path) -> Iterator[Callable[..., DiskTier]]:
 def run_python(code: str, timeout: float = 60.0) -> str:
     """Run ``code`` in a fresh interpreter that imports this checkout's overdrive."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = PYTHON_DIR + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = TESTS_DIR + os.pathsep + env.get("PYTHONPATH", "")
     res = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
@@ -491,7 +491,7 @@ def test_concurrent_writer_processes_lose_nothing(tmp_path: Path) -> None:
                     t.flush()
         """
     env = dict(os.environ)
-    env["PYTHONPATH"] = PYTHON_DIR + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = TESTS_DIR + os.pathsep + env.get("PYTHONPATH", "")
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(code), str(w)],
