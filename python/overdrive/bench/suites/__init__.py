@@ -25,6 +25,8 @@ SUITES: dict[str, str] = {
     "worker_pool": "overdrive.bench.suites.worker_pool",
     # batcher
     "batching": "overdrive.bench.suites.batching",
+    # caches: the L1 store (MemoryTier) vs cachebox, cachetools, functools.lru_cache, dict
+    "cache": "overdrive.bench.suites.cache",
 }
 
 
