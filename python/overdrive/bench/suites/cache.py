@@ -272,9 +272,11 @@ def bytes_per_entry(impl: str, n: int) -> float:
         [sys.executable, "-c", _MEMORY_SCRIPT, impl, str(n)],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         timeout=300,
     )
+    if out.returncode != 0:
+        raise RuntimeError(f"measuring {impl} failed:\n{out.stderr[-2000:]}")
     data: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return data["bytes_per_entry"]
 
