@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import math
+import os
 import sys
 import threading
 import weakref
@@ -812,6 +813,35 @@ def test_refcounts_return_to_where_they_were() -> None:
         tier.clear()
     gc.collect()
     assert (sys.getrefcount(key), sys.getrefcount(value)) == (k0, v0)
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_a_hot_loop_with_evictions_and_tags_does_not_grow_memory() -> None:
+    """Evicted entries leave nothing behind: not in the map, not in the tag
+    index (every key has its own tag here, never invalidated), not in the
+    frequency sketch."""
+    tier = MemoryTier(max_entries=1000, ttl=60.0)
+
+    def cycle(base: int) -> None:
+        set_, get = tier.set, tier.get
+        for i in range(base, base + 100_000):
+            set_(i, b"x", tags=[f"user:{i}"])
+            get(i - 500)
+
+    cycle(0)
+    gc.collect()
+    before = _rss()
+    for r in range(1, 6):
+        cycle(r * 1_000_000)
+    gc.collect()
+    assert _rss() - before < 8 << 20
+    assert len(tier) <= 1000
+    assert tier.invalidate_tag("user:5099999") == 1
+    assert tier.invalidate_tag("user:1") == 0
 
 
 # --- bad arguments -------------------------------------------------------------------
