@@ -168,6 +168,14 @@ def message_queue() -> Iterator[Any]:
     q.close()
 
 
+def memory_tier() -> Iterator[Any]:
+    tier = _core.MemoryTier(max_entries=4)
+    tier.set("a", 1)
+    tier.get("a")
+    tier.get("b")
+    yield tier
+
+
 FACTORIES: dict[str, Callable[[], Iterator[Any]]] = {
     "Compressor": compressor,
     "BufferPool": buffer_pool,
@@ -177,6 +185,7 @@ FACTORIES: dict[str, Callable[[], Iterator[Any]]] = {
     "ShardRouter": shard_router,
     "BatchQueue": batch_queue,
     "MessageQueue": message_queue,
+    "MemoryTier": memory_tier,
 }
 #: The list each factory must fill, so its elements get checked too.
 NON_EMPTY = {"Balancer": "backends", "WorkerPoolCore": "scaling_events", "ShardRouter": "nodes"}

@@ -1,7 +1,7 @@
 """Type stubs for the native module ``overdrive._core`` (kept honest by stubtest)."""
 
 import asyncio
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextvars import Context
 from typing import Any, Generic, Literal, TypedDict, TypeVar, final
 
@@ -189,6 +189,23 @@ class BatchQueueStats(QueueStats):
     """``BatchQueue.stats()``: QueueStats and ``keys``, the key objects held now."""
 
     keys: int
+
+class MemoryTierStats(TypedDict):
+    """``MemoryTier.stats()``: counters since the tier was made (``clear()`` keeps them)."""
+
+    hits: int
+    misses: int  # absent or expired
+    sets: int  # writes, rejected ones included
+    deletes: int  # delete(), del, invalidate_tag()
+    evictions: int  # removed by the max_bytes / max_entries bound
+    expirations: int  # removed because their TTL passed
+    rejected: int  # writes heavier than max_bytes, not stored
+    entries: int  # held now (expired ones not yet cleaned up included)
+    bytes: int  # total weight held now
+    max_bytes: int | None
+    max_entries: int | None
+    policy: Literal["tinylfu", "lru"]
+    errors: int  # always 0: a memory tier has no backend to fail
 
 # --- compression -----------------------------------------------------------
 
@@ -744,3 +761,85 @@ def _forget_running_loop() -> None:
 
 def _settle(futs: list[Any], outcomes: list[Any]) -> None:
     """Resolve asyncio futures on their loop (scheduled once per batch)."""
+
+# --- caches (MemoryTier) --------------------------------------------------------
+
+@final
+class MemoryTier:
+    """An in-process cache tier: a bounded, thread-safe map from hashable keys
+    to Python objects (stored by reference), with W-TinyLFU (or LRU) eviction,
+    per-entry TTL and tags.
+
+    Bounds: ``max_bytes`` (weights from ``weigher(value)`` plus the key's
+    default weight; default: ``len()`` of bytes/bytearray/str,
+    ``sys.getsizeof`` otherwise) and/or ``max_entries``; neither given means
+    ``max_bytes=1 GiB``. An entry heavier than ``max_bytes`` is not stored
+    (counted as ``rejected``). ``ttl`` is the default time to live in seconds
+    (None: no expiry); ``clock`` (seconds, monotonic) replaces the built-in
+    monotonic clock, for tests. Expired entries are never returned; they are
+    dropped when met, a few at each write, and all by ``expire()``.
+    """
+
+    def __new__(
+        cls,
+        max_bytes: int | None = None,
+        max_entries: int | None = None,
+        ttl: float | None = None,
+        policy: Literal["tinylfu", "lru"] = "tinylfu",
+        weigher: Callable[[Any], int] | None = None,
+        clock: Callable[[], float] | None = None,
+        name: str = "memory",
+    ) -> MemoryTier: ...
+    @property
+    def name(self) -> str:
+        """The tier's name (in reprs and metrics)."""
+    @property
+    def max_bytes(self) -> int | None:
+        """The byte bound (None: bounded by max_entries only)."""
+    @property
+    def max_entries(self) -> int | None:
+        """The entry-count bound (None: bounded by max_bytes only)."""
+    @property
+    def ttl(self) -> float | None:
+        """The default time to live in seconds (None: no expiry)."""
+    @property
+    def policy(self) -> Literal["tinylfu", "lru"]:
+        """The eviction policy."""
+    def lookup(self, key: object) -> tuple[Any, float | None] | None:
+        """``(value, seconds left or None)`` for a live entry, else None."""
+    def get(self, key: object, default: Any = None) -> Any:
+        """The value under ``key``, or ``default`` when absent or expired."""
+    def set(
+        self, key: object, value: Any, ttl: float | None = None, tags: Iterable[str] = ()
+    ) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (None: the tier's
+        default), tagged with ``tags``."""
+    def delete(self, key: object) -> bool:
+        """Remove ``key``; True when a live entry was removed."""
+    def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
+        """The present, unexpired keys among ``keys`` with their values."""
+    def set_many(
+        self, items: Mapping[Any, Any], ttl: float | None = None, tags: Iterable[str] = ()
+    ) -> None:
+        """Store every item of ``items`` (same ``ttl`` and ``tags``)."""
+    def invalidate_tag(self, tag: str) -> int:
+        """Remove every entry tagged ``tag``; how many."""
+    def expire(self) -> int:
+        """Drop every expired entry now; how many."""
+    def clear(self) -> None:
+        """Remove every entry (the counters stay)."""
+    def close(self) -> None:
+        """Clear the tier. A memory tier has nothing to flush: it stays usable
+        (later calls work on an empty cache)."""
+    def stats(self) -> MemoryTierStats:
+        """hits, misses, sets, deletes, evictions, expirations, rejected,
+        entries, bytes, max_bytes, max_entries, policy, errors."""
+    def __getitem__(self, key: object, /) -> Any: ...
+    def __setitem__(self, key: object, value: Any, /) -> None: ...
+    def __delitem__(self, key: object, /) -> None: ...
+    def __contains__(self, key: object, /) -> bool:
+        """True for a live entry (counts no hit or miss)."""
+    def __len__(self) -> int:
+        """Entries held; expired entries not yet cleaned up are counted."""
+    def __iter__(self) -> Iterator[Any]:
+        """A snapshot of the live keys."""

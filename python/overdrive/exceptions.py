@@ -30,6 +30,7 @@ __all__ = [
     # caches
     "CacheDataError",
     "CacheUnavailable",
+    "ReentrantCallError",
     "SerializationError",
     "WorkerPoolShutdown",
     "WorkerQueueFull",
@@ -153,3 +154,8 @@ class CacheUnavailable(OverdriveError, ConnectionError):
     """A cache backend (Redis, the disk file) failed or timed out and the tier
     was created with ``strict=True``; non-strict tiers count the error and
     treat the call as a miss (get) or skip it (set)."""
+
+
+class ReentrantCallError(OverdriveError, RuntimeError):
+    """A key's ``__eq__`` called back into the same :class:`MemoryTier` while
+    the tier was comparing keys under its lock (the call would deadlock)."""

@@ -6,6 +6,7 @@ the tiers that store bytes.
 
 from __future__ import annotations
 
+from .._core import MemoryTier
 from ._tier import MISSING, Missing, Tier
 from .keys import stable_key
 from .serializers import (
@@ -19,6 +20,7 @@ from .serializers import (
 __all__ = [
     "MISSING",
     "JsonSerializer",
+    "MemoryTier",
     "Missing",
     "MsgpackSerializer",
     "PickleSerializer",

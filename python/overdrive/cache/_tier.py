@@ -46,7 +46,10 @@ class Tier(Protocol):
     """What a cache tier offers. ``ttl`` arguments are seconds (``None``: the
     tier's default TTL, which may itself be ``None``: no expiry)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The tier's name (in stats and metrics); a plain attribute will do."""
+        ...
 
     def lookup(self, key: Hashable) -> tuple[Any, float | None] | None:
         """``(value, seconds_left)`` (``None`` seconds: no expiry), or ``None``
@@ -97,6 +100,6 @@ class Tier(Protocol):
         """Flush what is pending and release connections/files. Idempotent."""
         ...
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> Mapping[str, Any]:
         """Counters: at least ``hits``, ``misses``, ``sets``, ``deletes``, ``errors``."""
         ...

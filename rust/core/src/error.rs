@@ -104,6 +104,11 @@ pub enum Error {
     /// A message batch frame is malformed.
     #[error("{0}")]
     Frame(String),
+    // --- caches ---
+    /// A call re-entered a store from inside that store's own key
+    /// comparison (a key's `__eq__` calling back into the cache).
+    #[error("{0}")]
+    Reentrant(String),
 }
 
 /// A size that is either exact (declared in a frame header) or a lower bound

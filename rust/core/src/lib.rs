@@ -8,6 +8,8 @@
 pub mod balance;
 // batcher
 pub mod batcher;
+// L1 cache store (MemoryTier)
+pub mod cache;
 pub mod compress;
 pub mod error;
 pub mod stats;

@@ -314,9 +314,15 @@ params! {
     adaptive: bool,
     admission: bool,
     on_full: OnFull,
+    // caches (MemoryTier)
+    cache_max_bytes as "max_bytes": Option<u64> => "must be an integer >= 1, or None",
+    max_entries: Option<u64> => "must be an integer from 1 to 4294967294, or None",
+    ttl: Option<f64>,
 }
 
 str_params! {
     strategy,
     name as "thread_name_prefix",
+    cache_policy as "policy",
+    tier_name as "name",
 }

@@ -43,6 +43,8 @@ exception_classes! {
     deadline_exceeded => "DeadlineExceeded",
     frame_error => "FrameError",
     no_running_event_loop => "NoRunningEventLoop",
+    // caches
+    reentrant_call_error => "ReentrantCallError",
 }
 
 fn raise(class: Option<Bound<'_, PyType>>, msg: String) -> PyErr {
@@ -77,6 +79,8 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         Error::Closed(_) => batcher_closed(py),
         Error::DeadlineExceeded(_) => deadline_exceeded(py),
         Error::Frame(_) => frame_error(py),
+        // caches
+        Error::Reentrant(_) => reentrant_call_error(py),
     };
     raise(class, msg)
 }

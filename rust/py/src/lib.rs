@@ -17,6 +17,8 @@ mod buffer_pool;
 mod buffers;
 mod compress;
 mod errors;
+mod gil_lock;
+mod memory_tier;
 mod message_batcher;
 mod object_pool;
 mod router;
@@ -83,5 +85,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<message_batcher::PyMessageReceiver>()?;
     m.add_function(wrap_pyfunction!(message_batcher::encode_batch, m)?)?;
     m.add_function(wrap_pyfunction!(message_batcher::decode_batch, m)?)?;
+    // caches
+    m.add_class::<memory_tier::PyMemoryTier>()?;
     Ok(())
 }

@@ -1,0 +1,957 @@
+//! The L1 cache store behind `MemoryTier`: a bounded map with W-TinyLFU (or
+//! LRU) eviction, per-entry TTL and tags.
+//!
+//! The store is generic over keys and values and knows nothing of Python:
+//! the caller hashes a key (any `u64`; the store mixes it) and passes an
+//! equality closure, so the binding can compare Python keys with their own
+//! `__eq__` (the closure may fail; its error is returned as is). Time is a
+//! `u64` count of nanoseconds from the caller's monotonic clock: the store
+//! has no clock of its own. Whatever leaves the store (evicted, expired,
+//! replaced or deleted entries) is handed back to the caller in an `out`
+//! vector, so the binding can drop Python objects after releasing its lock.
+//!
+//! Layout: one slab of entries (`Vec<Entry>`, reused through a free list)
+//! threaded by `u32`-index doubly linked lists (the W-TinyLFU window,
+//! probation and protected segments; LRU uses the window list alone), a
+//! `hashbrown::HashTable<u32>` of slab indices, and a count-min sketch. An
+//! entry costs about 56 bytes of slab plus about 6-11 bytes of index and
+//! 8 bytes of sketch, before the key and value themselves.
+//!
+//! Not thread-safe by itself: the binding wraps it in a mutex.
+
+use std::collections::HashMap;
+
+use hashbrown::HashTable;
+
+use crate::error::{Error, Result};
+
+mod sketch;
+#[cfg(test)]
+mod tests;
+
+pub use sketch::Sketch;
+
+/// "No slab index" in the lists.
+const NIL: u32 = u32::MAX;
+/// `expires` of an entry that never expires.
+pub const NEVER: u64 = u64::MAX;
+
+/// Which list an entry is on.
+const WINDOW: u8 = 0;
+const PROBATION: u8 = 1;
+const PROTECTED: u8 = 2;
+const FREE: u8 = 3;
+
+/// Slots the periodic expiry sweep inspects per write.
+const SWEEP_PER_WRITE: usize = 2;
+
+/// Mix a caller's hash into a well-spread 64-bit hash (Python hashes of
+/// small ints are the ints themselves: hashbrown needs the high bits to vary).
+#[inline]
+pub fn mix(h: u64) -> u64 {
+    let x = (h ^ 0x2545_f491_4f6c_dd1d) as u128 * 0x9e37_79b9_7f4a_7c15u128;
+    (x as u64) ^ ((x >> 64) as u64)
+}
+
+/// The eviction policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// W-TinyLFU: a 1% LRU window, a segmented main LRU (probation 20% /
+    /// protected 80%), admission by sketch frequency.
+    TinyLfu,
+    /// Plain least-recently-used.
+    Lru,
+}
+
+impl Policy {
+    /// Parse the Python spelling ("tinylfu" or "lru").
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "tinylfu" => Ok(Policy::TinyLfu),
+            "lru" => Ok(Policy::Lru),
+            other => Err(Error::invalid(
+                "policy",
+                format!("{other:?}"),
+                "must be 'tinylfu' or 'lru'",
+            )),
+        }
+    }
+
+    /// The Python spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::TinyLfu => "tinylfu",
+            Policy::Lru => "lru",
+        }
+    }
+}
+
+/// Bounds and policy of a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Most total weight (bytes); `None`: no byte bound.
+    pub max_bytes: Option<u64>,
+    /// Most entries; `None`: no count bound.
+    pub max_entries: Option<u64>,
+    /// Eviction policy.
+    pub policy: Policy,
+    /// Put a doorkeeper in front of the sketch (TinyLFU only).
+    pub doorkeeper: bool,
+}
+
+/// The default byte bound when neither bound is given (1 GiB).
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+impl Config {
+    /// Check the bounds (at least one, each >= 1; both `None` means
+    /// [`DEFAULT_MAX_BYTES`]).
+    pub fn new(max_bytes: Option<u64>, max_entries: Option<u64>, policy: Policy) -> Result<Self> {
+        if max_bytes == Some(0) {
+            return Err(Error::invalid(
+                "max_bytes",
+                0,
+                "must be an integer >= 1, or None",
+            ));
+        }
+        if let Some(n) = max_entries {
+            if n == 0 || n > u64::from(NIL - 1) {
+                return Err(Error::invalid(
+                    "max_entries",
+                    n,
+                    format!("must be an integer from 1 to {}, or None", NIL - 1),
+                ));
+            }
+        }
+        let max_bytes = match (max_bytes, max_entries) {
+            (None, None) => Some(DEFAULT_MAX_BYTES),
+            (b, _) => b,
+        };
+        Ok(Config {
+            max_bytes,
+            max_entries,
+            policy,
+            doorkeeper: false,
+        })
+    }
+}
+
+/// Counters (monotonic except `entries` and `bytes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Lookups that found a live entry.
+    pub hits: u64,
+    /// Lookups that found nothing (or an expired entry).
+    pub misses: u64,
+    /// Writes (new entries and replacements, rejected ones included).
+    pub sets: u64,
+    /// Entries removed by `delete`.
+    pub deletes: u64,
+    /// Entries removed by the size/count bound (including TinyLFU's
+    /// rejected candidates).
+    pub evictions: u64,
+    /// Entries removed because their TTL passed.
+    pub expirations: u64,
+    /// Writes not stored because the entry alone outweighs `max_bytes`.
+    pub rejected: u64,
+    /// Entries held now (expired ones not yet cleaned included).
+    pub entries: u64,
+    /// Total weight held now.
+    pub bytes: u64,
+}
+
+struct Entry<K, V> {
+    kv: Option<(K, V)>,
+    hash: u64,
+    /// Nanoseconds on the caller's clock; [`NEVER`] for no expiry.
+    expires: u64,
+    weight: u64,
+    prev: u32,
+    next: u32,
+    /// Bumped on every write and removal (tag references carry it).
+    generation: u32,
+    queue: u8,
+    /// The access clock when last moved to a tail (wrapping).
+    stamp: u16,
+}
+
+#[derive(Clone, Copy)]
+struct List {
+    head: u32, // least recently used
+    tail: u32, // most recently used
+    /// Policy weight on the list.
+    weight: u64,
+    /// Entries on the list.
+    len: u32,
+}
+
+const EMPTY: List = List {
+    head: NIL,
+    tail: NIL,
+    weight: 0,
+    len: 0,
+};
+
+/// TinyLFU's window and protected segments skip moving a hit entry to the
+/// tail when it was moved there within the last `len / LAZY_DIVISOR`
+/// accesses (it is at most that far from the tail): hot entries then cost
+/// no list surgery, at the price of an LRU order exact to within 1/8 of
+/// the segment. The `lru` policy stays exact.
+const LAZY_DIVISOR: u32 = 8;
+
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Found<'a, K, V> {
+    /// A live entry: its value and its expiry ([`NEVER`] for none).
+    Hit(&'a V, u64),
+    /// Nothing under the key.
+    Miss,
+    /// The entry had expired: it was removed and is handed back.
+    Expired(K, V),
+}
+
+/// The W-TinyLFU / LRU store.
+pub struct Store<K, V> {
+    config: Config,
+    entries: Vec<Entry<K, V>>,
+    free: u32,
+    table: HashTable<u32>,
+    lists: [List; 3],
+    /// Count bound measures regions in entries, else in bytes.
+    by_count: bool,
+    window_max: u64,
+    protected_max: u64,
+    sketch: Option<Sketch>,
+    rng: u64,
+    sweep: usize,
+    /// Counts accesses (wrapping), for the lazy moves.
+    tick: u16,
+    tags: HashMap<Box<str>, Vec<(u32, u32)>>,
+    tag_refs: usize,
+    tag_sweep_at: usize,
+    stats: Stats,
+}
+
+impl<K, V> Store<K, V> {
+    /// An empty store.
+    pub fn new(config: Config) -> Self {
+        let by_count = config.max_entries.is_some();
+        let capacity = config
+            .max_entries
+            .or(config.max_bytes)
+            .unwrap_or(DEFAULT_MAX_BYTES);
+        let (window_max, protected_max) = match config.policy {
+            Policy::TinyLfu => {
+                let window = (capacity / 100).max(1);
+                let main = capacity.saturating_sub(window);
+                (window, main / 5 * 4 + (main % 5) * 4 / 5)
+            }
+            Policy::Lru => (u64::MAX, 0),
+        };
+        let reserve = config.max_entries.map_or(0, |n| n.min(1 << 16) as usize);
+        let sketch = (config.policy == Policy::TinyLfu).then(|| {
+            // Sized for the entry bound, or grown with the entries held.
+            let n = config.max_entries.map_or(1024, |n| n as usize);
+            Sketch::new(n, config.doorkeeper)
+        });
+        Store {
+            config,
+            entries: Vec::with_capacity(reserve),
+            free: NIL,
+            table: HashTable::with_capacity(reserve),
+            lists: [EMPTY; 3],
+            by_count,
+            window_max,
+            protected_max,
+            sketch,
+            rng: 0x853c_49e6_748f_ea9b,
+            sweep: 0,
+            tick: 0,
+            tags: HashMap::new(),
+            tag_refs: 0,
+            tag_sweep_at: 1024,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The bounds and policy.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Entries held (expired ones not yet cleaned included).
+    pub fn len(&self) -> usize {
+        self.stats.entries as usize
+    }
+
+    /// True when no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.stats.entries == 0
+    }
+
+    /// Heap bytes the store itself holds (slab, index, sketch, tag
+    /// references), not counting what keys and values point to.
+    pub fn heap_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<Entry<K, V>>()
+            + self.table.allocation_size()
+            + self.sketch.as_ref().map_or(0, Sketch::heap_bytes)
+            + self
+                .tags
+                .iter()
+                .map(|(k, v)| k.len() + v.capacity() * 8 + 48)
+                .sum::<usize>()
+    }
+
+    #[inline]
+    fn pw(&self, weight: u64) -> u64 {
+        if self.by_count {
+            1
+        } else {
+            weight
+        }
+    }
+
+    #[inline]
+    fn over_capacity(&self) -> bool {
+        self.config
+            .max_entries
+            .is_some_and(|m| self.stats.entries > m)
+            || self.config.max_bytes.is_some_and(|m| self.stats.bytes > m)
+    }
+
+    /// The slab index of the entry under `hash` for which `eq` holds.
+    #[inline]
+    fn find<E>(
+        &self,
+        hash: u64,
+        eq: &mut impl FnMut(&K) -> Result<bool, E>,
+    ) -> Result<Option<u32>, E> {
+        let entries = &self.entries;
+        let mut failed = None;
+        let found = self.table.find(hash, |&i| {
+            let e = &entries[i as usize];
+            if e.hash != hash {
+                return false;
+            }
+            match &e.kv {
+                Some((k, _)) => match eq(k) {
+                    Ok(same) => same,
+                    Err(err) => {
+                        failed = Some(err);
+                        true
+                    }
+                },
+                None => false,
+            }
+        });
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(found.copied()),
+        }
+    }
+
+    // --- lists ---------------------------------------------------------------
+
+    fn unlink(&mut self, i: u32) {
+        let (prev, next, q, w) = {
+            let e = &self.entries[i as usize];
+            (e.prev, e.next, e.queue, e.weight)
+        };
+        let pw = self.pw(w);
+        let list = &mut self.lists[q as usize];
+        list.weight -= pw;
+        list.len -= 1;
+        if prev == NIL {
+            list.head = next;
+        } else {
+            self.entries[prev as usize].next = next;
+        }
+        if next == NIL {
+            list.tail = prev;
+        } else {
+            self.entries[next as usize].prev = prev;
+        }
+    }
+
+    fn push_tail(&mut self, i: u32, q: u8) {
+        let pw = self.pw(self.entries[i as usize].weight);
+        let list = &mut self.lists[q as usize];
+        list.weight += pw;
+        list.len += 1;
+        let tail = list.tail;
+        list.tail = i;
+        if tail == NIL {
+            list.head = i;
+        } else {
+            self.entries[tail as usize].next = i;
+        }
+        let e = &mut self.entries[i as usize];
+        e.prev = tail;
+        e.next = NIL;
+        e.queue = q;
+        e.stamp = self.tick;
+    }
+
+    #[inline]
+    fn move_to_tail(&mut self, i: u32, q: u8) {
+        let e = &self.entries[i as usize];
+        if e.queue == q && e.next == NIL {
+            return; // already the most recent
+        }
+        self.unlink(i);
+        self.push_tail(i, q);
+    }
+
+    /// Record an access of entry `i` (a hit or an overwrite).
+    #[inline]
+    fn touch(&mut self, i: u32) {
+        let (hash, q, stamp) = {
+            let e = &self.entries[i as usize];
+            (e.hash, e.queue, e.stamp)
+        };
+        match self.sketch.as_mut() {
+            None => self.move_to_tail(i, WINDOW),
+            Some(sketch) => {
+                sketch.increment(hash);
+                self.tick = self.tick.wrapping_add(1);
+                match q {
+                    PROBATION => {
+                        self.move_to_tail(i, PROTECTED);
+                        self.demote_protected();
+                    }
+                    _ => {
+                        let lazy = (self.lists[q as usize].len / LAZY_DIVISOR).min(1 << 14);
+                        if u32::from(self.tick.wrapping_sub(stamp)) > lazy {
+                            self.move_to_tail(i, q);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn demote_protected(&mut self) {
+        while self.lists[PROTECTED as usize].weight > self.protected_max {
+            let head = self.lists[PROTECTED as usize].head;
+            if head == NIL {
+                break;
+            }
+            self.unlink(head);
+            self.push_tail(head, PROBATION);
+        }
+    }
+
+    // --- slab ----------------------------------------------------------------
+
+    fn alloc(&mut self, hash: u64, key: K, value: V, weight: u64, expires: u64) -> u32 {
+        if self.free != NIL {
+            let i = self.free;
+            let e = &mut self.entries[i as usize];
+            self.free = e.next;
+            e.kv = Some((key, value));
+            e.hash = hash;
+            e.expires = expires;
+            e.weight = weight;
+            e.generation = e.generation.wrapping_add(1);
+            i
+        } else {
+            let i = self.entries.len() as u32;
+            self.entries.push(Entry {
+                kv: Some((key, value)),
+                hash,
+                expires,
+                weight,
+                prev: NIL,
+                next: NIL,
+                generation: 0,
+                queue: FREE,
+                stamp: 0,
+            });
+            i
+        }
+    }
+
+    /// Take entry `i` out of every structure; returns its key and value.
+    fn remove_at(&mut self, i: u32) -> Option<(K, V)> {
+        let (hash, weight) = {
+            let e = &self.entries[i as usize];
+            if e.queue == FREE {
+                return None;
+            }
+            (e.hash, e.weight)
+        };
+        self.unlink(i);
+        if let Ok(slot) = self.table.find_entry(hash, |&x| x == i) {
+            slot.remove();
+        }
+        self.stats.entries -= 1;
+        self.stats.bytes -= weight;
+        let free = self.free;
+        let e = &mut self.entries[i as usize];
+        e.queue = FREE;
+        e.generation = e.generation.wrapping_add(1);
+        e.next = free;
+        e.prev = NIL;
+        e.expires = NEVER;
+        self.free = i;
+        e.kv.take()
+    }
+
+    /// Remove `i` for `reason` (a counter), pushing the pair to `out`.
+    fn drop_at(&mut self, i: u32, out: &mut Vec<(K, V)>, reason: fn(&mut Stats)) {
+        if let Some(kv) = self.remove_at(i) {
+            reason(&mut self.stats);
+            out.push(kv);
+        }
+    }
+
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    // --- eviction ------------------------------------------------------------
+
+    fn evict(&mut self, out: &mut Vec<(K, V)>) {
+        if self.sketch.is_none() {
+            while self.over_capacity() {
+                let head = self.lists[WINDOW as usize].head;
+                if head == NIL {
+                    break;
+                }
+                self.drop_at(head, out, |s| s.evictions += 1);
+            }
+            return;
+        }
+        // Window overflow moves to probation; those entries are the candidates.
+        let mut candidate = NIL;
+        while self.lists[WINDOW as usize].weight > self.window_max {
+            let head = self.lists[WINDOW as usize].head;
+            if head == NIL {
+                break;
+            }
+            self.unlink(head);
+            self.push_tail(head, PROBATION);
+            if candidate == NIL {
+                candidate = head;
+            }
+        }
+        while self.over_capacity() {
+            let victim = self.lists[PROBATION as usize].head;
+            if victim == NIL {
+                // Only protected / window entries left: the oldest go.
+                let head = match self.lists[PROTECTED as usize].head {
+                    NIL => self.lists[WINDOW as usize].head,
+                    h => h,
+                };
+                if head == NIL {
+                    break;
+                }
+                self.drop_at(head, out, |s| s.evictions += 1);
+                continue;
+            }
+            if candidate == NIL || victim == candidate {
+                if victim == candidate {
+                    candidate = self.entries[victim as usize].next;
+                }
+                self.drop_at(victim, out, |s| s.evictions += 1);
+                continue;
+            }
+            if self.admit(candidate, victim) {
+                self.drop_at(victim, out, |s| s.evictions += 1);
+            } else {
+                let loser = candidate;
+                candidate = self.entries[loser as usize].next;
+                self.drop_at(loser, out, |s| s.evictions += 1);
+            }
+        }
+    }
+
+    /// TinyLFU admission: does `candidate` deserve `victim`'s place?
+    fn admit(&mut self, candidate: u32, victim: u32) -> bool {
+        let (ch, vh) = (
+            self.entries[candidate as usize].hash,
+            self.entries[victim as usize].hash,
+        );
+        let Some(sketch) = self.sketch.as_ref() else {
+            return true;
+        };
+        let (fc, fv) = (sketch.frequency(ch), sketch.frequency(vh));
+        if fc > fv {
+            true
+        } else if fc <= 5 {
+            false
+        } else {
+            // A warm candidate wins now and then, so an attacker cannot pin
+            // the victim by inflating its frequency (Caffeine's defence).
+            self.next_random() & 127 == 0
+        }
+    }
+
+    fn grow_sketch(&mut self) {
+        if self.config.max_entries.is_some() {
+            return;
+        }
+        if let Some(s) = &self.sketch {
+            let n = self.stats.entries as usize;
+            if n > s.capacity() && s.capacity() < (1 << 26) {
+                self.sketch = Some(Sketch::new(n, self.config.doorkeeper));
+            }
+        }
+    }
+
+    /// Drop up to `n` expired entries at the sweep cursor.
+    fn sweep_expired(&mut self, now: u64, n: usize, out: &mut Vec<(K, V)>) {
+        let len = self.entries.len();
+        if len == 0 {
+            return;
+        }
+        for _ in 0..n {
+            if self.sweep >= len {
+                self.sweep = 0;
+            }
+            let i = self.sweep as u32;
+            self.sweep += 1;
+            let e = &self.entries[i as usize];
+            if e.queue != FREE && e.expires <= now {
+                self.drop_at(i, out, |s| s.expirations += 1);
+            }
+        }
+    }
+
+    // --- public operations ---------------------------------------------------
+
+    /// Look `hash`/`eq` up and count a hit or a miss; a hit counts as an
+    /// access for the policy. An expired entry is removed and handed back.
+    /// `now` is called only when the entry has an expiry, with that expiry:
+    /// a caller with a cheap coarse clock may answer with a time that lags
+    /// the true time when the entry is clearly not due yet.
+    #[inline]
+    pub fn get<E>(
+        &mut self,
+        hash: u64,
+        mut eq: impl FnMut(&K) -> Result<bool, E>,
+        now: impl FnOnce(u64) -> u64,
+    ) -> Result<Found<'_, K, V>, E> {
+        let hash = mix(hash);
+        let Some(i) = self.find(hash, &mut eq)? else {
+            self.stats.misses += 1;
+            return Ok(Found::Miss);
+        };
+        let expires = self.entries[i as usize].expires;
+        if expires != NEVER && expires <= now(expires) {
+            self.stats.misses += 1;
+            return Ok(match self.remove_at(i) {
+                Some((k, v)) => {
+                    self.stats.expirations += 1;
+                    Found::Expired(k, v)
+                }
+                None => Found::Miss,
+            });
+        }
+        self.stats.hits += 1;
+        self.touch(i);
+        match &self.entries[i as usize].kv {
+            Some((_, v)) => Ok(Found::Hit(v, expires)),
+            None => Ok(Found::Miss),
+        }
+    }
+
+    /// Like [`Store::get`] without counting or touching (`in`, `peek`).
+    pub fn peek<E>(
+        &mut self,
+        hash: u64,
+        mut eq: impl FnMut(&K) -> Result<bool, E>,
+        now: impl FnOnce(u64) -> u64,
+    ) -> Result<Found<'_, K, V>, E> {
+        let hash = mix(hash);
+        let Some(i) = self.find(hash, &mut eq)? else {
+            return Ok(Found::Miss);
+        };
+        let expires = self.entries[i as usize].expires;
+        if expires != NEVER && expires <= now(expires) {
+            return Ok(match self.remove_at(i) {
+                Some((k, v)) => {
+                    self.stats.expirations += 1;
+                    Found::Expired(k, v)
+                }
+                None => Found::Miss,
+            });
+        }
+        match &self.entries[i as usize].kv {
+            Some((_, v)) => Ok(Found::Hit(v, expires)),
+            None => Ok(Found::Miss),
+        }
+    }
+
+    /// Store `value` under `key`, weighing `weight`, expiring at `expires`
+    /// ([`NEVER`]: never), tagged `tags`. An existing entry keeps its key
+    /// object and gets the new value; everything that leaves the store
+    /// (the old value with the new key, evicted and expired entries, the
+    /// pair itself when it is rejected) goes to `out`. Returns false when
+    /// the entry alone outweighs `max_bytes` (not stored; any old entry
+    /// under the key is removed).
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert<E>(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+        weight: u64,
+        expires: u64,
+        tags: &[&str],
+        now: u64,
+        mut eq: impl FnMut(&K) -> Result<bool, E>,
+        out: &mut Vec<(K, V)>,
+    ) -> Result<bool, E> {
+        let hash = mix(hash);
+        let found = self.find(hash, &mut eq)?;
+        self.stats.sets += 1;
+        if self.config.max_bytes.is_some_and(|m| weight > m) {
+            self.stats.rejected += 1;
+            if let Some(i) = found {
+                if let Some(kv) = self.remove_at(i) {
+                    out.push(kv);
+                }
+            }
+            out.push((key, value));
+            return Ok(false);
+        }
+        let i = match found {
+            Some(i) => {
+                let old_weight = self.entries[i as usize].weight;
+                // Re-weigh in place: take it off its list, update, put it back.
+                let q = self.entries[i as usize].queue;
+                self.unlink(i);
+                let e = &mut self.entries[i as usize];
+                e.weight = weight;
+                e.expires = expires;
+                e.generation = e.generation.wrapping_add(1);
+                let old = match &mut e.kv {
+                    Some((_, v)) => std::mem::replace(v, value),
+                    None => value, // unreachable: found entries hold a pair
+                };
+                out.push((key, old));
+                self.stats.bytes = self.stats.bytes - old_weight + weight;
+                self.push_tail(i, q);
+                self.touch(i);
+                i
+            }
+            None => {
+                let i = self.alloc(hash, key, value, weight, expires);
+                self.table
+                    .insert_unique(hash, i, |&x| self.entries[x as usize].hash);
+                self.stats.entries += 1;
+                self.stats.bytes += weight;
+                if let Some(s) = self.sketch.as_mut() {
+                    s.increment(hash);
+                }
+                self.push_tail(i, WINDOW);
+                self.grow_sketch();
+                i
+            }
+        };
+        if !tags.is_empty() {
+            self.add_tags(i, tags);
+        }
+        self.evict(out);
+        self.sweep_expired(now, SWEEP_PER_WRITE, out);
+        Ok(true)
+    }
+
+    /// Remove the entry under `hash`/`eq` (counted as a delete when it was
+    /// live, as an expiration when it had expired), pushing it to `out`;
+    /// true when a live entry was deleted.
+    pub fn delete<E>(
+        &mut self,
+        hash: u64,
+        mut eq: impl FnMut(&K) -> Result<bool, E>,
+        now: u64,
+        out: &mut Vec<(K, V)>,
+    ) -> Result<bool, E> {
+        let hash = mix(hash);
+        let Some(i) = self.find(hash, &mut eq)? else {
+            return Ok(false);
+        };
+        let expired = self.entries[i as usize].expires <= now;
+        let Some(kv) = self.remove_at(i) else {
+            return Ok(false);
+        };
+        out.push(kv);
+        if expired {
+            self.stats.expirations += 1;
+            Ok(false)
+        } else {
+            self.stats.deletes += 1;
+            Ok(true)
+        }
+    }
+
+    fn add_tags(&mut self, i: u32, tags: &[&str]) {
+        let generation = self.entries[i as usize].generation;
+        for tag in tags {
+            match self.tags.get_mut(*tag) {
+                Some(refs) => refs.push((i, generation)),
+                None => {
+                    self.tags.insert((*tag).into(), vec![(i, generation)]);
+                }
+            }
+            self.tag_refs += 1;
+        }
+        if self.tag_refs >= self.tag_sweep_at {
+            self.sweep_tags();
+        }
+    }
+
+    /// Drop tag references to entries that changed or left.
+    fn sweep_tags(&mut self) {
+        let entries = &self.entries;
+        let mut live = 0;
+        self.tags.retain(|_, refs| {
+            refs.retain(|&(i, g)| {
+                let e = &entries[i as usize];
+                e.queue != FREE && e.generation == g
+            });
+            refs.shrink_to(refs.len() * 2);
+            live += refs.len();
+            !refs.is_empty()
+        });
+        self.tag_refs = live;
+        self.tag_sweep_at = (live * 2).max(1024);
+    }
+
+    /// Remove every entry tagged `tag` (as deletes); returns how many.
+    pub fn invalidate_tag(&mut self, tag: &str, out: &mut Vec<(K, V)>) -> usize {
+        let Some(refs) = self.tags.remove(tag) else {
+            return 0;
+        };
+        self.tag_refs -= refs.len();
+        let mut n = 0;
+        for (i, g) in refs {
+            let e = &self.entries[i as usize];
+            if e.queue != FREE && e.generation == g {
+                if let Some(kv) = self.remove_at(i) {
+                    self.stats.deletes += 1;
+                    out.push(kv);
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Remove every expired entry now; returns how many.
+    pub fn expire(&mut self, now: u64, out: &mut Vec<(K, V)>) -> usize {
+        let before = out.len();
+        for i in 0..self.entries.len() as u32 {
+            let e = &self.entries[i as usize];
+            if e.queue != FREE && e.expires <= now {
+                self.drop_at(i, out, |s| s.expirations += 1);
+            }
+        }
+        out.len() - before
+    }
+
+    /// Remove everything (not counted); the counters stay.
+    pub fn clear(&mut self) -> Vec<(K, V)> {
+        let out: Vec<(K, V)> = self.entries.drain(..).filter_map(|e| e.kv).collect();
+        self.entries = Vec::new();
+        self.free = NIL;
+        self.table = HashTable::new();
+        self.lists = [EMPTY; 3];
+        self.tags = HashMap::new();
+        self.tag_refs = 0;
+        self.tag_sweep_at = 1024;
+        self.sweep = 0;
+        self.stats.entries = 0;
+        self.stats.bytes = 0;
+        if let Some(s) = self.sketch.as_mut() {
+            s.clear();
+        }
+        out
+    }
+
+    /// Visit every held pair (expired ones included); stops at the first error.
+    pub fn try_for_each<E>(&self, mut f: impl FnMut(&K, &V) -> Result<(), E>) -> Result<(), E> {
+        for e in &self.entries {
+            if let Some((k, v)) = &e.kv {
+                f(k, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The live keys' pairs with their expiry, oldest first within each
+    /// segment (for snapshots and tests).
+    pub fn pairs(&self) -> impl Iterator<Item = (&K, &V, u64)> {
+        self.entries
+            .iter()
+            .filter_map(|e| e.kv.as_ref().map(|(k, v)| (k, v, e.expires)))
+    }
+
+    /// Keys from least to most recently used (LRU policy; for tests).
+    pub fn lru_order(&self) -> Vec<&K> {
+        let mut out = Vec::new();
+        for q in [WINDOW, PROBATION, PROTECTED] {
+            let mut i = self.lists[q as usize].head;
+            while i != NIL {
+                let e = &self.entries[i as usize];
+                if let Some((k, _)) = &e.kv {
+                    out.push(k);
+                }
+                i = e.next;
+            }
+        }
+        out
+    }
+
+    /// Check every internal invariant (for tests): list links and weights,
+    /// index and counters agree.
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        let mut count = 0u64;
+        let mut bytes = 0u64;
+        for q in [WINDOW, PROBATION, PROTECTED] {
+            let list = self.lists[q as usize];
+            let mut i = list.head;
+            let mut prev = NIL;
+            let mut w = 0;
+            let mut n = 0;
+            while i != NIL {
+                n += 1;
+                let e = &self.entries[i as usize];
+                if e.queue != q || e.prev != prev || e.kv.is_none() {
+                    return Err(format!("bad links at {i} on list {q}"));
+                }
+                if self.table.find(e.hash, |&x| x == i).is_none() {
+                    return Err(format!("entry {i} not indexed"));
+                }
+                w += self.pw(e.weight);
+                count += 1;
+                bytes += e.weight;
+                prev = i;
+                i = e.next;
+            }
+            if prev != list.tail || w != list.weight || n != list.len {
+                return Err(format!("list {q}: tail or weight wrong"));
+            }
+        }
+        if count != self.stats.entries || bytes != self.stats.bytes {
+            return Err(format!(
+                "counters: {count} entries / {bytes} bytes on lists, stats say {:?}",
+                self.stats
+            ));
+        }
+        if self.table.len() as u64 != count {
+            return Err("index size differs".into());
+        }
+        Ok(())
+    }
+}

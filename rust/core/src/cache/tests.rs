@@ -1,0 +1,405 @@
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU64;
+
+use proptest::prelude::*;
+
+use super::*;
+
+type S = Store<u64, u64>;
+
+fn cfg(max_bytes: Option<u64>, max_entries: Option<u64>, policy: Policy) -> Config {
+    match Config::new(max_bytes, max_entries, policy) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn eq(k: u64) -> impl FnMut(&u64) -> Result<bool, ()> {
+    move |x| Ok(*x == k)
+}
+
+fn get(s: &mut S, k: u64, now: u64) -> Option<u64> {
+    match s.get(k, eq(k), |_| now) {
+        Ok(Found::Hit(v, _)) => Some(*v),
+        _ => None,
+    }
+}
+
+fn set(s: &mut S, k: u64, v: u64, w: u64, expires: u64, now: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let _ = s.insert(k, k, v, w, expires, &[], now, eq(k), &mut out);
+    out
+}
+
+fn check(s: &S) {
+    if let Err(e) = s.check_invariants() {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn config_errors_name_the_parameter() {
+    let e = Config::new(Some(0), None, Policy::Lru).err();
+    assert!(e.is_some_and(|e| e.to_string().contains("max_bytes=0")));
+    let e = Config::new(None, Some(0), Policy::Lru).err();
+    assert!(e.is_some_and(|e| e.to_string().contains("max_entries=0")));
+    let e = Policy::parse("fifo").err();
+    assert!(e.is_some_and(|e| e.to_string().contains("policy=\"fifo\"")));
+    let c = cfg(None, None, Policy::TinyLfu);
+    assert_eq!(c.max_bytes, Some(DEFAULT_MAX_BYTES));
+    assert_eq!(Policy::parse("lru").ok(), Some(Policy::Lru));
+    assert_eq!(Policy::TinyLfu.name(), "tinylfu");
+}
+
+#[test]
+fn get_set_delete_replace() {
+    let mut s = S::new(cfg(None, Some(10), Policy::TinyLfu));
+    assert_eq!(get(&mut s, 1, 0), None);
+    assert!(set(&mut s, 1, 100, 5, NEVER, 0).is_empty());
+    assert_eq!(get(&mut s, 1, 0), Some(100));
+    // Replacing hands the old value back with the new key.
+    assert_eq!(set(&mut s, 1, 101, 7, NEVER, 0), vec![(1, 100)]);
+    assert_eq!(get(&mut s, 1, 0), Some(101));
+    assert_eq!(s.stats().bytes, 7);
+    let mut out = Vec::new();
+    assert_eq!(s.delete(1, eq(1), 0, &mut out), Ok(true));
+    assert_eq!(out, vec![(1, 101)]);
+    assert_eq!(s.delete(1, eq(1), 0, &mut out), Ok(false));
+    let st = s.stats();
+    assert_eq!((st.hits, st.misses, st.sets, st.deletes), (2, 1, 2, 1));
+    assert_eq!((st.entries, st.bytes), (0, 0));
+    check(&s);
+}
+
+#[test]
+fn eq_errors_pass_through() {
+    let mut s = S::new(cfg(None, Some(10), Policy::Lru));
+    set(&mut s, 1, 1, 1, NEVER, 0);
+    let r = s.get(1, |_| Err::<bool, &str>("boom"), |_| 0);
+    assert!(matches!(r, Err("boom")));
+    // Same hash, different key: eq says no; a miss.
+    let r = s.get(1, |_| Ok::<bool, ()>(false), |_| 0);
+    assert!(matches!(r, Ok(Found::Miss)));
+}
+
+#[test]
+fn ttl_expiry_is_lazy_and_swept() {
+    let mut s = S::new(cfg(None, Some(100), Policy::TinyLfu));
+    set(&mut s, 1, 10, 1, 1_000, 0);
+    set(&mut s, 2, 20, 1, NEVER, 0);
+    assert_eq!(get(&mut s, 1, 999), Some(10));
+    assert!(matches!(
+        s.get(1, eq(1), |_| 1_000),
+        Ok(Found::Expired(1, 10))
+    ));
+    assert_eq!(get(&mut s, 1, 1_000), None);
+    assert_eq!(s.stats().expirations, 1);
+    for k in 10..20 {
+        set(&mut s, k, k, 1, 5, 0);
+    }
+    let mut out = Vec::new();
+    assert_eq!(s.expire(5, &mut out), 10);
+    assert_eq!(s.len(), 1);
+    // The write-time sweep drops expired entries without a lookup.
+    for k in 30..40 {
+        set(&mut s, k, k, 1, 5, 0);
+    }
+    for k in 100..140 {
+        set(&mut s, k, k, 1, NEVER, 10);
+    }
+    assert!(s.stats().expirations >= 21);
+    check(&s);
+}
+
+#[test]
+fn oversized_entries_are_rejected() {
+    let mut s = S::new(cfg(Some(100), None, Policy::Lru));
+    set(&mut s, 1, 1, 10, NEVER, 0);
+    let out = set(&mut s, 1, 2, 101, NEVER, 0);
+    assert_eq!(out.len(), 2); // the old entry and the rejected pair
+    assert_eq!(get(&mut s, 1, 0), None);
+    assert_eq!(s.stats().rejected, 1);
+    check(&s);
+}
+
+#[test]
+fn tags_invalidate_live_entries_only() {
+    let mut s = S::new(cfg(None, Some(100), Policy::TinyLfu));
+    let mut out = Vec::new();
+    for k in 0..10u64 {
+        let tags: &[&str] = if k % 2 == 0 { &["even"] } else { &["odd"] };
+        let _ = s.insert(k, k, k, 1, NEVER, tags, 0, eq(k), &mut out);
+    }
+    // Rewriting 0 without tags drops it from "even".
+    let _ = s.insert(0, 0, 0, 1, NEVER, &[], 0, eq(0), &mut out);
+    let _ = s.delete(2, eq(2), 0, &mut out);
+    out.clear();
+    assert_eq!(s.invalidate_tag("even", &mut out), 3); // 4, 6, 8
+    assert_eq!(s.invalidate_tag("even", &mut out), 0);
+    assert_eq!(s.invalidate_tag("nope", &mut out), 0);
+    assert_eq!(get(&mut s, 0, 0), Some(0));
+    assert_eq!(s.len(), 6);
+    check(&s);
+}
+
+#[test]
+fn tag_references_stay_bounded() {
+    let mut s = S::new(cfg(None, Some(10), Policy::Lru));
+    let mut out = Vec::new();
+    for k in 0..100_000u64 {
+        let _ = s.insert(k % 20, k % 20, k, 1, NEVER, &["t"], 0, eq(k % 20), &mut out);
+        out.clear();
+    }
+    assert!(s.tag_refs <= 2048, "{}", s.tag_refs);
+    assert_eq!(s.invalidate_tag("t", &mut out), 10);
+}
+
+#[test]
+fn clear_and_for_each() {
+    let mut s = S::new(cfg(None, Some(100), Policy::TinyLfu));
+    for k in 0..10 {
+        set(&mut s, k, k, 1, NEVER, 0);
+    }
+    let mut n = 0;
+    let _ = s.try_for_each(|_, _| {
+        n += 1;
+        Ok::<(), ()>(())
+    });
+    assert_eq!(n, 10);
+    assert_eq!(s.clear().len(), 10);
+    assert!(s.is_empty());
+    check(&s);
+    set(&mut s, 1, 1, 1, NEVER, 0);
+    assert_eq!(get(&mut s, 1, 0), Some(1));
+}
+
+// --- LRU against an exact model ------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Op {
+    Get(u64),
+    Set(u64, u64),
+    Delete(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..40u64).prop_map(Op::Get),
+        4 => (0..40u64, 1..30u64).prop_map(|(k, w)| Op::Set(k, w)),
+        1 => (0..40u64).prop_map(Op::Delete),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn lru_matches_a_model(
+        ops in prop::collection::vec(op(), 1..400),
+        max_entries in prop::option::of(1..20u64),
+        max_bytes in prop::option::of(20..200u64),
+    ) {
+        let mut s = S::new(cfg(max_bytes, max_entries, Policy::Lru));
+        let max_bytes = if max_entries.is_none() && max_bytes.is_none() {
+            Some(DEFAULT_MAX_BYTES)
+        } else {
+            max_bytes
+        };
+        // The model: keys from least to most recent, with value and weight.
+        let mut model: VecDeque<(u64, u64, u64)> = VecDeque::new();
+        for (n, op) in ops.into_iter().enumerate() {
+            match op {
+                Op::Get(k) => {
+                    let want = model.iter().position(|e| e.0 == k).map(|p| {
+                        let e = model.remove(p).unwrap_or_default();
+                        model.push_back(e);
+                        e.1
+                    });
+                    prop_assert_eq!(get(&mut s, k, 0), want);
+                }
+                Op::Set(k, w) => {
+                    let v = n as u64;
+                    set(&mut s, k, v, w, NEVER, 0);
+                    if let Some(p) = model.iter().position(|e| e.0 == k) {
+                        model.remove(p);
+                    }
+                    if max_bytes.is_none_or(|m| w <= m) {
+                        model.push_back((k, v, w));
+                        loop {
+                            let bytes: u64 = model.iter().map(|e| e.2).sum();
+                            let over = max_entries.is_some_and(|m| model.len() as u64 > m)
+                                || max_bytes.is_some_and(|m| bytes > m);
+                            if !over {
+                                break;
+                            }
+                            model.pop_front();
+                        }
+                    }
+                }
+                Op::Delete(k) => {
+                    let mut out = Vec::new();
+                    let had = model.iter().position(|e| e.0 == k).map(|p| model.remove(p));
+                    prop_assert_eq!(s.delete(k, eq(k), 0, &mut out), Ok(had.is_some()));
+                }
+            }
+            let order: Vec<u64> = s.lru_order().into_iter().copied().collect();
+            let want: Vec<u64> = model.iter().map(|e| e.0).collect();
+            prop_assert_eq!(order, want);
+            prop_assert!(s.check_invariants().is_ok(), "{:?}", s.check_invariants());
+        }
+    }
+
+    #[test]
+    fn tinylfu_invariants(
+        ops in prop::collection::vec((op(), 0..3u64, prop::option::of(1..50u64)), 1..600),
+        max_entries in prop::option::of(1..30u64),
+        max_bytes in prop::option::of(30..300u64),
+        doorkeeper in any::<bool>(),
+    ) {
+        let mut c = cfg(max_bytes, max_entries, Policy::TinyLfu);
+        c.doorkeeper = doorkeeper;
+        let mut s = S::new(c);
+        let limit_bytes = c.max_bytes;
+        let mut now = 0u64;
+        // What was last written (value, expiry) per key.
+        let mut written: HashMap<u64, (u64, u64)> = HashMap::new();
+        let (mut gets, mut sets) = (0u64, 0u64);
+        for (n, (op, tick, ttl)) in ops.into_iter().enumerate() {
+            now += tick * 10;
+            match op {
+                Op::Get(k) => {
+                    gets += 1;
+                    if let Ok(Found::Hit(v, exp)) = s.get(k, eq(k), |_| now) {
+                        let (want, want_exp) = written.get(&k).copied().unwrap_or((u64::MAX, 0));
+                        prop_assert_eq!(*v, want);
+                        prop_assert_eq!(exp, want_exp);
+                        prop_assert!(exp > now, "expired entry returned");
+                    }
+                }
+                Op::Set(k, w) => {
+                    sets += 1;
+                    let exp = ttl.map_or(NEVER, |t| now + t);
+                    let v = n as u64;
+                    set(&mut s, k, v, w, exp, now);
+                    written.insert(k, (v, exp));
+                }
+                Op::Delete(k) => {
+                    let mut out = Vec::new();
+                    let _ = s.delete(k, eq(k), now, &mut out);
+                    written.remove(&k);
+                }
+            }
+            let st = s.stats();
+            prop_assert!(limit_bytes.is_none_or(|m| st.bytes <= m));
+            prop_assert!(max_entries.is_none_or(|m| st.entries <= m));
+            prop_assert_eq!(st.hits + st.misses, gets);
+            prop_assert_eq!(st.sets, sets);
+            prop_assert_eq!(s.pairs().count() as u64, st.entries);
+            prop_assert!(s.check_invariants().is_ok(), "{:?}", s.check_invariants());
+        }
+        let mut out = Vec::new();
+        s.expire(now, &mut out);
+        prop_assert!(s.pairs().all(|(_, _, e)| e > now));
+    }
+}
+
+// --- hit ratio on a Zipf trace -------------------------------------------------
+
+struct Zipf {
+    cdf: Vec<f64>,
+    state: u64,
+}
+
+impl Zipf {
+    fn new(n: usize, s: f64, seed: u64) -> Self {
+        let mut cdf = Vec::with_capacity(n);
+        let mut acc = 0.0;
+        for rank in 1..=n {
+            acc += 1.0 / (rank as f64).powf(s);
+            cdf.push(acc);
+        }
+        Zipf {
+            cdf,
+            state: seed | 1,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state = x;
+        let total = self.cdf[self.cdf.len() - 1];
+        let u = (x >> 11) as f64 / (1u64 << 53) as f64 * total;
+        self.cdf.partition_point(|&c| c < u) as u64
+    }
+}
+
+fn hit_ratio(policy: Policy, doorkeeper: bool, ops: usize) -> f64 {
+    let mut c = cfg(None, Some(10_000), policy);
+    c.doorkeeper = doorkeeper;
+    let mut s = S::new(c);
+    let mut z = Zipf::new(100_000, 1.0, 42);
+    let mut out = Vec::new();
+    let warm = ops / 5;
+    let mut hits = 0;
+    for n in 0..ops {
+        let k = z.next();
+        if get(&mut s, k, 0).is_some() {
+            if n >= warm {
+                hits += 1;
+            }
+        } else {
+            let _ = s.insert(k, k, k, 1, NEVER, &[], 0, eq(k), &mut out);
+            out.clear();
+        }
+    }
+    hits as f64 / (ops - warm) as f64
+}
+
+#[test]
+fn tinylfu_beats_lru_on_zipf() {
+    let ops = 1_000_000;
+    let lru = hit_ratio(Policy::Lru, false, ops);
+    let tiny = hit_ratio(Policy::TinyLfu, false, ops);
+    let door = hit_ratio(Policy::TinyLfu, true, ops);
+    println!(
+        "zipf 1.0, 100k keys, 10k entries: lru {lru:.4} tinylfu {tiny:.4} (+doorkeeper {door:.4})"
+    );
+    assert!(tiny > lru + 0.03, "tinylfu {tiny} vs lru {lru}");
+    assert!(tiny >= 0.775, "tinylfu {tiny}");
+}
+
+// --- memory per entry ----------------------------------------------------------
+
+#[test]
+fn overhead_per_entry() {
+    // Pointer-sized, non-null keys and values, like Python object references.
+    type P = Store<NonZeroU64, NonZeroU64>;
+    for (n, max_entries) in [(100_000u64, Some(100_000u64)), (100_000, None)] {
+        let mut s = P::new(cfg(None, max_entries, Policy::TinyLfu));
+        let mut out = Vec::new();
+        for k in 1..=n {
+            let key = NonZeroU64::new(k).unwrap_or(NonZeroU64::MIN);
+            let _ = s.insert(
+                k,
+                key,
+                key,
+                64,
+                NEVER,
+                &[],
+                0,
+                |x| Ok::<_, ()>(*x == key),
+                &mut out,
+            );
+        }
+        assert_eq!(s.len() as u64, n);
+        let per = s.heap_bytes() as f64 / n as f64;
+        println!(
+            "max_entries={max_entries:?}: {per:.1} B/entry (slab entry {} B)",
+            std::mem::size_of::<Entry<NonZeroU64, NonZeroU64>>()
+        );
+        assert!(per <= 100.0, "{per} B per entry");
+    }
+}

@@ -1,0 +1,808 @@
+//! Binding for `MemoryTier`: the in-process (L1) cache tier over the core's
+//! W-TinyLFU / LRU store (`overdrive_core::cache`).
+//!
+//! Locking: one lock around the store, a [`GilLock`] (the interpreter lock
+//! serialises every access; its busy flag covers the stretches where the
+//! holder runs Python code). Python code never runs under it
+//! except a key's own `__eq__` (dict semantics need it); every other call
+//! into Python (hashing, the weigher, the clock) happens before locking, and
+//! every object that leaves the store is dropped after unlocking. The lock
+//! is never waited for while attached to the interpreter: a contended lock
+//! is awaited detached (a thread inside a key's `__eq__` may have let the
+//! interpreter go). A key whose `__eq__` calls back into the same tier gets
+//! `ReentrantCallError` instead of a deadlock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use overdrive_core::cache::{Config, Found, Policy, Store, NEVER};
+use overdrive_core::Error;
+use parking_lot::Mutex;
+use pyo3::exceptions::PyKeyError;
+use pyo3::ffi;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::PyTraverseError;
+
+use crate::args::{self, type_name};
+use crate::errors::{bad_value, to_py, wrong_type, IntoPy};
+use crate::gil_lock::{GilGuard, GilLock};
+
+type Obj = Py<PyAny>;
+type Pairs = Vec<(Obj, Obj)>;
+
+/// The monotonic clocks of the TTL checks, in nanoseconds.
+///
+/// A hit must not pay for a precise clock read (an ordered TSC read through
+/// the vDSO, ~20 ns here): it reads the kernel's coarse monotonic clock
+/// (the time of the last tick, a few ns), which lags the precise one by at
+/// most its resolution. An entry that expires later than coarse + twice
+/// that resolution is certainly alive; only one closer to its expiry pays
+/// for the precise clock. Both clocks run on the same timeline.
+mod clock {
+    #[cfg(target_os = "linux")]
+    fn read(id: libc::clockid_t) -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: ts is a valid out-pointer; both clock ids exist on Linux.
+        unsafe { libc::clock_gettime(id, &mut ts) };
+        (ts.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec as u64)
+    }
+
+    /// Now, precisely.
+    #[cfg(target_os = "linux")]
+    #[inline]
+    pub(super) fn precise() -> u64 {
+        read(libc::CLOCK_MONOTONIC)
+    }
+
+    /// Now, give or take [`margin`] (never later than [`precise`]).
+    #[cfg(target_os = "linux")]
+    #[inline]
+    pub(super) fn coarse() -> u64 {
+        read(libc::CLOCK_MONOTONIC_COARSE)
+    }
+
+    /// How far [`coarse`] may lag (twice its resolution).
+    #[cfg(target_os = "linux")]
+    pub(super) fn margin() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: ts is a valid out-pointer.
+        let ok = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } == 0;
+        if ok {
+            2 * ((ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64)
+        } else {
+            u64::MAX // never trust the coarse clock
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    #[inline]
+    pub(super) fn precise() -> u64 {
+        use std::sync::OnceLock;
+        use std::time::Instant;
+        static BASE: OnceLock<Instant> = OnceLock::new();
+        let base = *BASE.get_or_init(Instant::now);
+        base.elapsed().as_nanos() as u64 + 1
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    #[inline]
+    pub(super) fn coarse() -> u64 {
+        precise()
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn margin() -> u64 {
+        0
+    }
+}
+
+/// A small id per thread (for spotting re-entry from a key's `__eq__`).
+fn thread_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static ID: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    ID.try_with(|id| *id).unwrap_or(u64::MAX)
+}
+
+/// Seconds (a float from the user's clock) to the store's nanoseconds.
+fn secs_to_ns(s: f64) -> u64 {
+    if s <= 0.0 {
+        0
+    } else {
+        // Saturates (and NaN, ruled out by the callers, would give 0).
+        (s * 1e9) as u64
+    }
+}
+
+/// The user's callables (behind a lock only so the GC can clear them).
+struct Hooks {
+    weigher: Option<Obj>,
+    clock: Option<Obj>,
+}
+
+/// An in-process cache tier: a bounded, thread-safe map with W-TinyLFU (or
+/// LRU) eviction, per-entry TTL and tags.
+#[pyclass(frozen, weakref, module = "overdrive._core", name = "MemoryTier")]
+pub(crate) struct PyMemoryTier {
+    store: GilLock<Store<Obj, Obj>>,
+    /// The id of the thread running a key's `__eq__` under the lock (0: none).
+    comparing: AtomicU64,
+    hooks: Mutex<Hooks>,
+    has_weigher: bool,
+    has_clock: bool,
+    name: String,
+    ttl: Option<f64>,
+    ttl_ns: Option<u64>,
+    /// How far the coarse clock may lag ([`clock::margin`]).
+    margin: u64,
+}
+
+/// Is `obj` of a builtin type whose `==` runs no Python code?
+#[inline]
+fn plain(obj: *mut ffi::PyObject) -> bool {
+    // SAFETY: obj is a live object (borrowed from a Bound or the store).
+    unsafe {
+        ffi::PyUnicode_CheckExact(obj) != 0
+            || ffi::PyLong_CheckExact(obj) != 0
+            || ffi::PyBytes_CheckExact(obj) != 0
+            || ffi::PyFloat_CheckExact(obj) != 0
+    }
+}
+
+/// The default weight: `len()` for bytes, bytearray and str, `sys.getsizeof`
+/// for anything else.
+fn default_weight(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        // SAFETY: s is a live str.
+        let n = unsafe { ffi::PyUnicode_GetLength(s.as_ptr()) };
+        return Ok(n.max(0) as u64);
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(b.as_bytes().len() as u64);
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(b.len() as u64);
+    }
+    static GETSIZEOF: PyOnceLock<Obj> = PyOnceLock::new();
+    let py = obj.py();
+    let f = GETSIZEOF.import(py, "sys", "getsizeof")?;
+    f.call1((obj,))?.extract::<u64>()
+}
+
+impl PyMemoryTier {
+    /// The store, locked; never waits while attached to the interpreter.
+    #[inline]
+    fn lock<'a>(&'a self, py: Python<'_>) -> PyResult<GilGuard<'a, Store<Obj, Obj>>> {
+        if let Some(g) = self.store.try_enter(py) {
+            return Ok(g);
+        }
+        self.lock_slow(py)
+    }
+
+    #[cold]
+    fn lock_slow<'a>(&'a self, py: Python<'_>) -> PyResult<GilGuard<'a, Store<Obj, Obj>>> {
+        loop {
+            if self.comparing.load(Ordering::Acquire) == thread_id() {
+                return Err(to_py(
+                    py,
+                    Error::Reentrant(format!(
+                        "MemoryTier {:?} was called from a key's __eq__ while it compared \
+                         keys (re-entrant use of the same tier)",
+                        self.name
+                    )),
+                ));
+            }
+            self.store.wait_free(py);
+            if let Some(g) = self.store.try_enter(py) {
+                return Ok(g);
+            }
+        }
+    }
+
+    /// `key`'s hash (InputTypeError when unhashable).
+    #[inline]
+    fn hash(key: &Bound<'_, PyAny>) -> PyResult<u64> {
+        match key.hash() {
+            Ok(h) => Ok(h as u64),
+            Err(e) => {
+                let py = key.py();
+                if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) {
+                    Err(wrong_type(
+                        py,
+                        format!("key must be hashable, not {}", type_name(key)),
+                    ))
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// The equality test against `key` for the store: identity, then `==`
+    /// (marking this thread as comparing while Python code may run).
+    #[inline]
+    fn eq<'a, 'py>(
+        &'a self,
+        key: &'a Bound<'py, PyAny>,
+    ) -> impl FnMut(&Obj) -> PyResult<bool> + 'a {
+        move |k: &Obj| {
+            let (a, b) = (key.as_ptr(), k.as_ptr());
+            if a == b {
+                return Ok(true);
+            }
+            // SAFETY: both live.
+            if unsafe { ffi::PyUnicode_CheckExact(a) != 0 && ffi::PyUnicode_CheckExact(b) != 0 } {
+                // SAFETY: two exact str: compared in C, no Python code.
+                return Ok(unsafe { ffi::PyUnicode_Compare(a, b) } == 0);
+            }
+            if plain(a) && plain(b) {
+                // SAFETY: both live; builtin comparisons run no Python code.
+                let r = unsafe { ffi::PyObject_RichCompareBool(a, b, ffi::Py_EQ) };
+                return match r {
+                    -1 => Err(PyErr::fetch(key.py())),
+                    r => Ok(r == 1),
+                };
+            }
+            self.comparing.store(thread_id(), Ordering::Release);
+            let r = key.eq(k.bind(key.py()));
+            self.comparing.store(0, Ordering::Release);
+            r
+        }
+    }
+
+    /// Now on the tier's clock, in nanoseconds.
+    fn now(&self, py: Python<'_>) -> PyResult<u64> {
+        if !self.has_clock {
+            return Ok(clock::precise());
+        }
+        let clock = self.hooks.lock().clock.as_ref().map(|c| c.clone_ref(py));
+        let Some(clock) = clock else {
+            return Ok(clock::precise());
+        };
+        let t = clock.call0(py)?;
+        let t = t.bind(py);
+        match t.extract::<f64>() {
+            Ok(s) if s.is_finite() => Ok(secs_to_ns(s)),
+            Ok(s) => Err(bad_value(
+                py,
+                "clock",
+                s,
+                "must return a finite number of seconds",
+            )),
+            Err(_) => Err(wrong_type(
+                py,
+                format!(
+                    "clock must return a number of seconds, not {}",
+                    type_name(t)
+                ),
+            )),
+        }
+    }
+
+    /// The entry's weight: the weigher's (or the default) for the value,
+    /// plus the default for the key.
+    fn weigh(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let py = key.py();
+        let value_weight = if self.has_weigher {
+            let weigher = self.hooks.lock().weigher.as_ref().map(|w| w.clone_ref(py));
+            match weigher {
+                Some(w) => {
+                    let got = w.call1(py, (value,))?;
+                    let got = got.bind(py);
+                    match got.extract::<i64>() {
+                        Ok(n) if n >= 0 => n as u64,
+                        Ok(n) => {
+                            return Err(bad_value(
+                                py,
+                                "weigher",
+                                format!("returning {n}"),
+                                "must return an int >= 0",
+                            ))
+                        }
+                        Err(_) if got.extract::<u64>().is_ok() => u64::MAX,
+                        Err(_) => {
+                            return Err(wrong_type(
+                                py,
+                                format!("weigher must return an int, not {}", type_name(got)),
+                            ))
+                        }
+                    }
+                }
+                None => default_weight(value)?,
+            }
+        } else {
+            default_weight(value)?
+        };
+        Ok(value_weight.saturating_add(default_weight(key)?))
+    }
+
+    /// When an entry written now with `ttl` expires.
+    fn expiry(&self, py: Python<'_>, ttl: Option<f64>, now: u64) -> PyResult<u64> {
+        let ttl_ns = match ttl {
+            None => match self.ttl_ns {
+                None => return Ok(NEVER),
+                Some(n) => n,
+            },
+            Some(t) => check_ttl(py, t)?,
+        };
+        Ok(now.saturating_add(ttl_ns).min(NEVER - 1))
+    }
+
+    /// Tags from an iterable of str.
+    fn tags(tags: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+        let Some(tags) = tags else {
+            return Ok(Vec::new());
+        };
+        let py = tags.py();
+        if tags.is_instance_of::<PyString>() {
+            return Err(wrong_type(
+                py,
+                "tags must be an iterable of str, not a str (wrap one tag in a tuple)".into(),
+            ));
+        }
+        let iter = tags.try_iter().map_err(|_| {
+            wrong_type(
+                py,
+                format!("tags must be an iterable of str, not {}", type_name(tags)),
+            )
+        })?;
+        let mut out = Vec::new();
+        for t in iter {
+            let t = t?;
+            out.push(args::text(&t, "tags")?.to_owned());
+        }
+        Ok(out)
+    }
+
+    /// The live entry under `key`: its value, its expiry and the time the
+    /// check used (precise when `precise`, else possibly coarse; 0 when the
+    /// entry never expires).
+    #[inline]
+    fn lookup_inner(
+        &self,
+        key: &Bound<'_, PyAny>,
+        precise: bool,
+    ) -> PyResult<Option<(Obj, u64, u64)>> {
+        let py = key.py();
+        let hash = Self::hash(key)?;
+        let injected = if self.has_clock {
+            Some(self.now(py)?)
+        } else {
+            None
+        };
+        let margin = self.margin;
+        let mut now_seen = 0;
+        let mut guard = self.lock(py)?;
+        let found = guard.get(hash, self.eq(key), |expires| {
+            now_seen = match injected {
+                Some(t) => t,
+                None if precise => clock::precise(),
+                None => {
+                    let c = clock::coarse();
+                    if expires > c.saturating_add(margin) {
+                        c
+                    } else {
+                        clock::precise()
+                    }
+                }
+            };
+            now_seen
+        })?;
+        let r = match found {
+            Found::Hit(v, exp) => Ok(Some((v.clone_ref(py), exp, now_seen))),
+            Found::Miss => Ok(None),
+            Found::Expired(k, v) => Err((k, v)),
+        };
+        drop(guard);
+        match r {
+            Ok(hit) => Ok(hit),
+            Err(pair) => {
+                drop(pair);
+                Ok(None)
+            }
+        }
+    }
+
+    fn set_inner(
+        &self,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<f64>,
+        tags: &[String],
+    ) -> PyResult<()> {
+        let py = key.py();
+        let hash = Self::hash(key)?;
+        let weight = self.weigh(key, value)?;
+        let now = self.now(py)?;
+        let expires = self.expiry(py, ttl, now)?;
+        let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let mut out: Pairs = Vec::new();
+        let mut guard = self.lock(py)?;
+        let r = guard.insert(
+            hash,
+            key.clone().unbind(),
+            value.clone().unbind(),
+            weight,
+            expires,
+            &tag_refs,
+            now,
+            self.eq(key),
+            &mut out,
+        );
+        drop(guard);
+        drop(out);
+        r.map(|_| ())
+    }
+
+    fn delete_inner(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = key.py();
+        let hash = Self::hash(key)?;
+        let now = self.now(py)?;
+        let mut out: Pairs = Vec::new();
+        let mut guard = self.lock(py)?;
+        let r = guard.delete(hash, self.eq(key), now, &mut out);
+        drop(guard);
+        drop(out);
+        r
+    }
+
+    fn drain(&self, py: Python<'_>) -> PyResult<()> {
+        let mut guard = self.lock(py)?;
+        let all = guard.clear();
+        drop(guard);
+        drop(all);
+        Ok(())
+    }
+}
+
+/// A ttl in seconds to nanoseconds (> 0, finite).
+fn check_ttl(py: Python<'_>, t: f64) -> PyResult<u64> {
+    if t.is_finite() && t > 0.0 {
+        Ok(secs_to_ns(t).max(1))
+    } else {
+        Err(bad_value(
+            py,
+            "ttl",
+            t,
+            "must be a finite number of seconds > 0, or None for no expiry",
+        ))
+    }
+}
+
+fn check_callable(py: Python<'_>, param: &str, f: Option<&Obj>) -> PyResult<()> {
+    if let Some(f) = f {
+        if !f.bind(py).is_callable() {
+            return Err(wrong_type(
+                py,
+                format!(
+                    "{param} must be callable or None, not {}",
+                    type_name(f.bind(py))
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[pymethods]
+impl PyMemoryTier {
+    #[new]
+    #[pyo3(signature = (max_bytes = None, max_entries = None, ttl = None, policy = "tinylfu", weigher = None, clock = None, name = "memory"))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::cache_max_bytes)] max_bytes: Option<u64>,
+        #[pyo3(from_py_with = args::max_entries)] max_entries: Option<u64>,
+        #[pyo3(from_py_with = args::ttl)] ttl: Option<f64>,
+        #[pyo3(from_py_with = args::cache_policy)] policy: &str,
+        weigher: Option<Obj>,
+        clock: Option<Obj>,
+        #[pyo3(from_py_with = args::tier_name)] name: &str,
+    ) -> PyResult<Self> {
+        let policy = Policy::parse(policy).py(py)?;
+        let config = Config::new(max_bytes, max_entries, policy).py(py)?;
+        let ttl_ns = ttl.map(|t| check_ttl(py, t)).transpose()?;
+        check_callable(py, "weigher", weigher.as_ref())?;
+        check_callable(py, "clock", clock.as_ref())?;
+        let tier = PyMemoryTier {
+            store: GilLock::new(Store::new(config)),
+            comparing: AtomicU64::new(0),
+            has_weigher: weigher.is_some(),
+            has_clock: clock.is_some(),
+            hooks: Mutex::new(Hooks { weigher, clock }),
+            name: name.to_owned(),
+            ttl,
+            ttl_ns,
+            margin: clock::margin(),
+        };
+        // A clock that fails says so now, not on the first get.
+        if tier.has_clock {
+            tier.now(py)?;
+        }
+        Ok(tier)
+    }
+
+    /// The tier's name (in stats, reprs and metrics).
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The byte bound (None: bounded by max_entries only).
+    #[getter]
+    fn max_bytes(&self, py: Python<'_>) -> PyResult<Option<u64>> {
+        Ok(self.lock(py)?.config().max_bytes)
+    }
+
+    /// The entry-count bound (None: bounded by max_bytes only).
+    #[getter]
+    fn max_entries(&self, py: Python<'_>) -> PyResult<Option<u64>> {
+        Ok(self.lock(py)?.config().max_entries)
+    }
+
+    /// The default time to live in seconds (None: entries never expire).
+    #[getter]
+    fn ttl(&self) -> Option<f64> {
+        self.ttl
+    }
+
+    /// The eviction policy: "tinylfu" or "lru".
+    #[getter]
+    fn policy(&self, py: Python<'_>) -> PyResult<&'static str> {
+        Ok(self.lock(py)?.config().policy.name())
+    }
+
+    /// ``(value, seconds left or None)`` for a live entry, else None.
+    fn lookup(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<(Obj, Option<f64>)>> {
+        // The store reads the clock (now_seen) whenever the entry expires.
+        Ok(self.lookup_inner(key, true)?.map(|(v, exp, now_seen)| {
+            let left = (exp != NEVER).then(|| exp.saturating_sub(now_seen) as f64 / 1e9);
+            (v, left)
+        }))
+    }
+
+    /// The value under `key`, or `default` when absent or expired.
+    #[pyo3(signature = (key, default = None))]
+    fn get(&self, key: &Bound<'_, PyAny>, default: Option<Obj>) -> PyResult<Obj> {
+        match self.lookup_inner(key, false)? {
+            Some((v, _, _)) => Ok(v),
+            None => Ok(default.unwrap_or_else(|| key.py().None())),
+        }
+    }
+
+    /// Store `value` under `key` for `ttl` seconds (None: the tier's
+    /// default), tagged with `tags` (an iterable of str).
+    #[pyo3(signature = (key, value, ttl = None, tags = None), text_signature = "($self, key, value, ttl=None, tags=())")]
+    fn set(
+        &self,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        #[pyo3(from_py_with = args::ttl)] ttl: Option<f64>,
+        tags: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let tags = Self::tags(tags)?;
+        self.set_inner(key, value, ttl, &tags)
+    }
+
+    /// Remove `key`; True when a live entry was removed.
+    fn delete(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.delete_inner(key)
+    }
+
+    /// A dict of the present, unexpired keys among `keys`.
+    fn get_many<'py>(&self, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+        let py = keys.py();
+        let out = PyDict::new(py);
+        for key in keys.try_iter()? {
+            let key = key?;
+            if let Some((v, _, _)) = self.lookup_inner(&key, false)? {
+                out.set_item(key, v)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Store every item of the mapping `items` (same `ttl` and `tags`).
+    #[pyo3(signature = (items, ttl = None, tags = None), text_signature = "($self, items, ttl=None, tags=())")]
+    fn set_many(
+        &self,
+        items: &Bound<'_, PyAny>,
+        #[pyo3(from_py_with = args::ttl)] ttl: Option<f64>,
+        tags: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let py = items.py();
+        let tags = Self::tags(tags)?;
+        if let Some(t) = ttl {
+            check_ttl(py, t)?;
+        }
+        let pairs = items.call_method0("items").map_err(|_| {
+            wrong_type(
+                py,
+                format!("items must be a mapping, not {}", type_name(items)),
+            )
+        })?;
+        for pair in pairs.try_iter()? {
+            let pair = pair?;
+            let pair = pair.cast::<PyTuple>().map_err(|_| {
+                wrong_type(
+                    py,
+                    format!("items must be a mapping, not {}", type_name(items)),
+                )
+            })?;
+            let (k, v) = (pair.get_item(0)?, pair.get_item(1)?);
+            self.set_inner(&k, &v, ttl, &tags)?;
+        }
+        Ok(())
+    }
+
+    /// Remove every entry tagged `tag`; returns how many.
+    fn invalidate_tag(&self, tag: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let py = tag.py();
+        let tag = args::text(tag, "tag")?;
+        let mut out: Pairs = Vec::new();
+        let mut guard = self.lock(py)?;
+        let n = guard.invalidate_tag(tag, &mut out);
+        drop(guard);
+        drop(out);
+        Ok(n)
+    }
+
+    /// Drop every expired entry now; returns how many.
+    fn expire(&self, py: Python<'_>) -> PyResult<usize> {
+        let now = self.now(py)?;
+        let mut out: Pairs = Vec::new();
+        let mut guard = self.lock(py)?;
+        let n = guard.expire(now, &mut out);
+        drop(guard);
+        drop(out);
+        Ok(n)
+    }
+
+    /// Remove every entry (the counters stay).
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        self.drain(py)
+    }
+
+    /// Clear the tier. A memory tier has nothing to flush: the object stays
+    /// usable after close (later calls work, on an empty cache).
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.drain(py)
+    }
+
+    /// Counters: hits, misses, sets, deletes, evictions, expirations,
+    /// rejected, entries, bytes, max_bytes, max_entries, policy, errors.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (s, c) = {
+            let guard = self.lock(py)?;
+            (guard.stats(), *guard.config())
+        };
+        let d = PyDict::new(py);
+        d.set_item("hits", s.hits)?;
+        d.set_item("misses", s.misses)?;
+        d.set_item("sets", s.sets)?;
+        d.set_item("deletes", s.deletes)?;
+        d.set_item("evictions", s.evictions)?;
+        d.set_item("expirations", s.expirations)?;
+        d.set_item("rejected", s.rejected)?;
+        d.set_item("entries", s.entries)?;
+        d.set_item("bytes", s.bytes)?;
+        d.set_item("max_bytes", c.max_bytes)?;
+        d.set_item("max_entries", c.max_entries)?;
+        d.set_item("policy", c.policy.name())?;
+        d.set_item("errors", 0u64)?;
+        Ok(d)
+    }
+
+    fn __getitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<Obj> {
+        match self.lookup_inner(key, false)? {
+            Some((v, _, _)) => Ok(v),
+            None => Err(PyKeyError::new_err(key.clone().unbind())),
+        }
+    }
+
+    fn __setitem__(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.set_inner(key, value, None, &[])
+    }
+
+    fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.delete_inner(key)? {
+            Ok(())
+        } else {
+            Err(PyKeyError::new_err(key.clone().unbind()))
+        }
+    }
+
+    /// True for a live entry (no hit or miss is counted).
+    fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = key.py();
+        let hash = Self::hash(key)?;
+        let now = self.now(py)?;
+        let mut guard = self.lock(py)?;
+        let r = match guard.peek(hash, self.eq(key), |_| now)? {
+            Found::Hit(..) => Ok(true),
+            Found::Miss => Ok(false),
+            Found::Expired(k, v) => Err((k, v)),
+        };
+        drop(guard);
+        Ok(r.unwrap_or(false))
+    }
+
+    /// Entries held (expired entries not yet cleaned up included).
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.lock(py)?.len())
+    }
+
+    /// An iterator over a snapshot of the live keys.
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let now = self.now(py)?;
+        let keys: Vec<Obj> = {
+            let guard = self.lock(py)?;
+            guard
+                .pairs()
+                .filter(|(_, _, exp)| *exp > now)
+                .map(|(k, _, _)| k.clone_ref(py))
+                .collect()
+        };
+        Ok(PyList::new(py, keys)?.try_iter()?.into_any())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let (s, c) = {
+            let guard = self.lock(py)?;
+            (guard.stats(), *guard.config())
+        };
+        let opt = |v: Option<u64>| v.map_or_else(|| "None".to_string(), |n| n.to_string());
+        Ok(format!(
+            "MemoryTier(name={:?}, policy='{}', entries={}, bytes={}, max_bytes={}, max_entries={}, ttl={})",
+            self.name,
+            c.policy.name(),
+            s.entries,
+            s.bytes,
+            opt(c.max_bytes),
+            opt(c.max_entries),
+            self.ttl.map_or_else(|| "None".to_string(), |t| t.to_string()),
+        ))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(h) = self.hooks.try_lock() {
+            if let Some(w) = &h.weigher {
+                visit.call(w)?;
+            }
+            if let Some(c) = &h.clock {
+                visit.call(c)?;
+            }
+        }
+        // Busy (a thread mid-__eq__): report nothing, so the GC keeps all.
+        // SAFETY: the garbage collector runs attached.
+        if let Some(store) = unsafe { self.store.try_enter_attached() } {
+            store.try_for_each(|k, v| {
+                visit.call(k)?;
+                visit.call(v)
+            })?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let hooks = self
+            .hooks
+            .try_lock()
+            .map(|mut h| (h.weigher.take(), h.clock.take()));
+        drop(hooks);
+        // SAFETY: the garbage collector runs attached.
+        let all = unsafe { self.store.try_enter_attached() }.map(|mut s| s.clear());
+        drop(all);
+    }
+}
