@@ -604,7 +604,13 @@ impl PyMemoryTier {
     fn get_many<'py>(&self, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
         let py = keys.py();
         let out = PyDict::new(py);
-        for key in keys.try_iter()? {
+        let iter = keys.try_iter().map_err(|_| {
+            wrong_type(
+                py,
+                format!("keys must be an iterable, not {}", type_name(keys)),
+            )
+        })?;
+        for key in iter {
             let key = key?;
             if let Some((v, _, _)) = self.lookup_inner(&key, false)? {
                 out.set_item(key, v)?;
