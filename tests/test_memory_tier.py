@@ -1016,6 +1016,7 @@ def test_an_entry_heavier_than_max_bytes_is_rejected_and_replaces_nothing() -> N
     ("result", "exc"),
     [
         (-1, ConfigurationError),
+        (-(2**70), ConfigurationError),
         (1.5, InputTypeError),
         ("8", InputTypeError),
         (None, InputTypeError),
@@ -1027,6 +1028,27 @@ def test_a_weigher_returning_a_bad_weight_is_named(result: Any, exc: type[Except
         tier.set("k", 1)
     assert "k" not in tier
     assert tier.stats()["sets"] == 0
+
+
+def test_a_weight_beyond_64_bits_is_heavier_than_any_max_bytes() -> None:
+    tier = MemoryTier(max_bytes=2**63, weigher=lambda v: v)
+    tier.set("k", 2**70)
+    assert "k" not in tier
+    assert tier.stats()["rejected"] == 1
+    tier.set("k", 10)
+    assert tier["k"] == 10
+
+
+def test_a_huge_ttl_never_expires_in_practice() -> None:
+    clock = Clock()
+    tier = MemoryTier(clock=clock, ttl=1e300)
+    tier.set("default", 1)
+    tier.set("own", 2, ttl=1e300)
+    clock.advance(1e9)
+    for key, value in (("default", 1), ("own", 2)):
+        got = tier.lookup(key)
+        assert got is not None and got[0] == value
+        assert got[1] is not None and got[1] > 1e9
 
 
 def test_a_weigher_that_raises_propagates_and_stores_nothing() -> None:

@@ -22,7 +22,7 @@ use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
 use pyo3::PyTraverseError;
 
 use crate::args::{self, type_name};
@@ -310,7 +310,19 @@ impl PyMemoryTier {
                                 "must return an int >= 0",
                             ))
                         }
-                        Err(_) if got.extract::<u64>().is_ok() => u64::MAX,
+                        // An int beyond u64 weighs more than any max_bytes
+                        // (the entry is rejected); below i64, it is negative.
+                        Err(_) if got.is_instance_of::<PyInt>() => {
+                            if got.lt(0i32)? {
+                                return Err(bad_value(
+                                    py,
+                                    "weigher",
+                                    format!("returning {}", args::show(got)),
+                                    "must return an int >= 0",
+                                ));
+                            }
+                            u64::MAX
+                        }
                         Err(_) => {
                             return Err(wrong_type(
                                 py,
