@@ -64,8 +64,8 @@ def test_defaults() -> None:
         ({"max_bytes": "1"}, InputTypeError, "max_bytes"),
         ({"max_bytes": 1.5}, InputTypeError, "max_bytes"),
         ({"ttl": 0}, ConfigurationError, "ttl=0"),
-        ({"ttl": -1.0}, ConfigurationError, "ttl=-1"),
-        ({"ttl": math.nan}, ConfigurationError, "ttl=NaN"),
+        ({"ttl": -1.0}, ConfigurationError, "ttl=-1.0"),
+        ({"ttl": math.nan}, ConfigurationError, "ttl=nan"),
         ({"ttl": math.inf}, ConfigurationError, "ttl=inf"),
         ({"ttl": "5"}, InputTypeError, "ttl"),
         ({"policy": "fifo"}, ConfigurationError, "policy"),
@@ -88,7 +88,7 @@ def test_bad_call_arguments() -> None:
         c.get({})
     with pytest.raises(ConfigurationError, match="ttl=0"):
         c.set("k", 1, ttl=0)
-    with pytest.raises(ConfigurationError, match="ttl=NaN"):
+    with pytest.raises(ConfigurationError, match="ttl=nan"):
         c.set("k", 1, ttl=math.nan)
     with pytest.raises(InputTypeError, match="tags"):
         c.set("k", 1, tags="abc")

@@ -144,6 +144,7 @@ pub(crate) struct PyMemoryTier {
     name: String,
     ttl: Option<f64>,
     ttl_ns: Option<u64>,
+    config: Config,
     /// How far the coarse clock may lag ([`clock::margin`]).
     margin: u64,
 }
@@ -277,7 +278,7 @@ impl PyMemoryTier {
             Ok(s) => Err(bad_value(
                 py,
                 "clock",
-                s,
+                format!("returning {}", float_repr(s)),
                 "must return a finite number of seconds",
             )),
             Err(_) => Err(wrong_type(
@@ -478,6 +479,17 @@ impl PyMemoryTier {
     }
 }
 
+/// `t` as Python's `repr(float)` spells it (`-1.0`, `nan`, `inf`).
+fn float_repr(t: f64) -> String {
+    if t.is_nan() {
+        "nan".into()
+    } else if t.is_infinite() {
+        if t > 0.0 { "inf" } else { "-inf" }.into()
+    } else {
+        format!("{t:?}")
+    }
+}
+
 /// A ttl in seconds to nanoseconds (> 0, finite).
 fn check_ttl(py: Python<'_>, t: f64) -> PyResult<u64> {
     if t.is_finite() && t > 0.0 {
@@ -486,7 +498,7 @@ fn check_ttl(py: Python<'_>, t: f64) -> PyResult<u64> {
         Err(bad_value(
             py,
             "ttl",
-            t,
+            float_repr(t),
             "must be a finite number of seconds > 0, or None for no expiry",
         ))
     }
@@ -537,6 +549,7 @@ impl PyMemoryTier {
             ttl,
             ttl_ns,
             margin: clock::margin(),
+            config,
         };
         // A clock that fails says so now, not on the first get.
         if tier.has_clock {
@@ -553,14 +566,14 @@ impl PyMemoryTier {
 
     /// The byte bound (None: bounded by max_entries only).
     #[getter]
-    fn max_bytes(&self, py: Python<'_>) -> PyResult<Option<u64>> {
-        Ok(self.lock(py)?.config().max_bytes)
+    fn max_bytes(&self) -> Option<u64> {
+        self.config.max_bytes
     }
 
     /// The entry-count bound (None: bounded by max_bytes only).
     #[getter]
-    fn max_entries(&self, py: Python<'_>) -> PyResult<Option<u64>> {
-        Ok(self.lock(py)?.config().max_entries)
+    fn max_entries(&self) -> Option<u64> {
+        self.config.max_entries
     }
 
     /// The default time to live in seconds (None: entries never expire).
@@ -571,8 +584,8 @@ impl PyMemoryTier {
 
     /// The eviction policy: "tinylfu" or "lru".
     #[getter]
-    fn policy(&self, py: Python<'_>) -> PyResult<&'static str> {
-        Ok(self.lock(py)?.config().policy.name())
+    fn policy(&self) -> &'static str {
+        self.config.policy.name()
     }
 
     /// ``(value, seconds left or None)`` for a live entry, else None.
@@ -619,7 +632,7 @@ impl PyMemoryTier {
         let iter = keys.try_iter().map_err(|_| {
             wrong_type(
                 py,
-                format!("keys must be an iterable, not {}", type_name(keys)),
+                format!("keys must be an iterable of keys, not {}", type_name(keys)),
             )
         })?;
         for key in iter {
@@ -701,10 +714,8 @@ impl PyMemoryTier {
     /// Counters: hits, misses, sets, deletes, evictions, expirations,
     /// rejected, entries, bytes, max_bytes, max_entries, policy, errors.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (s, c) = {
-            let guard = self.lock(py)?;
-            (guard.stats(), *guard.config())
-        };
+        let s = self.lock(py)?.stats();
+        let c = self.config;
         let d = PyDict::new(py);
         d.set_item("hits", s.hits)?;
         d.set_item("misses", s.misses)?;
@@ -776,10 +787,8 @@ impl PyMemoryTier {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let (s, c) = {
-            let guard = self.lock(py)?;
-            (guard.stats(), *guard.config())
-        };
+        let s = self.lock(py)?.stats();
+        let c = self.config;
         let opt = |v: Option<u64>| v.map_or_else(|| "None".to_string(), |n| n.to_string());
         Ok(format!(
             "MemoryTier(name={:?}, policy='{}', entries={}, bytes={}, max_bytes={}, max_entries={}, ttl={})",

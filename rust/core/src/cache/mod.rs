@@ -249,8 +249,10 @@ impl<K, V> Store<K, V> {
         };
         let reserve = config.max_entries.map_or(0, |n| n.min(1 << 16) as usize);
         let sketch = (config.policy == Policy::TinyLfu).then(|| {
-            // Sized for the entry bound, or grown with the entries held.
-            let n = config.max_entries.map_or(1024, |n| n as usize);
+            // Sized for the entry bound up to 64 Ki entries; beyond that
+            // (and for a byte bound) grown with the entries held, so a huge
+            // bound costs nothing up front.
+            let n = config.max_entries.map_or(1024, |n| n.min(1 << 16) as usize);
             Sketch::new(n, config.doorkeeper)
         });
         Store {
@@ -597,9 +599,6 @@ impl<K, V> Store<K, V> {
     }
 
     fn grow_sketch(&mut self) {
-        if self.config.max_entries.is_some() {
-            return;
-        }
         if let Some(s) = &self.sketch {
             let n = self.stats.entries as usize;
             if n > s.capacity() && s.capacity() < (1 << 26) {
