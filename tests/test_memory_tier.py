@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator
@@ -720,6 +721,29 @@ def test_expiry_default_and_per_entry_ttl() -> None:
     assert tier.stats()["expirations"] == 2
 
 
+def test_the_real_clock_never_returns_an_expired_entry() -> None:
+    """The default clock (the store's own monotonic clock, the one
+    ``time.monotonic`` reads): once ``ttl`` has passed after ``set``
+    returned, no read returns the entry; before that, every read does."""
+    tier = MemoryTier(max_entries=10_000)
+    for i in range(300):
+        ttl = 0.0005 + (i % 7) * 0.0003
+        before = time.monotonic()
+        tier.set(i, i, ttl=ttl)
+        done = time.monotonic()
+        # alive until at least ``before + ttl`` (the store read its clock after ``before``)
+        assert tier.get(i) == i or time.monotonic() - before >= ttl
+        while time.monotonic() - done <= ttl:
+            pass
+        assert tier.get(i) is None
+        assert tier.lookup(i) is None
+        assert i not in tier
+        assert tier.get_many([i]) == {}
+    tier.set("long", 1, ttl=60.0)
+    got = tier.lookup("long")
+    assert got is not None and 59.0 < got[1] <= 60.0
+
+
 def test_expire_drops_everything_expired_and_counts_it() -> None:
     clock = Clock()
     tier = MemoryTier(clock=clock)
@@ -1266,7 +1290,6 @@ def test_eight_threads_mixed_operations() -> None:
 def test_threads_while_key_comparisons_release_the_gil() -> None:
     """Keys whose ``__eq__`` releases the GIL (a sleep): other threads run
     Python code meanwhile and must neither deadlock nor see wrong values."""
-    import time
 
     class SlowKey:
         def __init__(self, n: int) -> None:
