@@ -14,7 +14,7 @@
 //! threaded by `u32`-index doubly linked lists (the W-TinyLFU window,
 //! probation and protected segments; LRU uses the window list alone), a
 //! `hashbrown::HashTable<u32>` of slab indices, and a count-min sketch. An
-//! entry costs about 56 bytes of slab plus about 6-11 bytes of index and
+//! entry costs 48 bytes of slab plus about 6-11 bytes of index and
 //! 8 bytes of sketch, before the key and value themselves.
 //!
 //! Not thread-safe by itself: the binding wraps it in a mutex.
@@ -24,8 +24,10 @@ use std::collections::HashMap;
 use hashbrown::HashTable;
 
 use crate::error::{Error, Result};
+use slab::Slab;
 
 mod sketch;
+mod slab;
 #[cfg(test)]
 mod tests;
 
@@ -42,6 +44,9 @@ const PROBATION: u8 = 1;
 const PROTECTED: u8 = 2;
 const FREE: u8 = 3;
 
+/// Most entries an entry bound reserves index and sketch space for.
+const RESERVE_MAX: u64 = 1 << 22;
+
 /// Slots the periodic expiry sweep inspects per write.
 const SWEEP_PER_WRITE: usize = 2;
 
@@ -51,6 +56,21 @@ const SWEEP_PER_WRITE: usize = 2;
 pub fn mix(h: u64) -> u64 {
     let x = (h ^ 0x2545_f491_4f6c_dd1d) as u128 * 0x9e37_79b9_7f4a_7c15u128;
     (x as u64) ^ ((x >> 64) as u64)
+}
+
+/// The index hash of a caller's hash: 32 well-mixed bits, kept in the
+/// entry, widened by [`expand`] (so an entry stores 4 bytes of hash, not 8).
+#[inline]
+fn table_hash(h: u64) -> u64 {
+    expand(mix(h) as u32)
+}
+
+/// A 64-bit index hash from its low 32 bits (hashbrown takes its bucket
+/// from the low bits and its tag from the top 7).
+#[inline]
+fn expand(h32: u32) -> u64 {
+    let x = u64::from(h32);
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) & 0xffff_ffff_0000_0000) | x
 }
 
 /// The eviction policy.
@@ -135,6 +155,29 @@ impl Config {
     }
 }
 
+/// The hill climber's step, as a fraction of the capacity (Caffeine's).
+const CLIMB_STEP: f64 = 0.0625;
+/// A hit-rate change this large restarts the climb at the full step.
+const CLIMB_RESTART: f64 = 0.05;
+/// Each sample without a restart shrinks the step by this factor.
+const CLIMB_DECAY: f64 = 0.98;
+
+/// Adapts the TinyLFU window to the workload (Caffeine's hill climber):
+/// after every sample of `10 x capacity` requests it moves the window size
+/// one step the way that raised the hit rate last time (recency-heavy
+/// workloads grow it, frequency-heavy ones shrink it).
+#[derive(Debug, Clone, Copy)]
+struct Climber {
+    /// The capacity in policy units (entries or bytes).
+    capacity: u64,
+    step: f64,
+    prev_rate: f64,
+    /// Counters at the start of the sample.
+    hits: u64,
+    misses: u64,
+    sample: u64,
+}
+
 /// Counters (monotonic except `entries` and `bytes`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -151,7 +194,8 @@ pub struct Stats {
     pub evictions: u64,
     /// Entries removed because their TTL passed.
     pub expirations: u64,
-    /// Writes not stored because the entry alone outweighs `max_bytes`.
+    /// Writes not stored because the entry alone outweighs `max_bytes`
+    /// (or weighs 4 GiB or more: weights are kept in 32 bits).
     pub rejected: u64,
     /// Entries held now (expired ones not yet cleaned included).
     pub entries: u64,
@@ -161,10 +205,11 @@ pub struct Stats {
 
 struct Entry<K, V> {
     kv: Option<(K, V)>,
-    hash: u64,
+    /// The low half of the table hash ([`expand`] gives it whole).
+    hash: u32,
     /// Nanoseconds on the caller's clock; [`NEVER`] for no expiry.
     expires: u64,
-    weight: u64,
+    weight: u32,
     prev: u32,
     next: u32,
     /// Bumped on every write and removal (tag references carry it).
@@ -172,6 +217,9 @@ struct Entry<K, V> {
     queue: u8,
     /// The access clock when last moved to a tail (wrapping).
     stamp: u16,
+    /// Hits since admission, aged with the sketch (TinyLFU): a hit costs
+    /// no sketch access; the count joins the sketch when the entry leaves.
+    freq: u8,
 }
 
 #[derive(Clone, Copy)]
@@ -194,9 +242,9 @@ const EMPTY: List = List {
 /// TinyLFU's window and protected segments skip moving a hit entry to the
 /// tail when it was moved there within the last `len / LAZY_DIVISOR`
 /// accesses (it is at most that far from the tail): hot entries then cost
-/// no list surgery, at the price of an LRU order exact to within 1/8 of
-/// the segment. The `lru` policy stays exact.
-const LAZY_DIVISOR: u32 = 8;
+/// no list surgery, at the price of an LRU order exact to within half
+/// the segment (a hit entry never drifts to the segment's old end). The `lru` policy stays exact.
+const LAZY_DIVISOR: u32 = 2;
 
 /// What a lookup found.
 #[derive(Debug)]
@@ -212,7 +260,7 @@ pub enum Found<'a, K, V> {
 /// The W-TinyLFU / LRU store.
 pub struct Store<K, V> {
     config: Config,
-    entries: Vec<Entry<K, V>>,
+    entries: Slab<Entry<K, V>>,
     free: u32,
     table: HashTable<u32>,
     lists: [List; 3],
@@ -220,6 +268,7 @@ pub struct Store<K, V> {
     by_count: bool,
     window_max: u64,
     protected_max: u64,
+    climber: Climber,
     sketch: Option<Sketch>,
     rng: u64,
     sweep: usize,
@@ -247,23 +296,33 @@ impl<K, V> Store<K, V> {
             }
             Policy::Lru => (u64::MAX, 0),
         };
-        let reserve = config.max_entries.map_or(0, |n| n.min(1 << 16) as usize);
+        // An entry bound sizes the index and the sketch up front (growing
+        // them would copy, and leave the outgrown copies to the allocator),
+        // up to 4 Mi entries; beyond that they grow with the entries held.
+        let reserve = config
+            .max_entries
+            .map_or(0, |n| n.min(RESERVE_MAX) as usize);
         let sketch = (config.policy == Policy::TinyLfu).then(|| {
-            // Sized for the entry bound up to 64 Ki entries; beyond that
-            // (and for a byte bound) grown with the entries held, so a huge
-            // bound costs nothing up front.
-            let n = config.max_entries.map_or(1024, |n| n.min(1 << 16) as usize);
+            let n = reserve.max(1024);
             Sketch::new(n, config.doorkeeper)
         });
         Store {
             config,
-            entries: Vec::with_capacity(reserve),
+            entries: Slab::new(),
             free: NIL,
             table: HashTable::with_capacity(reserve),
             lists: [EMPTY; 3],
             by_count,
             window_max,
             protected_max,
+            climber: Climber {
+                capacity,
+                step: -(capacity as f64) * CLIMB_STEP,
+                prev_rate: 0.0,
+                hits: 0,
+                misses: 0,
+                sample: capacity.saturating_mul(10).clamp(1024, 1 << 40),
+            },
             sketch,
             rng: 0x853c_49e6_748f_ea9b,
             sweep: 0,
@@ -298,7 +357,7 @@ impl<K, V> Store<K, V> {
     /// Heap bytes the store itself holds (slab, index, sketch, tag
     /// references), not counting what keys and values point to.
     pub fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<Entry<K, V>>()
+        self.entries.heap_bytes()
             + self.table.allocation_size()
             + self.sketch.as_ref().map_or(0, Sketch::heap_bytes)
             + self
@@ -336,7 +395,7 @@ impl<K, V> Store<K, V> {
         let mut failed = None;
         let found = self.table.find(hash, |&i| {
             let e = &entries[i as usize];
-            if e.hash != hash {
+            if e.hash != hash as u32 {
                 return false;
             }
             match &e.kv {
@@ -361,7 +420,7 @@ impl<K, V> Store<K, V> {
     fn unlink(&mut self, i: u32) {
         let (prev, next, q, w) = {
             let e = &self.entries[i as usize];
-            (e.prev, e.next, e.queue, e.weight)
+            (e.prev, e.next, e.queue, u64::from(e.weight))
         };
         let pw = self.pw(w);
         let list = &mut self.lists[q as usize];
@@ -380,7 +439,7 @@ impl<K, V> Store<K, V> {
     }
 
     fn push_tail(&mut self, i: u32, q: u8) {
-        let pw = self.pw(self.entries[i as usize].weight);
+        let pw = self.pw(u64::from(self.entries[i as usize].weight));
         let list = &mut self.lists[q as usize];
         list.weight += pw;
         list.len += 1;
@@ -418,7 +477,12 @@ impl<K, V> Store<K, V> {
         match self.sketch.as_mut() {
             None => self.move_to_tail(i, WINDOW),
             Some(sketch) => {
-                sketch.increment(hash);
+                let _ = hash;
+                if sketch.tick() {
+                    self.halve_freqs();
+                }
+                let e = &mut self.entries[i as usize];
+                e.freq = e.freq.saturating_add(1).min(15);
                 self.tick = self.tick.wrapping_add(1);
                 match q {
                     PROBATION => {
@@ -455,23 +519,25 @@ impl<K, V> Store<K, V> {
             let e = &mut self.entries[i as usize];
             self.free = e.next;
             e.kv = Some((key, value));
-            e.hash = hash;
+            e.hash = hash as u32;
             e.expires = expires;
-            e.weight = weight;
+            e.weight = weight as u32;
             e.generation = e.generation.wrapping_add(1);
+            e.freq = 0;
             i
         } else {
             let i = self.entries.len() as u32;
             self.entries.push(Entry {
                 kv: Some((key, value)),
-                hash,
+                hash: hash as u32,
                 expires,
-                weight,
+                weight: weight as u32,
                 prev: NIL,
                 next: NIL,
                 generation: 0,
                 queue: FREE,
                 stamp: 0,
+                freq: 0,
             });
             i
         }
@@ -479,13 +545,18 @@ impl<K, V> Store<K, V> {
 
     /// Take entry `i` out of every structure; returns its key and value.
     fn remove_at(&mut self, i: u32) -> Option<(K, V)> {
-        let (hash, weight) = {
+        let (hash, weight, freq) = {
             let e = &self.entries[i as usize];
             if e.queue == FREE {
                 return None;
             }
-            (e.hash, e.weight)
+            (expand(e.hash), u64::from(e.weight), e.freq)
         };
+        if freq > 0 {
+            if let Some(s) = self.sketch.as_mut() {
+                s.add(hash, u64::from(freq));
+            }
+        }
         self.unlink(i);
         if let Ok(slot) = self.table.find_entry(hash, |&x| x == i) {
             slot.remove();
@@ -579,14 +650,15 @@ impl<K, V> Store<K, V> {
 
     /// TinyLFU admission: does `candidate` deserve `victim`'s place?
     fn admit(&mut self, candidate: u32, victim: u32) -> bool {
-        let (ch, vh) = (
-            self.entries[candidate as usize].hash,
-            self.entries[victim as usize].hash,
+        let (c, v) = (
+            &self.entries[candidate as usize],
+            &self.entries[victim as usize],
         );
         let Some(sketch) = self.sketch.as_ref() else {
             return true;
         };
-        let (fc, fv) = (sketch.frequency(ch), sketch.frequency(vh));
+        let fc = (sketch.frequency(expand(c.hash)) + u64::from(c.freq)).min(15);
+        let fv = (sketch.frequency(expand(v.hash)) + u64::from(v.freq)).min(15);
         if fc > fv {
             true
         } else if fc <= 5 {
@@ -596,6 +668,69 @@ impl<K, V> Store<K, V> {
             // the victim by inflating its frequency (Caffeine's defence).
             self.next_random() & 127 == 0
         }
+    }
+
+    /// The sketch halved its counters: halve the entries' own counts too.
+    fn halve_freqs(&mut self) {
+        for e in self.entries.iter_mut() {
+            e.freq >>= 1;
+        }
+    }
+
+    /// One hill-climbing step when a sample is complete.
+    fn climb(&mut self) {
+        let c = &mut self.climber;
+        let hits = self.stats.hits - c.hits;
+        let requests = hits + (self.stats.misses - c.misses);
+        if requests < c.sample {
+            return;
+        }
+        let rate = hits as f64 / requests as f64;
+        let change = rate - c.prev_rate;
+        let amount = if change >= 0.0 { c.step } else { -c.step };
+        c.step = if change.abs() >= CLIMB_RESTART {
+            c.capacity as f64 * CLIMB_STEP * amount.signum()
+        } else {
+            amount * CLIMB_DECAY
+        };
+        c.prev_rate = rate;
+        c.hits = self.stats.hits;
+        c.misses = self.stats.misses;
+        self.resize_window(amount as i64);
+    }
+
+    /// Move the window / main split by `delta` policy units.
+    fn resize_window(&mut self, delta: i64) {
+        let capacity = self.climber.capacity;
+        let most = capacity - capacity / 5;
+        let window = (self.window_max as i64)
+            .saturating_add(delta)
+            .clamp(1, most.max(1) as i64) as u64;
+        self.window_max = window;
+        let main = capacity.saturating_sub(window);
+        self.protected_max = main / 5 * 4 + (main % 5) * 4 / 5;
+        // A grown window takes main's least recent entries ...
+        while self.lists[WINDOW as usize].weight < self.window_max {
+            let head = match self.lists[PROBATION as usize].head {
+                NIL => self.lists[PROTECTED as usize].head,
+                h => h,
+            };
+            if head == NIL {
+                break;
+            }
+            self.unlink(head);
+            self.push_tail(head, WINDOW);
+        }
+        // ... a shrunk one hands its least recent to probation.
+        while self.lists[WINDOW as usize].weight > self.window_max {
+            let head = self.lists[WINDOW as usize].head;
+            if head == NIL {
+                break;
+            }
+            self.unlink(head);
+            self.push_tail(head, PROBATION);
+        }
+        self.demote_protected();
     }
 
     fn grow_sketch(&mut self) {
@@ -640,7 +775,7 @@ impl<K, V> Store<K, V> {
         mut eq: impl FnMut(&K) -> Result<bool, E>,
         now: impl FnOnce(u64) -> u64,
     ) -> Result<Found<'_, K, V>, E> {
-        let hash = mix(hash);
+        let hash = table_hash(hash);
         let Some(i) = self.find(hash, &mut eq)? else {
             self.stats.misses += 1;
             return Ok(Found::Miss);
@@ -671,7 +806,7 @@ impl<K, V> Store<K, V> {
         mut eq: impl FnMut(&K) -> Result<bool, E>,
         now: impl FnOnce(u64) -> u64,
     ) -> Result<Found<'_, K, V>, E> {
-        let hash = mix(hash);
+        let hash = table_hash(hash);
         let Some(i) = self.find(hash, &mut eq)? else {
             return Ok(Found::Miss);
         };
@@ -696,7 +831,8 @@ impl<K, V> Store<K, V> {
     /// object and gets the new value; everything that leaves the store
     /// (the old value with the new key, evicted and expired entries, the
     /// pair itself when it is rejected) goes to `out`. Returns false when
-    /// the entry alone outweighs `max_bytes` (not stored; any old entry
+    /// the entry alone outweighs `max_bytes` or weighs 4 GiB or more (not
+    /// stored; any old entry
     /// under the key is removed).
     #[allow(clippy::too_many_arguments)]
     pub fn insert<E>(
@@ -711,10 +847,10 @@ impl<K, V> Store<K, V> {
         mut eq: impl FnMut(&K) -> Result<bool, E>,
         out: &mut Vec<(K, V)>,
     ) -> Result<bool, E> {
-        let hash = mix(hash);
+        let hash = table_hash(hash);
         let found = self.find(hash, &mut eq)?;
         self.stats.sets += 1;
-        if self.config.max_bytes.is_some_and(|m| weight > m) {
+        if weight > u64::from(u32::MAX) || self.config.max_bytes.is_some_and(|m| weight > m) {
             self.stats.rejected += 1;
             if let Some(i) = found {
                 if let Some(kv) = self.remove_at(i) {
@@ -726,12 +862,12 @@ impl<K, V> Store<K, V> {
         }
         let i = match found {
             Some(i) => {
-                let old_weight = self.entries[i as usize].weight;
+                let old_weight = u64::from(self.entries[i as usize].weight);
                 // Re-weigh in place: take it off its list, update, put it back.
                 let q = self.entries[i as usize].queue;
                 self.unlink(i);
                 let e = &mut self.entries[i as usize];
-                e.weight = weight;
+                e.weight = weight as u32;
                 e.expires = expires;
                 e.generation = e.generation.wrapping_add(1);
                 let old = match &mut e.kv {
@@ -747,11 +883,11 @@ impl<K, V> Store<K, V> {
             None => {
                 let i = self.alloc(hash, key, value, weight, expires);
                 self.table
-                    .insert_unique(hash, i, |&x| self.entries[x as usize].hash);
+                    .insert_unique(hash, i, |&x| expand(self.entries[x as usize].hash));
                 self.stats.entries += 1;
                 self.stats.bytes += weight;
-                if let Some(s) = self.sketch.as_mut() {
-                    s.increment(hash);
+                if self.sketch.as_mut().is_some_and(|s| s.increment(hash)) {
+                    self.halve_freqs();
                 }
                 self.push_tail(i, WINDOW);
                 self.grow_sketch();
@@ -762,6 +898,9 @@ impl<K, V> Store<K, V> {
             self.add_tags(i, tags);
         }
         self.evict(out);
+        if self.sketch.is_some() && self.stats.evictions > 0 {
+            self.climb();
+        }
         self.sweep_expired(now, SWEEP_PER_WRITE, out);
         Ok(true)
     }
@@ -776,7 +915,7 @@ impl<K, V> Store<K, V> {
         now: u64,
         out: &mut Vec<(K, V)>,
     ) -> Result<bool, E> {
-        let hash = mix(hash);
+        let hash = table_hash(hash);
         let Some(i) = self.find(hash, &mut eq)? else {
             return Ok(false);
         };
@@ -861,8 +1000,7 @@ impl<K, V> Store<K, V> {
 
     /// Remove everything (not counted); the counters stay.
     pub fn clear(&mut self) -> Vec<(K, V)> {
-        let out: Vec<(K, V)> = self.entries.drain(..).filter_map(|e| e.kv).collect();
-        self.entries = Vec::new();
+        let out: Vec<(K, V)> = self.entries.take_all().filter_map(|e| e.kv).collect();
         self.free = NIL;
         self.table = HashTable::new();
         self.lists = [EMPTY; 3];
@@ -880,7 +1018,7 @@ impl<K, V> Store<K, V> {
 
     /// Visit every held pair (expired ones included); stops at the first error.
     pub fn try_for_each<E>(&self, mut f: impl FnMut(&K, &V) -> Result<(), E>) -> Result<(), E> {
-        for e in &self.entries {
+        for e in self.entries.iter() {
             if let Some((k, v)) = &e.kv {
                 f(k, v)?;
             }
@@ -929,12 +1067,12 @@ impl<K, V> Store<K, V> {
                 if e.queue != q || e.prev != prev || e.kv.is_none() {
                     return Err(format!("bad links at {i} on list {q}"));
                 }
-                if self.table.find(e.hash, |&x| x == i).is_none() {
+                if self.table.find(expand(e.hash), |&x| x == i).is_none() {
                     return Err(format!("entry {i} not indexed"));
                 }
-                w += self.pw(e.weight);
+                w += self.pw(u64::from(e.weight));
                 count += 1;
-                bytes += e.weight;
+                bytes += u64::from(e.weight);
                 prev = i;
                 i = e.next;
             }

@@ -4,7 +4,7 @@
 //! Sixteen counters per `u64` word, eight words per 64-byte block; a key's
 //! four counters all live in one block (one cache line per access, as
 //! Caffeine lays it out): the i-th in word `2i` or `2i + 1`. A frequency is
-//! the smallest of the four. After `10 x capacity` increments every counter
+//! the smallest of the four. After `AGING_PERIOD x capacity` increments every counter
 //! is halved, so old popularity fades. An optional doorkeeper (one bit per
 //! slot) absorbs the first access of a key so one-hit wonders do not
 //! pollute the counters.
@@ -22,6 +22,14 @@ pub struct Sketch {
     /// One bit per slot: "seen once since the last halving".
     doorkeeper: Option<Vec<u64>>,
 }
+
+/// Counters are halved after this many increments per word of the table
+/// (about 32-64 per entry of capacity). Caffeine halves after 10 per entry:
+/// a longer memory ranks skewed, stable popularity (Zipf traces) better —
+/// 78.7% instead of 78.1% hits on Zipf 1.0, 100k keys, 10k entries, from a
+/// cold start — and adapts more slowly when the popular set changes
+/// wholesale (the `lru` policy suits such workloads).
+const AGING_PERIOD: u64 = 32;
 
 /// Counters saturate at 15.
 const MAX_COUNT: u64 = 15;
@@ -48,7 +56,7 @@ impl Sketch {
             blocks: vec![[0; 8]; blocks],
             block_mask: blocks as u64 - 1,
             additions: 0,
-            sample_size: 10 * words as u64,
+            sample_size: AGING_PERIOD * words as u64,
             doorkeeper: doorkeeper.then(|| vec![0; words]),
         }
     }
@@ -96,22 +104,41 @@ impl Sketch {
     }
 
     /// Count one access of `hash` (conservative update: only the smallest
-    /// counters grow).
+    /// counters grow). True when this access triggered a halving.
     #[inline]
-    pub fn increment(&mut self, hash: u64) {
-        self.additions += 1;
-        if self.additions >= self.sample_size {
-            self.halve();
-        }
+    pub fn increment(&mut self, hash: u64) -> bool {
+        let halved = self.tick();
         if let Some(door) = &mut self.doorkeeper {
             let (w, bit) = Self::door_bit(door, hash);
             if let Some(d) = door.get_mut(w) {
                 if *d & bit == 0 {
                     *d |= bit;
-                    return;
+                    return halved;
                 }
             }
         }
+        self.add(hash, 1);
+        halved
+    }
+
+    /// Count an access without recording whose (the caller keeps the
+    /// count elsewhere and folds it in with [`Sketch::add`] later); true
+    /// when it triggered a halving (the caller halves its own counts too).
+    #[inline]
+    pub fn tick(&mut self) -> bool {
+        self.additions += 1;
+        if self.additions >= self.sample_size {
+            self.halve();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Raise `hash`'s smallest counters by `n` (saturating), counting no
+    /// access (see [`Sketch::tick`]).
+    #[inline]
+    pub fn add(&mut self, hash: u64, n: u64) {
         let b = self.block(hash);
         let Some(block) = self.blocks.get_mut(b) else {
             return;
@@ -122,10 +149,11 @@ impl Sketch {
             *v = (block[w & 7] >> shift) & 0xf;
         }
         let min = values.iter().copied().min().unwrap_or(MAX_COUNT);
-        if min < MAX_COUNT {
+        let to = (min + n).min(MAX_COUNT);
+        if to > min {
             for (v, &(w, shift)) in values.iter().zip(&slots) {
-                if *v == min {
-                    block[w & 7] += 1 << shift;
+                if *v < to {
+                    block[w & 7] = (block[w & 7] & !(0xf << shift)) | (to << shift);
                 }
             }
         }
@@ -184,13 +212,13 @@ mod tests {
         assert_eq!(s.frequency(h), 8);
         s.halve();
         assert_eq!(s.frequency(h), 4);
-        // 10 x capacity increments trigger a halving by themselves.
+        // AGING_PERIOD x capacity increments trigger a halving by themselves.
         let mut s = Sketch::new(16, false);
         for _ in 0..12 {
             s.increment(h);
         }
         let before = s.frequency(h);
-        for i in 0..(10 * s.capacity() as u64) {
+        for i in 0..(super::AGING_PERIOD * s.capacity() as u64) {
             s.increment(mix(1000 + i));
         }
         assert!(s.frequency(h) < before);

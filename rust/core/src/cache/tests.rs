@@ -342,7 +342,7 @@ fn hit_ratio(policy: Policy, doorkeeper: bool, ops: usize) -> f64 {
     let mut s = S::new(c);
     let mut z = Zipf::new(100_000, 1.0, 42);
     let mut out = Vec::new();
-    let warm = ops / 5;
+    let warm = 0; // counted from a cold start, as the benchmark does
     let mut hits = 0;
     for n in 0..ops {
         let k = z.next();
@@ -368,7 +368,7 @@ fn tinylfu_beats_lru_on_zipf() {
         "zipf 1.0, 100k keys, 10k entries: lru {lru:.4} tinylfu {tiny:.4} (+doorkeeper {door:.4})"
     );
     assert!(tiny > lru + 0.03, "tinylfu {tiny} vs lru {lru}");
-    assert!(tiny >= 0.775, "tinylfu {tiny}");
+    assert!(tiny >= 0.785, "tinylfu {tiny}");
 }
 
 // --- memory per entry ----------------------------------------------------------
@@ -401,5 +401,37 @@ fn overhead_per_entry() {
             std::mem::size_of::<Entry<NonZeroU64, NonZeroU64>>()
         );
         assert!(per <= 100.0, "{per} B per entry");
+    }
+}
+
+#[test]
+fn hill_climber_moves_the_window_and_keeps_invariants() {
+    for by_bytes in [false, true] {
+        let c = if by_bytes {
+            cfg(Some(2_000), None, Policy::TinyLfu)
+        } else {
+            cfg(None, Some(100), Policy::TinyLfu)
+        };
+        let mut s = S::new(c);
+        let start = s.window_max;
+        let mut z = Zipf::new(2_000, 0.9, 3);
+        let mut out = Vec::new();
+        for n in 0..60_000u64 {
+            let k = z.next();
+            if get(&mut s, k, 0).is_none() {
+                let w = 1 + (k % 37);
+                let _ = s.insert(k, k, k, w, NEVER, &[], 0, eq(k), &mut out);
+                out.clear();
+            }
+            if n % 997 == 0 {
+                check(&s);
+                assert!(s.window_max >= 1);
+            }
+        }
+        check(&s);
+        assert_ne!(
+            s.window_max, start,
+            "the climber never moved (by_bytes={by_bytes})"
+        );
     }
 }
