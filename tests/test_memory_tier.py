@@ -357,7 +357,7 @@ class ExactModel(RuleBasedStateMachine):
 
 
 TestExactModel = ExactModel.TestCase
-TestExactModel.settings = settings(max_examples=120, stateful_step_count=40, deadline=None)
+TestExactModel.settings = settings(max_examples=300, stateful_step_count=50, deadline=None)
 
 
 # --- invariants under eviction -------------------------------------------------
@@ -512,7 +512,7 @@ class EvictionInvariants(RuleBasedStateMachine):
 
 
 TestEvictionInvariants = EvictionInvariants.TestCase
-TestEvictionInvariants.settings = settings(max_examples=150, stateful_step_count=50, deadline=None)
+TestEvictionInvariants.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
 
 
 # --- the LRU policy: an exact model with a tiny capacity ---------------------------
@@ -524,7 +524,7 @@ LRU_OPS = st.lists(
 
 
 @given(capacity=st.integers(1, 5), ops=LRU_OPS)
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 def test_lru_evicts_the_least_recently_used(capacity: int, ops: list[tuple[str, int]]) -> None:
     tier = MemoryTier(max_entries=capacity, policy="lru")
     model: OrderedDict[int, Val] = OrderedDict()
