@@ -411,14 +411,7 @@ impl PyMemoryTier {
             now_seen = match injected {
                 Some(t) => t,
                 None if precise => clock::precise(),
-                None => {
-                    let c = clock::coarse();
-                    if expires > c.saturating_add(margin) {
-                        c
-                    } else {
-                        clock::precise()
-                    }
-                }
+                None => lagging_now(expires, margin),
             };
             now_seen
         })?;
@@ -447,7 +440,13 @@ impl PyMemoryTier {
         let py = key.py();
         let hash = Self::hash(key)?;
         let weight = self.weigh(key, value)?;
-        let now = self.now(py)?;
+        // The coarse clock lags by at most `margin`: an entry may expire
+        // that much early, never late.
+        let now = if self.has_clock {
+            self.now(py)?
+        } else {
+            clock::coarse()
+        };
         let expires = self.expiry(py, ttl, now)?;
         let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
         let mut out: Pairs = Vec::new();
@@ -497,6 +496,19 @@ fn float_repr(t: f64) -> String {
         if t > 0.0 { "inf" } else { "-inf" }.into()
     } else {
         format!("{t:?}")
+    }
+}
+
+/// Now, for deciding whether an entry expiring at `expires` has expired:
+/// the cheap coarse clock when that is clearly in the future, else the
+/// precise one.
+#[inline]
+fn lagging_now(expires: u64, margin: u64) -> u64 {
+    let c = clock::coarse();
+    if expires > c.saturating_add(margin) {
+        c
+    } else {
+        clock::precise()
     }
 }
 
@@ -766,9 +778,16 @@ impl PyMemoryTier {
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let py = key.py();
         let hash = Self::hash(key)?;
-        let now = self.now(py)?;
+        let injected = if self.has_clock {
+            Some(self.now(py)?)
+        } else {
+            None
+        };
+        let margin = self.margin;
         let mut guard = self.lock(py)?;
-        let r = match guard.peek(hash, self.eq(key), |_| now)? {
+        let r = match guard.peek(hash, self.eq(key), |expires| {
+            injected.unwrap_or_else(|| lagging_now(expires, margin))
+        })? {
             Found::Hit(..) => Ok(true),
             Found::Miss => Ok(false),
             Found::Expired(k, v) => Err((k, v)),

@@ -417,6 +417,7 @@ impl<K, V> Store<K, V> {
 
     // --- lists ---------------------------------------------------------------
 
+    #[inline]
     fn unlink(&mut self, i: u32) {
         let (prev, next, q, w) = {
             let e = &self.entries[i as usize];
@@ -438,6 +439,7 @@ impl<K, V> Store<K, V> {
         }
     }
 
+    #[inline]
     fn push_tail(&mut self, i: u32, q: u8) {
         let pw = self.pw(u64::from(self.entries[i as usize].weight));
         let list = &mut self.lists[q as usize];
