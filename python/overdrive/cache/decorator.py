@@ -202,6 +202,17 @@ def cached(
     return decorate
 
 
+def _arg_types(args: tuple[Any, ...]) -> Any:
+    """The positional arguments' types, cheaply: one argument (the common
+    case) gives its type alone, no tuple built through ``map``."""
+    n = len(args)
+    if n == 1:
+        return type(args[0])
+    if n == 2:
+        return (type(args[0]), type(args[1]))
+    return tuple(map(type, args))
+
+
 def _types(args: tuple[Any, ...], items: tuple[tuple[str, Any], ...]) -> tuple[type, ...]:
     return tuple(map(type, args)) + tuple(type(v) for _, v in items)
 
@@ -217,7 +228,7 @@ def _make_key(
             if kwargs:
                 items = tuple(sorted(kwargs.items()))
                 return (qualname, args, items, _types(args, items))
-            return (qualname, args, _EMPTY, tuple(map(type, args)))
+            return (qualname, args, _EMPTY, _arg_types(args))
 
         return typed_key
 
@@ -270,6 +281,7 @@ def _sync_wrapper(
     sorted_ = sorted
     tuple_ = tuple
     type_ = type
+    len_ = len
     dict_ = dict
     env = _ENV
 
@@ -291,11 +303,17 @@ def _sync_wrapper(
     if key is None and typed:
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            k: Hashable
             if kwargs:
                 items = tuple_(sorted_(kwargs.items()))
                 k = (qualname, args, items, _types(args, items))
             else:
-                k = (qualname, args, _EMPTY, tuple_(map(type_, args)))
+                k = (
+                    qualname,
+                    args,
+                    _EMPTY,
+                    type_(args[0]) if len_(args) == 1 else _arg_types(args),
+                )
             try:
                 v = get0(k, _NO)
             except Exception:
@@ -366,6 +384,7 @@ def _async_wrapper(
     sorted_ = sorted
     tuple_ = tuple
     type_ = type
+    len_ = len
     dict_ = dict
     env = _ENV
 
@@ -394,7 +413,12 @@ def _async_wrapper(
                 items = tuple_(sorted_(kwargs.items()))
                 k = (qualname, args, items, _types(args, items))
             else:
-                k = (qualname, args, _EMPTY, tuple_(map(type_, args)))
+                k = (
+                    qualname,
+                    args,
+                    _EMPTY,
+                    type_(args[0]) if len_(args) == 1 else _arg_types(args),
+                )
             try:
                 v = get0(k, _NO)
             except Exception:
