@@ -47,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from .._core import BatchFuture, _settle
 from ..exceptions import (
     CacheDataError,
     CacheUnavailable,
@@ -227,10 +228,12 @@ class _Gather:
         self.pttls: list[int] | None = None
         self.error: BaseException | None = None
         self.waiters: list[Any] | None = None  # held locks of sync followers
-        self.aio: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] | None = None
+        # the BatchFutures of asyncio callers (leader included), by event loop
+        self.aio: dict[asyncio.AbstractEventLoop, list[BatchFuture[None]]] | None = None
 
 
 _new_lock = threading.Lock
+_running_loop = asyncio.get_running_loop
 
 
 def _signal(g: _Gather) -> None:
@@ -240,10 +243,16 @@ def _signal(g: _Gather) -> None:
         g.full.release()
 
 
-def _wake(futs: list[asyncio.Future[None]]) -> None:
-    for f in futs:
-        if not f.done():
-            f.set_result(None)
+def _wake_loop(loop: asyncio.AbstractEventLoop, futs: list[BatchFuture[None]]) -> None:
+    """Settle ``futs`` (all of ``loop``) with ``None``: one callback on that loop
+    runs every awaiting task's wake-up (a cancelled future is left alone)."""
+    outcomes: list[Any] = [None] * len(futs)
+    try:
+        loop.call_soon_threadsafe(_settle, futs, outcomes)
+    except RuntimeError:  # the loop closed: nobody awaits there; record the outcomes
+        if loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                _settle(futs, outcomes)
 
 
 class RedisTier:
@@ -617,11 +626,16 @@ class RedisTier:
                     else:
                         g.waiters.append(w)
                 else:
-                    w = loop.create_future()
-                    if g.aio is None:
-                        g.aio = [(loop, w)]
+                    w = BatchFuture(loop=loop)
+                    aio = g.aio
+                    if aio is None:
+                        g.aio = {loop: [w]}
                     else:
-                        g.aio.append((loop, w))
+                        same = aio.get(loop)
+                        if same is None:
+                            aio[loop] = [w]
+                        else:
+                            same.append(w)
                 return g, idx, False, w
             self._active += 1
             busy = self._active > 1 and self.max_coalesce > 1
@@ -633,9 +647,12 @@ class RedisTier:
             g = _Gather(k, want_ttl, is_open, is_open and busy)
             if is_open:
                 self._open = g
-            if loop is not None:  # close() runs it if the loop is blocked in close()
-                self._unstarted.add(g)
-            return g, 0, True, None
+            if loop is None:
+                return g, 0, True, None
+            self._unstarted.add(g)  # close() runs it if the loop is blocked in close()
+            lf: BatchFuture[None] = BatchFuture(loop=loop)  # settled with the followers'
+            g.aio = {loop: [lf]}
+            return g, 0, True, lf
 
     def _lead(self, g: _Gather) -> None:
         """Gather (when other batches are active), run the batch, hand out the replies."""
@@ -689,13 +706,8 @@ class RedisTier:
                 for w in waiters:
                     w.release()
             if aio:
-                by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-                for loop, fut in aio:
-                    by_loop.setdefault(loop, []).append(fut)
-                for loop, futs in by_loop.items():
-                    # a closed loop raises RuntimeError: nobody waits there
-                    with contextlib.suppress(RuntimeError):
-                        loop.call_soon_threadsafe(_wake, futs)
+                for loop, futs in aio.items():
+                    _wake_loop(loop, futs)
 
     def _fetch(self, g: _Gather, keys: list[bytes]) -> None:
         g.values, g.pttls = self._fetch_keys(keys, g.want_ttl)
@@ -822,12 +834,12 @@ class RedisTier:
 
     async def _afetch_one(self, key: Hashable, want_ttl: bool, what: str) -> tuple[Any, int]:
         k = self._key(key)
-        if self._known_down():
+        if self._down_until and self._known_down():
             with self._lock:
                 self._misses += 1
             self._skip(what)
             return None, -2
-        loop = asyncio.get_running_loop()
+        loop = _running_loop()
         try:
             g, idx, lead, fut = self._join(k, want_ttl, loop)
         except _Closed:
@@ -840,23 +852,20 @@ class RedisTier:
                 if not g.closed:
                     await asyncio.sleep(0)  # the tasks ready on this loop join the batch
             finally:  # even when cancelled: the followers' batch must run
-                done = self._submit(loop, self._lead, g)
-            if done is not None:
-                await done
-        elif fut is not None:
-            await fut
+                self._start(g)
+        await fut  # settled, with every future of the batch, by one loop callback
         return self._result(g, idx, what)
 
-    def _submit(self, loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> Any:
-        """``fn(*args)`` in the tier's I/O threads (an awaitable), or run inline
-        (returns None) once the tier is closed: then it does no I/O."""
+    def _start(self, g: _Gather) -> None:
+        """Run batch ``g`` in the tier's I/O threads, or inline once the tier
+        is closed (then it does no I/O)."""
         if not self._closed:
             try:
-                return loop.run_in_executor(self._pool(), fn, *args)
+                self._pool().submit(self._lead, g)
+                return
             except RuntimeError:  # the executor shut down: closed meanwhile
                 pass
-        fn(*args)
-        return None
+        self._lead(g)
 
     def _pool(self) -> ThreadPoolExecutor:
         ex = self._executor
