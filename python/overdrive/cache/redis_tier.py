@@ -580,20 +580,24 @@ class RedisTier:
         try:
             return self._ser.loads(raw)
         except CacheDataError as exc:
-            with self._lock:
-                self._errors += 1
-                self._hits -= 1
-                self._misses += 1
-                first = not self._warned_data
-                self._warned_data = True
-            # once at WARNING (a flood of forged entries must not flood the log)
-            log.log(
-                logging.WARNING if first else logging.DEBUG,
-                "RedisTier %r: refused an entry (counted in stats()['errors']): %s",
-                self.name,
-                exc,
-            )
+            self._refused(exc)
             return _BAD
+
+    def _refused(self, exc: CacheDataError) -> None:
+        """Count (and log) an entry the serializer refused."""
+        with self._lock:
+            self._errors += 1
+            self._hits -= 1
+            self._misses += 1
+            first = not self._warned_data
+            self._warned_data = True
+        # once at WARNING (a flood of forged entries must not flood the log)
+        log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "RedisTier %r: refused an entry (counted in stats()['errors']): %s",
+            self.name,
+            exc,
+        )
 
     # ------------------------------------------------------------------ coalescing
 
@@ -832,29 +836,35 @@ class RedisTier:
                 return None, -2
         return self._result(g, idx, what)
 
-    async def _afetch_one(self, key: Hashable, want_ttl: bool, what: str) -> tuple[Any, int]:
-        k = self._key(key)
+    def _ajoin(
+        self, key: Hashable, want_ttl: bool, what: str
+    ) -> tuple[_Gather | None, int, Any, bool]:
+        """An asyncio caller joins (or leads) a batch: ``(batch, index, its
+        BatchFuture, leads)``; ``(None, ...)`` when skipped (Redis known down,
+        tier closed; strict: raises). Plain function: the caller awaits."""
+        k = self._pfx + stable_key(key).encode("utf-8", "surrogatepass")
         if self._down_until and self._known_down():
             with self._lock:
                 self._misses += 1
             self._skip(what)
-            return None, -2
-        loop = _running_loop()
+            return None, 0, None, False
         try:
-            g, idx, lead, fut = self._join(k, want_ttl, loop)
+            g, idx, lead, fut = self._join(k, want_ttl, _running_loop())
         except _Closed:
             with self._lock:
                 self._misses += 1
             self._skip(what)
-            return None, -2
-        if lead:
-            try:
-                if not g.closed:
-                    await asyncio.sleep(0)  # the tasks ready on this loop join the batch
-            finally:  # even when cancelled: the followers' batch must run
-                self._start(g)
-        await fut  # settled, with every future of the batch, by one loop callback
-        return self._result(g, idx, what)
+            return None, 0, None, False
+        return g, idx, fut, lead
+
+    async def _alead(self, g: _Gather) -> None:
+        """The asyncio leader: yield once (the tasks ready on this loop join
+        the batch), then hand the batch to the I/O threads."""
+        try:
+            if not g.closed:
+                await asyncio.sleep(0)
+        finally:  # even when cancelled: the followers' batch must run
+            self._start(g)
 
     def _start(self, g: _Gather) -> None:
         """Run batch ``g`` in the tier's I/O threads, or inline once the tier
@@ -1138,16 +1148,32 @@ class RedisTier:
 
     async def alookup(self, key: Hashable) -> tuple[Any, float | None] | None:
         """:meth:`lookup` for asyncio (coalesced with threads and other tasks)."""
-        raw, pttl = await self._afetch_one(key, True, "lookup")
+        g, idx, fut, lead = self._ajoin(key, True, "lookup")
+        if g is None:
+            return None
+        if lead:
+            await self._alead(g)
+        await fut  # settled, with every future of the batch, by one loop callback
+        raw, pttl = self._result(g, idx, "lookup")
         return self._as_lookup(raw, pttl)
 
     async def aget(self, key: Hashable, default: Any = None) -> Any:
         """:meth:`get` for asyncio (coalesced with threads and other tasks)."""
-        raw, _ = await self._afetch_one(key, False, "get")
+        g, idx, fut, lead = self._ajoin(key, False, "get")
+        if g is None:
+            return default
+        if lead:
+            await self._alead(g)
+        await fut  # settled, with every future of the batch, by one loop callback
+        # g.values is set when g.error is None
+        raw = g.values[idx] if g.error is None else self._result(g, idx, "get")[0]  # type: ignore[index]
         if raw is None:
             return default
-        value = self._decode(raw)
-        return default if value is _BAD else value
+        try:
+            return self._ser.loads(raw)
+        except CacheDataError as exc:
+            self._refused(exc)
+            return default
 
     async def aset(
         self, key: Hashable, value: Any, ttl: float | None = None, tags: Iterable[str] = ()
