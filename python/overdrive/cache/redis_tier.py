@@ -603,14 +603,19 @@ class RedisTier:
 
     def _join(
         self, k: bytes, want_ttl: bool, loop: asyncio.AbstractEventLoop | None
-    ) -> tuple[_Gather, int, bool, Any]:
+    ) -> tuple[Any, int, bool, Any]:
         """Add ``k`` to the open batch, or start one. Returns the batch, the
         key's index, whether this caller leads it, and what a follower waits
-        on (a held lock for a thread, a future for an asyncio task)."""
+        on (a held lock for a thread, a future for an asyncio task). A thread
+        with nothing else in flight gets ``(None, 0, True, None)``: it goes
+        solo (``_active`` is set to 1 for it)."""
         with self._lock:
             if self._closed:
                 raise _Closed
             g = self._open
+            if g is None and loop is None and not self._active:
+                self._active = 1
+                return None, 0, True, None
             # A thread does not join a batch whose asyncio leader has not handed
             # it to a thread yet: that thread may be the leader's loop thread
             # (a blocking get() inside a coroutine), which would stall them both.
@@ -805,13 +810,6 @@ class RedisTier:
                 self._misses += 1
             self._skip(what)
             return None, -2
-        lock = self._lock
-        with lock:
-            solo = self._open is None and not self._active and not self._closed
-            if solo:
-                self._active = 1
-        if solo:
-            return self._solo(k, want_ttl, what)
         try:
             g, idx, lead, w = self._join(k, want_ttl, None)
         except _Closed:
@@ -819,6 +817,8 @@ class RedisTier:
                 self._misses += 1
             self._skip(what)
             return None, -2
+        if g is None:
+            return self._solo(k, want_ttl, what)
         if lead:
             self._lead(g)
         elif not w.acquire(timeout=self._window + 2 * self.timeout_s + 1.0):
