@@ -848,8 +848,30 @@ class RedisTier:
                 self._misses += 1
             self._skip(what)
             return None, 0, None, False
+        loop = _running_loop()
+        w: BatchFuture[None] = BatchFuture(loop=loop)  # made outside the lock
+        with self._lock:  # the common case, inlined: join the open batch
+            g = self._open
+            if g is not None and not self._closed:
+                idx = len(g.keys)
+                g.keys.append(k)
+                if want_ttl:
+                    g.want_ttl = True
+                if idx + 1 >= self.max_coalesce:
+                    self._open = None
+                    _signal(g)
+                aio = g.aio
+                if aio is None:
+                    g.aio = {loop: [w]}
+                else:
+                    same = aio.get(loop)
+                    if same is None:
+                        aio[loop] = [w]
+                    else:
+                        same.append(w)
+                return g, idx, w, False
         try:
-            g, idx, lead, fut = self._join(k, want_ttl, _running_loop())
+            g, idx, lead, fut = self._join(k, want_ttl, loop)
         except _Closed:
             with self._lock:
                 self._misses += 1
