@@ -1088,3 +1088,116 @@ def test_blocking_get_inside_a_coroutine_does_not_stall(redis_server: str) -> No
     finally:
         t.clear()
         t.close()
+
+
+def test_cancelled_async_callers_while_their_batch_is_in_flight(
+    private_redis: RedisServer,
+) -> None:
+    """Tasks cancelled while their MGET is in flight raise CancelledError; the
+    others of the same batch still get their values."""
+    t = RedisTier(private_redis.url, prefix=_prefix(), timeout_s=HANG / 2)
+    t.set_many({i: i * 10 for i in range(40)})
+    cancel = {0, 3, 4, 17, 39}  # 0 leads the batch
+
+    async def main() -> list[Any]:
+        private_redis.pause()
+        try:
+            tasks = [asyncio.create_task(t.aget(i, MISSING)) for i in range(40)]
+            for _ in range(100):  # until the batch is in the I/O thread
+                await asyncio.sleep(0.005)
+                if t._active and not t._unstarted:
+                    break
+            for i in cancel:
+                tasks[i].cancel()
+            await asyncio.sleep(0.02)
+        finally:
+            private_redis.resume()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        got = asyncio.run(main())
+        for i, g in enumerate(got):
+            if i in cancel:
+                assert isinstance(g, asyncio.CancelledError)
+            else:
+                assert g == i * 10
+        s = t.stats()
+        assert s["errors"] == 0 and s["hits"] == 40 and s["coalesced_batches"] == 1
+        assert asyncio.run(t.aget(5)) == 50  # the tier goes on serving
+    finally:
+        t.close()
+
+
+def test_batch_whose_event_loop_closed(private_redis: RedisServer) -> None:
+    """A batch finishing after its tasks' loop closed does not fail (nobody
+    awaits there any more) and the tier keeps serving other loops and threads."""
+    t = RedisTier(private_redis.url, prefix=_prefix(), timeout_s=HANG / 2)
+    t.set_many({i: str(i) for i in range(20)})
+    loop = asyncio.new_event_loop()
+    private_redis.pause()
+    try:
+        tasks = [loop.create_task(t.aget(i)) for i in range(20)]
+        loop.run_until_complete(asyncio.sleep(0.05))  # the batch is in flight
+        assert not any(task.done() for task in tasks)
+        loop.close()
+    finally:
+        private_redis.resume()
+    try:
+        deadline = time.monotonic() + HANG
+        while t.stats()["coalesced_batches"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        s = t.stats()
+        assert s["coalesced_batches"] == 1 and s["hits"] == 20 and s["errors"] == 0
+        assert t.get(3) == "3"
+        assert asyncio.run(t.aget(4)) == "4"
+    finally:
+        t.close()
+        del tasks  # abandoned with their loop
+
+
+def test_async_callers_of_two_loops_share_batches(redis_server: str) -> None:
+    """Tasks of two event loops (two threads) in the same batches each get
+    their own values; each loop is woken by its own callback."""
+    t = RedisTier(redis_server, prefix=_prefix(), coalesce_window_ms=2.0)
+    t.set_many({i: [i] for i in range(100)})
+    wrong: list[Any] = []
+
+    async def main(off: int) -> None:
+        for _ in range(20):
+            got = await asyncio.gather(*(t.aget(i) for i in range(off, 100, 2)))
+            if got != [[i] for i in range(off, 100, 2)]:
+                wrong.append(off)
+            looks = await asyncio.gather(*(t.alookup(i) for i in range(off, 10, 2)))
+            if [lk[0] if lk else None for lk in looks] != [[i] for i in range(off, 10, 2)]:
+                wrong.append(-off)
+
+    try:
+        threads = [threading.Thread(target=asyncio.run, args=(main(k),)) for k in (0, 1)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(HANG)
+        assert wrong == []
+        assert t.stats()["errors"] == 0
+    finally:
+        t.clear()
+        t.close()
+
+
+def test_cached_exception_values_are_returned_not_raised(redis_server: str) -> None:
+    """A cached value that is an exception instance (a pickle tier) comes back
+    as the value from aget/alookup: batch outcomes never mistake it for a failure."""
+    t = RedisTier(redis_server, prefix=_prefix(), serializer=PickleSerializer(b"s" * 32))
+    try:
+        t.set("e", ValueError("cached"))
+
+        async def main() -> tuple[Any, ...]:
+            return tuple(await asyncio.gather(t.aget("e"), t.alookup("e"), t.aget("e")))
+
+        got, looked, again = asyncio.run(main())
+        assert isinstance(got, ValueError) and got.args == ("cached",)
+        assert looked is not None and isinstance(looked[0], ValueError)
+        assert isinstance(again, ValueError)
+    finally:
+        t.clear()
+        t.close()

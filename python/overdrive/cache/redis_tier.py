@@ -47,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from .._core import BatchFuture, _settle
 from ..exceptions import (
     CacheDataError,
     CacheUnavailable,
@@ -227,10 +228,12 @@ class _Gather:
         self.pttls: list[int] | None = None
         self.error: BaseException | None = None
         self.waiters: list[Any] | None = None  # held locks of sync followers
-        self.aio: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] | None = None
+        # the BatchFutures of asyncio callers (leader included), by event loop
+        self.aio: dict[asyncio.AbstractEventLoop, list[BatchFuture[None]]] | None = None
 
 
 _new_lock = threading.Lock
+_running_loop = asyncio.get_running_loop
 
 
 def _signal(g: _Gather) -> None:
@@ -240,10 +243,16 @@ def _signal(g: _Gather) -> None:
         g.full.release()
 
 
-def _wake(futs: list[asyncio.Future[None]]) -> None:
-    for f in futs:
-        if not f.done():
-            f.set_result(None)
+def _wake_loop(loop: asyncio.AbstractEventLoop, futs: list[BatchFuture[None]]) -> None:
+    """Settle ``futs`` (all of ``loop``) with ``None``: one callback on that loop
+    runs every awaiting task's wake-up (a cancelled future is left alone)."""
+    outcomes: list[Any] = [None] * len(futs)
+    try:
+        loop.call_soon_threadsafe(_settle, futs, outcomes)
+    except RuntimeError:  # the loop closed: nobody awaits there; record the outcomes
+        if loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                _settle(futs, outcomes)
 
 
 class RedisTier:
@@ -571,33 +580,42 @@ class RedisTier:
         try:
             return self._ser.loads(raw)
         except CacheDataError as exc:
-            with self._lock:
-                self._errors += 1
-                self._hits -= 1
-                self._misses += 1
-                first = not self._warned_data
-                self._warned_data = True
-            # once at WARNING (a flood of forged entries must not flood the log)
-            log.log(
-                logging.WARNING if first else logging.DEBUG,
-                "RedisTier %r: refused an entry (counted in stats()['errors']): %s",
-                self.name,
-                exc,
-            )
+            self._refused(exc)
             return _BAD
+
+    def _refused(self, exc: CacheDataError) -> None:
+        """Count (and log) an entry the serializer refused."""
+        with self._lock:
+            self._errors += 1
+            self._hits -= 1
+            self._misses += 1
+            first = not self._warned_data
+            self._warned_data = True
+        # once at WARNING (a flood of forged entries must not flood the log)
+        log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "RedisTier %r: refused an entry (counted in stats()['errors']): %s",
+            self.name,
+            exc,
+        )
 
     # ------------------------------------------------------------------ coalescing
 
     def _join(
         self, k: bytes, want_ttl: bool, loop: asyncio.AbstractEventLoop | None
-    ) -> tuple[_Gather, int, bool, Any]:
+    ) -> tuple[Any, int, bool, Any]:
         """Add ``k`` to the open batch, or start one. Returns the batch, the
         key's index, whether this caller leads it, and what a follower waits
-        on (a held lock for a thread, a future for an asyncio task)."""
+        on (a held lock for a thread, a future for an asyncio task). A thread
+        with nothing else in flight gets ``(None, 0, True, None)``: it goes
+        solo (``_active`` is set to 1 for it)."""
         with self._lock:
             if self._closed:
                 raise _Closed
             g = self._open
+            if g is None and loop is None and not self._active:
+                self._active = 1
+                return None, 0, True, None
             # A thread does not join a batch whose asyncio leader has not handed
             # it to a thread yet: that thread may be the leader's loop thread
             # (a blocking get() inside a coroutine), which would stall them both.
@@ -617,11 +635,16 @@ class RedisTier:
                     else:
                         g.waiters.append(w)
                 else:
-                    w = loop.create_future()
-                    if g.aio is None:
-                        g.aio = [(loop, w)]
+                    w = BatchFuture(loop=loop)
+                    aio = g.aio
+                    if aio is None:
+                        g.aio = {loop: [w]}
                     else:
-                        g.aio.append((loop, w))
+                        same = aio.get(loop)
+                        if same is None:
+                            aio[loop] = [w]
+                        else:
+                            same.append(w)
                 return g, idx, False, w
             self._active += 1
             busy = self._active > 1 and self.max_coalesce > 1
@@ -633,9 +656,12 @@ class RedisTier:
             g = _Gather(k, want_ttl, is_open, is_open and busy)
             if is_open:
                 self._open = g
-            if loop is not None:  # close() runs it if the loop is blocked in close()
-                self._unstarted.add(g)
-            return g, 0, True, None
+            if loop is None:
+                return g, 0, True, None
+            self._unstarted.add(g)  # close() runs it if the loop is blocked in close()
+            lf: BatchFuture[None] = BatchFuture(loop=loop)  # settled with the followers'
+            g.aio = {loop: [lf]}
+            return g, 0, True, lf
 
     def _lead(self, g: _Gather) -> None:
         """Gather (when other batches are active), run the batch, hand out the replies."""
@@ -689,13 +715,8 @@ class RedisTier:
                 for w in waiters:
                     w.release()
             if aio:
-                by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-                for loop, fut in aio:
-                    by_loop.setdefault(loop, []).append(fut)
-                for loop, futs in by_loop.items():
-                    # a closed loop raises RuntimeError: nobody waits there
-                    with contextlib.suppress(RuntimeError):
-                        loop.call_soon_threadsafe(_wake, futs)
+                for loop, futs in aio.items():
+                    _wake_loop(loop, futs)
 
     def _fetch(self, g: _Gather, keys: list[bytes]) -> None:
         g.values, g.pttls = self._fetch_keys(keys, g.want_ttl)
@@ -789,13 +810,6 @@ class RedisTier:
                 self._misses += 1
             self._skip(what)
             return None, -2
-        lock = self._lock
-        with lock:
-            solo = self._open is None and not self._active and not self._closed
-            if solo:
-                self._active = 1
-        if solo:
-            return self._solo(k, want_ttl, what)
         try:
             g, idx, lead, w = self._join(k, want_ttl, None)
         except _Closed:
@@ -803,6 +817,8 @@ class RedisTier:
                 self._misses += 1
             self._skip(what)
             return None, -2
+        if g is None:
+            return self._solo(k, want_ttl, what)
         if lead:
             self._lead(g)
         elif not w.acquire(timeout=self._window + 2 * self.timeout_s + 1.0):
@@ -820,43 +836,68 @@ class RedisTier:
                 return None, -2
         return self._result(g, idx, what)
 
-    async def _afetch_one(self, key: Hashable, want_ttl: bool, what: str) -> tuple[Any, int]:
-        k = self._key(key)
-        if self._known_down():
+    def _ajoin(
+        self, key: Hashable, want_ttl: bool, what: str
+    ) -> tuple[_Gather | None, int, Any, bool]:
+        """An asyncio caller joins (or leads) a batch: ``(batch, index, its
+        BatchFuture, leads)``; ``(None, ...)`` when skipped (Redis known down,
+        tier closed; strict: raises). Plain function: the caller awaits."""
+        k = self._pfx + stable_key(key).encode("utf-8", "surrogatepass")
+        if self._down_until and self._known_down():
             with self._lock:
                 self._misses += 1
             self._skip(what)
-            return None, -2
-        loop = asyncio.get_running_loop()
+            return None, 0, None, False
+        loop = _running_loop()
+        w: BatchFuture[None] = BatchFuture(loop=loop)  # made outside the lock
+        with self._lock:  # the common case, inlined: join the open batch
+            g = self._open
+            if g is not None and not self._closed:
+                idx = len(g.keys)
+                g.keys.append(k)
+                if want_ttl:
+                    g.want_ttl = True
+                if idx + 1 >= self.max_coalesce:
+                    self._open = None
+                    _signal(g)
+                aio = g.aio
+                if aio is None:
+                    g.aio = {loop: [w]}
+                else:
+                    same = aio.get(loop)
+                    if same is None:
+                        aio[loop] = [w]
+                    else:
+                        same.append(w)
+                return g, idx, w, False
         try:
             g, idx, lead, fut = self._join(k, want_ttl, loop)
         except _Closed:
             with self._lock:
                 self._misses += 1
             self._skip(what)
-            return None, -2
-        if lead:
-            try:
-                if not g.closed:
-                    await asyncio.sleep(0)  # the tasks ready on this loop join the batch
-            finally:  # even when cancelled: the followers' batch must run
-                done = self._submit(loop, self._lead, g)
-            if done is not None:
-                await done
-        elif fut is not None:
-            await fut
-        return self._result(g, idx, what)
+            return None, 0, None, False
+        return g, idx, fut, lead
 
-    def _submit(self, loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> Any:
-        """``fn(*args)`` in the tier's I/O threads (an awaitable), or run inline
-        (returns None) once the tier is closed: then it does no I/O."""
+    async def _alead(self, g: _Gather) -> None:
+        """The asyncio leader: yield once (the tasks ready on this loop join
+        the batch), then hand the batch to the I/O threads."""
+        try:
+            if not g.closed:
+                await asyncio.sleep(0)
+        finally:  # even when cancelled: the followers' batch must run
+            self._start(g)
+
+    def _start(self, g: _Gather) -> None:
+        """Run batch ``g`` in the tier's I/O threads, or inline once the tier
+        is closed (then it does no I/O)."""
         if not self._closed:
             try:
-                return loop.run_in_executor(self._pool(), fn, *args)
+                self._pool().submit(self._lead, g)
+                return
             except RuntimeError:  # the executor shut down: closed meanwhile
                 pass
-        fn(*args)
-        return None
+        self._lead(g)
 
     def _pool(self) -> ThreadPoolExecutor:
         ex = self._executor
@@ -1129,16 +1170,32 @@ class RedisTier:
 
     async def alookup(self, key: Hashable) -> tuple[Any, float | None] | None:
         """:meth:`lookup` for asyncio (coalesced with threads and other tasks)."""
-        raw, pttl = await self._afetch_one(key, True, "lookup")
+        g, idx, fut, lead = self._ajoin(key, True, "lookup")
+        if g is None:
+            return None
+        if lead:
+            await self._alead(g)
+        await fut  # settled, with every future of the batch, by one loop callback
+        raw, pttl = self._result(g, idx, "lookup")
         return self._as_lookup(raw, pttl)
 
     async def aget(self, key: Hashable, default: Any = None) -> Any:
         """:meth:`get` for asyncio (coalesced with threads and other tasks)."""
-        raw, _ = await self._afetch_one(key, False, "get")
+        g, idx, fut, lead = self._ajoin(key, False, "get")
+        if g is None:
+            return default
+        if lead:
+            await self._alead(g)
+        await fut  # settled, with every future of the batch, by one loop callback
+        # g.values is set when g.error is None
+        raw = g.values[idx] if g.error is None else self._result(g, idx, "get")[0]  # type: ignore[index]
         if raw is None:
             return default
-        value = self._decode(raw)
-        return default if value is _BAD else value
+        try:
+            return self._ser.loads(raw)
+        except CacheDataError as exc:
+            self._refused(exc)
+            return default
 
     async def aset(
         self, key: Hashable, value: Any, ttl: float | None = None, tags: Iterable[str] = ()
