@@ -123,6 +123,41 @@ def test_telemetry_suite_rows_and_checks() -> None:
     assert "telemetry" in SUITES
 
 
+def test_cache_suite_rows_and_checks() -> None:
+    assert "cache" in SUITES
+    result = load_suite("cache").run(BenchConfig(quick=True, repeats=2))
+    cases: dict[str, list[str]] = {}
+    for r in result.rows:
+        cases.setdefault(r["case"], []).append(r["impl"])
+        assert r["value"] > 0, r
+    hit = cases["get hit (Zipf keys, all cached)"]
+    assert hit[:2] == ["MemoryTier (tinylfu, ttl)", "cachebox.LRUCache"]
+    assert {"cachetools.TTLCache + Lock", "cachetools.TTLCache (no lock)"} <= set(hit)
+    assert {"functools.lru_cache hit", "dict.get"} <= set(hit)
+    ratio_cases = [c for c in cases if c.startswith("hit ratio")]
+    assert len(ratio_cases) == 2  # quick: the whole trace, and the prefix the slow peers replay
+    assert {"MemoryTier (tinylfu)", "MemoryTier (lru)", "cachebox.LRUCache"} <= set(
+        cases[ratio_cases[0]]
+    )
+    assert {"cachetools.LRUCache", "cachetools.TTLCache"} <= set(cases[ratio_cases[1]])
+    ratios = {r["impl"]: r["value"] for r in result.rows if r["case"] == ratio_cases[0]}
+    # LRU is LRU: every exact LRU gives the same hits on the same trace
+    assert ratios["MemoryTier (lru)"] == pytest.approx(ratios["cachebox.LRUCache"], abs=0.01)
+    assert ratios["functools.lru_cache"] == pytest.approx(ratios["cachebox.LRUCache"], abs=0.01)
+    mem = [c for c in cases if c.startswith("memory per entry")]
+    assert len(mem) == 1 and cases[mem[0]] == [
+        "MemoryTier (tinylfu)",
+        "MemoryTier (lru)",
+        "cachebox.LRUCache",
+        "dict",
+    ]
+    names = [c.name for c in result.checks]
+    assert names[0] == "get hit vs cachebox.LRUCache"
+    assert any(n.startswith("hit ratio") for n in names)
+    assert any(n.startswith("memory per entry") for n in names)
+    assert not any(n.startswith(("L2", "L3", "decorator")) for n in names)
+
+
 def test_cli_bench_and_report(tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "overdrive"]
     listed = subprocess.run([*cli, "bench", "--list"], capture_output=True, text=True, check=True)

@@ -22,7 +22,7 @@ use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
 use pyo3::PyTraverseError;
 
 use crate::args::{self, type_name};
@@ -36,10 +36,11 @@ type Pairs = Vec<(Obj, Obj)>;
 ///
 /// A hit must not pay for a precise clock read (an ordered TSC read through
 /// the vDSO, ~20 ns here): it reads the kernel's coarse monotonic clock
-/// (the time of the last tick, a few ns), which lags the precise one by at
-/// most its resolution. An entry that expires later than coarse + twice
-/// that resolution is certainly alive; only one closer to its expiry pays
-/// for the precise clock. Both clocks run on the same timeline.
+/// (the time of the last tick, a few ns), which lags the precise one by
+/// about its resolution, more when ticks come late. An entry that expires
+/// later than coarse + [`clock::margin`] (twice that resolution, at least
+/// 1 s) is alive; only one closer to its expiry pays for the precise clock.
+/// Both clocks run on the same timeline.
 mod clock {
     #[cfg(target_os = "linux")]
     fn read(id: libc::clockid_t) -> u64 {
@@ -53,6 +54,10 @@ mod clock {
             .wrapping_mul(1_000_000_000)
             .wrapping_add(ts.tv_nsec as u64)
     }
+
+    /// The smallest lag of the coarse clock a TTL check allows for (1 s).
+    #[cfg(target_os = "linux")]
+    const MIN_MARGIN: u64 = 1_000_000_000;
 
     /// Now, precisely.
     #[cfg(target_os = "linux")]
@@ -68,7 +73,12 @@ mod clock {
         read(libc::CLOCK_MONOTONIC_COARSE)
     }
 
-    /// How far [`coarse`] may lag (twice its resolution).
+    /// How far [`coarse`] is trusted to lag: twice its resolution, but
+    /// never under [`MIN_MARGIN`]. The coarse clock is the time of the last
+    /// tick, and ticks can come late: in a VM under load it was seen 16 ms
+    /// behind with a 4 ms resolution, so "twice the resolution" returned
+    /// entries expired by several ms. Only entries closer than the margin
+    /// to their expiry pay for the precise read.
     #[cfg(target_os = "linux")]
     pub(super) fn margin() -> u64 {
         let mut ts = libc::timespec {
@@ -78,7 +88,7 @@ mod clock {
         // SAFETY: ts is a valid out-pointer.
         let ok = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } == 0;
         if ok {
-            2 * ((ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64)
+            (2 * ((ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64)).max(MIN_MARGIN)
         } else {
             u64::MAX // never trust the coarse clock
         }
@@ -311,7 +321,19 @@ impl PyMemoryTier {
                                 "must return an int >= 0",
                             ))
                         }
-                        Err(_) if got.extract::<u64>().is_ok() => u64::MAX,
+                        // An int beyond u64 weighs more than any max_bytes
+                        // (the entry is rejected); below i64, it is negative.
+                        Err(_) if got.is_instance_of::<PyInt>() => {
+                            if got.lt(0i32)? {
+                                return Err(bad_value(
+                                    py,
+                                    "weigher",
+                                    format!("returning {}", args::show(got)),
+                                    "must return an int >= 0",
+                                ));
+                            }
+                            u64::MAX
+                        }
                         Err(_) => {
                             return Err(wrong_type(
                                 py,

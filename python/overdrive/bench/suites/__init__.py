@@ -29,6 +29,8 @@ SUITES: dict[str, str] = {
     "telemetry": "overdrive.bench.suites.telemetry",
     # CircuitBreaker, ConcurrencyLimiter, RateLimiter
     "resilience": "overdrive.bench.suites.resilience",
+    # caches: the L1 store (MemoryTier) vs cachebox, cachetools, functools.lru_cache, dict
+    "cache": "overdrive.bench.suites.cache",
 }
 
 
