@@ -440,13 +440,10 @@ impl PyMemoryTier {
         let py = key.py();
         let hash = Self::hash(key)?;
         let weight = self.weigh(key, value)?;
-        // The coarse clock lags by at most `margin`: an entry may expire
-        // that much early, never late.
-        let now = if self.has_clock {
-            self.now(py)?
-        } else {
-            clock::coarse()
-        };
+        // The precise clock: the coarse one lags by a tick or more (16 ms
+        // was seen here), so an entry would expire that much early, and one
+        // with a ttl under the lag could never be read at all.
+        let now = self.now(py)?;
         let expires = self.expiry(py, ttl, now)?;
         let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
         let mut out: Pairs = Vec::new();
