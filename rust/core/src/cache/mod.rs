@@ -391,28 +391,24 @@ impl<K, V> Store<K, V> {
         hash: u64,
         eq: &mut impl FnMut(&K) -> Result<bool, E>,
     ) -> Result<Option<u32>, E> {
-        let entries = &self.entries;
-        let mut failed = None;
-        let found = self.table.find(hash, |&i| {
-            let e = &entries[i as usize];
-            if e.hash != hash as u32 {
-                return false;
+        // `iter_hash` rather than `find`: `find` calls its closure through a
+        // `dyn FnMut`, which keeps the key comparison out of line.
+        let h32 = hash as u32;
+        for &i in self.table.iter_hash(hash) {
+            // SAFETY: every index in the table is a slot the slab holds
+            // (`alloc` hands out only indices below its length, the slab
+            // never shrinks, and `clear` empties both together).
+            let e = unsafe { self.entries.get_unchecked(i as usize) };
+            if e.hash != h32 {
+                continue;
             }
-            match &e.kv {
-                Some((k, _)) => match eq(k) {
-                    Ok(same) => same,
-                    Err(err) => {
-                        failed = Some(err);
-                        true
-                    }
-                },
-                None => false,
+            if let Some((k, _)) = &e.kv {
+                if eq(k)? {
+                    return Ok(Some(i));
+                }
             }
-        });
-        match failed {
-            Some(err) => Err(err),
-            None => Ok(found.copied()),
         }
+        Ok(None)
     }
 
     // --- lists ---------------------------------------------------------------
@@ -472,33 +468,41 @@ impl<K, V> Store<K, V> {
     /// Record an access of entry `i` (a hit or an overwrite).
     #[inline]
     fn touch(&mut self, i: u32) {
-        let (hash, q, stamp) = {
-            let e = &self.entries[i as usize];
-            (e.hash, e.queue, e.stamp)
+        let Some(sketch) = self.sketch.as_mut() else {
+            self.move_to_tail(i, WINDOW);
+            return;
         };
-        match self.sketch.as_mut() {
-            None => self.move_to_tail(i, WINDOW),
-            Some(sketch) => {
-                let _ = hash;
-                if sketch.tick() {
-                    self.halve_freqs();
-                }
-                let e = &mut self.entries[i as usize];
-                e.freq = e.freq.saturating_add(1).min(15);
-                self.tick = self.tick.wrapping_add(1);
-                match q {
-                    PROBATION => {
-                        self.move_to_tail(i, PROTECTED);
-                        self.demote_protected();
-                    }
-                    _ => {
-                        let lazy = (self.lists[q as usize].len / LAZY_DIVISOR).min(1 << 14);
-                        if u32::from(self.tick.wrapping_sub(stamp)) > lazy {
-                            self.move_to_tail(i, q);
-                        }
-                    }
-                }
+        if sketch.tick() {
+            self.halve_freqs();
+        }
+        self.tick = self.tick.wrapping_add(1);
+        let tick = self.tick;
+        let e = &mut self.entries[i as usize];
+        e.freq = e.freq.saturating_add(1).min(15);
+        let (q, stamp) = (e.queue, e.stamp);
+        if q != PROBATION {
+            // A window or protected entry at or lately moved to the tail
+            // stays.
+            if e.next == NIL {
+                return;
             }
+            let lazy = (self.lists[q as usize].len / LAZY_DIVISOR).min(1 << 14);
+            if u32::from(tick.wrapping_sub(stamp)) <= lazy {
+                return;
+            }
+        }
+        self.touch_move(i, q);
+    }
+
+    /// The list surgery of [`Store::touch`] (TinyLFU): a probation entry
+    /// is promoted, any other goes to its list's tail.
+    #[inline(never)]
+    fn touch_move(&mut self, i: u32, q: u8) {
+        if q == PROBATION {
+            self.move_to_tail(i, PROTECTED);
+            self.demote_protected();
+        } else {
+            self.move_to_tail(i, q);
         }
     }
 
@@ -673,6 +677,8 @@ impl<K, V> Store<K, V> {
     }
 
     /// The sketch halved its counters: halve the entries' own counts too.
+    #[cold]
+    #[inline(never)]
     fn halve_freqs(&mut self) {
         for e in self.entries.iter_mut() {
             e.freq >>= 1;
@@ -782,22 +788,31 @@ impl<K, V> Store<K, V> {
             self.stats.misses += 1;
             return Ok(Found::Miss);
         };
-        let expires = self.entries[i as usize].expires;
+        // SAFETY: `find` returned an index from the table (see `find`).
+        let expires = unsafe { self.entries.get_unchecked(i as usize).expires };
         if expires != NEVER && expires <= now(expires) {
             self.stats.misses += 1;
-            return Ok(match self.remove_at(i) {
-                Some((k, v)) => {
-                    self.stats.expirations += 1;
-                    Found::Expired(k, v)
-                }
-                None => Found::Miss,
-            });
+            return Ok(self.take_expired(i));
         }
         self.stats.hits += 1;
         self.touch(i);
-        match &self.entries[i as usize].kv {
+        // SAFETY: `find` returned an index from the table (see `find`).
+        match unsafe { &self.entries.get_unchecked(i as usize).kv } {
             Some((_, v)) => Ok(Found::Hit(v, expires)),
             None => Ok(Found::Miss),
+        }
+    }
+
+    /// Remove the expired entry `i` found by a lookup.
+    #[cold]
+    #[inline(never)]
+    fn take_expired(&mut self, i: u32) -> Found<'_, K, V> {
+        match self.remove_at(i) {
+            Some((k, v)) => {
+                self.stats.expirations += 1;
+                Found::Expired(k, v)
+            }
+            None => Found::Miss,
         }
     }
 
@@ -814,13 +829,7 @@ impl<K, V> Store<K, V> {
         };
         let expires = self.entries[i as usize].expires;
         if expires != NEVER && expires <= now(expires) {
-            return Ok(match self.remove_at(i) {
-                Some((k, v)) => {
-                    self.stats.expirations += 1;
-                    Found::Expired(k, v)
-                }
-                None => Found::Miss,
-            });
+            return Ok(self.take_expired(i));
         }
         match &self.entries[i as usize].kv {
             Some((_, v)) => Ok(Found::Hit(v, expires)),

@@ -50,6 +50,22 @@ impl<T> Slab<T> {
         }
     }
 
+    /// The element at `i`, without bounds checks.
+    ///
+    /// # Safety
+    /// `i < self.len()`.
+    #[inline]
+    pub(super) unsafe fn get_unchecked(&self, i: usize) -> &T {
+        debug_assert!(i < self.len);
+        // SAFETY: i < len, so chunk i >> CHUNK_BITS exists and holds at
+        // least (i & MASK) + 1 elements (every chunk before the last is full).
+        unsafe {
+            self.chunks
+                .get_unchecked(i >> CHUNK_BITS)
+                .get_unchecked(i & MASK)
+        }
+    }
+
     pub(super) fn iter(&self) -> impl Iterator<Item = &T> {
         self.chunks.iter().flatten()
     }
@@ -94,6 +110,10 @@ mod tests {
         assert_eq!(s.len(), 3 * CHUNK + 5);
         assert_eq!(s.capacity(), 4 * CHUNK);
         assert_eq!(s[CHUNK + 7], CHUNK + 7);
+        // SAFETY: both indices are below len.
+        unsafe {
+            assert_eq!(*s.get_unchecked(3 * CHUNK + 4), 3 * CHUNK + 4);
+        }
         s[5] = 99;
         assert_eq!(s.iter().nth(5), Some(&99));
         for v in s.iter_mut() {
