@@ -489,8 +489,14 @@ impl PyMemoryTier {
         }
         let hash = Self::hash(key)?;
         let margin = self.margin;
+        // With a default ttl nearly every entry expires: read the coarse
+        // clock now, off the lookup's dependency chain.
+        let early = self.ttl_ns.map(|_| clock::coarse());
         let mut guard = self.lock(py)?;
-        let r = match guard.get(hash, self.eq(key), |expires| lagging_now(expires, margin)) {
+        let r = match guard.get(hash, self.eq(key), |expires| match early {
+            Some(c) if expires > c.saturating_add(margin) => c,
+            _ => lagging_now(expires, margin),
+        }) {
             Ok(Found::Hit(v, _)) => Ok(Ok(v.bind(py).clone())),
             Ok(Found::Miss) => Ok(Err(None)),
             Ok(Found::Expired(k, v)) => Ok(Err(Some((k, v)))),

@@ -65,10 +65,21 @@ fn table_hash(h: u64) -> u64 {
     expand(mix(h) as u32)
 }
 
-/// A 64-bit index hash from its low 32 bits (hashbrown takes its bucket
-/// from the low bits and its tag from the top 7).
+/// A 64-bit index hash from its low 32 bits: hashbrown takes its bucket
+/// from the low bits and its tag from the top 7, so both halves carry the
+/// (already well-mixed) 32 bits. No multiply: this sits on the critical
+/// path of every lookup.
 #[inline]
 fn expand(h32: u32) -> u64 {
+    let x = u64::from(h32);
+    (x << 32) | x
+}
+
+/// The sketch's hash of an entry's 32 stored bits: the sketch picks its
+/// block from the low bits and its counters from the high 32, which must
+/// not be the same bits.
+#[inline]
+fn sketch_hash(h32: u32) -> u64 {
     let x = u64::from(h32);
     (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) & 0xffff_ffff_0000_0000) | x
 }
@@ -556,13 +567,14 @@ impl<K, V> Store<K, V> {
             if e.queue == FREE {
                 return None;
             }
-            (expand(e.hash), u64::from(e.weight), e.freq)
+            (e.hash, u64::from(e.weight), e.freq)
         };
         if freq > 0 {
             if let Some(s) = self.sketch.as_mut() {
-                s.add(hash, u64::from(freq));
+                s.add(sketch_hash(hash), u64::from(freq));
             }
         }
+        let hash = expand(hash);
         self.unlink(i);
         if let Ok(slot) = self.table.find_entry(hash, |&x| x == i) {
             slot.remove();
@@ -663,8 +675,8 @@ impl<K, V> Store<K, V> {
         let Some(sketch) = self.sketch.as_ref() else {
             return true;
         };
-        let fc = (sketch.frequency(expand(c.hash)) + u64::from(c.freq)).min(15);
-        let fv = (sketch.frequency(expand(v.hash)) + u64::from(v.freq)).min(15);
+        let fc = (sketch.frequency(sketch_hash(c.hash)) + u64::from(c.freq)).min(15);
+        let fv = (sketch.frequency(sketch_hash(v.hash)) + u64::from(v.freq)).min(15);
         if fc > fv {
             true
         } else if fc <= 5 {
@@ -897,7 +909,11 @@ impl<K, V> Store<K, V> {
                     .insert_unique(hash, i, |&x| expand(self.entries[x as usize].hash));
                 self.stats.entries += 1;
                 self.stats.bytes += weight;
-                if self.sketch.as_mut().is_some_and(|s| s.increment(hash)) {
+                if self
+                    .sketch
+                    .as_mut()
+                    .is_some_and(|s| s.increment(sketch_hash(hash as u32)))
+                {
                     self.halve_freqs();
                 }
                 self.push_tail(i, WINDOW);
