@@ -307,9 +307,11 @@ impl<K, V> Store<K, V> {
             }
             Policy::Lru => (u64::MAX, 0),
         };
-        // An entry bound sizes the index and the sketch up front (growing
-        // them would copy, and leave the outgrown copies to the allocator),
-        // up to 4 Mi entries; beyond that they grow with the entries held.
+        // An entry bound sizes the index, the sketch and the slab's first
+        // chunk up front (growing them would copy, and leave the outgrown
+        // copies to the allocator; the slab's untouched pages cost no
+        // memory), up to 4 Mi entries; beyond that they grow with the
+        // entries held.
         let reserve = config
             .max_entries
             .map_or(0, |n| n.min(RESERVE_MAX) as usize);
@@ -319,7 +321,8 @@ impl<K, V> Store<K, V> {
         });
         Store {
             config,
-            entries: Slab::new(),
+            // Inserting runs one entry over the bound before evicting.
+            entries: Slab::with_first_chunk(reserve + 1),
             free: NIL,
             table: HashTable::with_capacity(reserve),
             lists: [EMPTY; 3],
@@ -476,8 +479,10 @@ impl<K, V> Store<K, V> {
         self.push_tail(i, q);
     }
 
-    /// Record an access of entry `i` (a hit or an overwrite).
-    #[inline]
+    /// Record an access of entry `i` (a hit or an overwrite). Inlined
+    /// always: it is a few loads and stores on a hit, and a call would
+    /// cost about as much again.
+    #[inline(always)]
     fn touch(&mut self, i: u32) {
         let Some(sketch) = self.sketch.as_mut() else {
             self.move_to_tail(i, WINDOW);
