@@ -93,5 +93,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<histogram::PyTimer>()?;
     // caches
     m.add_class::<memory_tier::PyMemoryTier>()?;
+    memory_tier::install_fast_get(m.py())?;
     Ok(())
 }

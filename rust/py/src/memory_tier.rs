@@ -159,6 +159,11 @@ pub(crate) struct PyMemoryTier {
     margin: u64,
 }
 
+/// A key comparison failed: its Python exception is set, for the caller to
+/// fetch once the store call returns (a one-byte error keeps the store's
+/// lookup results small).
+struct Raised;
+
 /// Is `obj` of a builtin type whose `==` runs no Python code?
 #[inline]
 fn plain(obj: *mut ffi::PyObject) -> bool {
@@ -168,6 +173,21 @@ fn plain(obj: *mut ffi::PyObject) -> bool {
             || ffi::PyLong_CheckExact(obj) != 0
             || ffi::PyBytes_CheckExact(obj) != 0
             || ffi::PyFloat_CheckExact(obj) != 0
+    }
+}
+
+/// The value of an exact int that fits an `i64` (None: any other object).
+#[inline]
+fn small_int(obj: *mut ffi::PyObject) -> Option<i64> {
+    // SAFETY: obj is a live object; an exact int converts without running
+    // Python code or raising (overflow is reported in `overflow`).
+    unsafe {
+        if ffi::PyLong_CheckExact(obj) == 0 {
+            return None;
+        }
+        let mut overflow = 0;
+        let v = ffi::PyLong_AsLongLongAndOverflow(obj, &mut overflow);
+        (overflow == 0).then_some(v)
     }
 }
 
@@ -224,19 +244,24 @@ impl PyMemoryTier {
     /// `key`'s hash (InputTypeError when unhashable).
     #[inline]
     fn hash(key: &Bound<'_, PyAny>) -> PyResult<u64> {
-        match key.hash() {
-            Ok(h) => Ok(h as u64),
-            Err(e) => {
-                let py = key.py();
-                if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) {
-                    Err(wrong_type(
-                        py,
-                        format!("key must be hashable, not {}", type_name(key)),
-                    ))
-                } else {
-                    Err(e)
-                }
-            }
+        // SAFETY: key is live (a str's hash is cached in the object).
+        let h = unsafe { ffi::PyObject_Hash(key.as_ptr()) };
+        if h == -1 {
+            return Err(Self::hash_error(key));
+        }
+        Ok(h as u64)
+    }
+
+    /// The error of a failed `hash(key)`.
+    #[cold]
+    #[inline(never)]
+    fn hash_error(key: &Bound<'_, PyAny>) -> PyErr {
+        let py = key.py();
+        let e = PyErr::fetch(py);
+        if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) {
+            wrong_type(py, format!("key must be hashable, not {}", type_name(key)))
+        } else {
+            e
         }
     }
 
@@ -246,30 +271,48 @@ impl PyMemoryTier {
     fn eq<'a, 'py>(
         &'a self,
         key: &'a Bound<'py, PyAny>,
-    ) -> impl FnMut(&Obj) -> PyResult<bool> + 'a {
+    ) -> impl FnMut(&Obj) -> Result<bool, Raised> + 'a {
+        // An int key's value, read once: comparing two ints by value
+        // skips the generic rich comparison (and its bool object).
+        let int_key = small_int(key.as_ptr());
         move |k: &Obj| {
             let (a, b) = (key.as_ptr(), k.as_ptr());
             if a == b {
                 return Ok(true);
+            }
+            if let Some(x) = int_key {
+                if let Some(y) = small_int(b) {
+                    return Ok(x == y);
+                }
             }
             // SAFETY: both live.
             if unsafe { ffi::PyUnicode_CheckExact(a) != 0 && ffi::PyUnicode_CheckExact(b) != 0 } {
                 // SAFETY: two exact str: compared in C, no Python code.
                 return Ok(unsafe { ffi::PyUnicode_Compare(a, b) } == 0);
             }
-            if plain(a) && plain(b) {
-                // SAFETY: both live; builtin comparisons run no Python code.
-                let r = unsafe { ffi::PyObject_RichCompareBool(a, b, ffi::Py_EQ) };
-                return match r {
-                    -1 => Err(PyErr::fetch(key.py())),
-                    r => Ok(r == 1),
-                };
-            }
-            self.comparing.store(thread_id(), Ordering::Release);
-            let r = key.eq(k.bind(key.py()));
-            self.comparing.store(0, Ordering::Release);
-            r
+            self.eq_general(key, k)
         }
+    }
+
+    /// `key == k` for keys other than two ints or two str.
+    #[inline(never)]
+    fn eq_general(&self, key: &Bound<'_, PyAny>, k: &Obj) -> Result<bool, Raised> {
+        let (a, b) = (key.as_ptr(), k.as_ptr());
+        if plain(a) && plain(b) {
+            // SAFETY: both live; builtin comparisons run no Python code.
+            let r = unsafe { ffi::PyObject_RichCompareBool(a, b, ffi::Py_EQ) };
+            return match r {
+                -1 => Err(Raised),
+                r => Ok(r == 1),
+            };
+        }
+        self.comparing.store(thread_id(), Ordering::Release);
+        let r = key.eq(k.bind(key.py()));
+        self.comparing.store(0, Ordering::Release);
+        r.map_err(|e| {
+            e.restore(key.py());
+            Raised
+        })
     }
 
     /// Now on the tier's clock, in nanoseconds.
@@ -407,14 +450,16 @@ impl PyMemoryTier {
         let margin = self.margin;
         let mut now_seen = 0;
         let mut guard = self.lock(py)?;
-        let found = guard.get(hash, self.eq(key), |expires| {
-            now_seen = match injected {
-                Some(t) => t,
-                None if precise => clock::precise(),
-                None => lagging_now(expires, margin),
-            };
-            now_seen
-        })?;
+        let found = guard
+            .get(hash, self.eq(key), |expires| {
+                now_seen = match injected {
+                    Some(t) => t,
+                    None if precise => clock::precise(),
+                    None => lagging_now(expires, margin),
+                };
+                now_seen
+            })
+            .map_err(|Raised| PyErr::fetch(py))?;
         let r = match found {
             Found::Hit(v, exp) => Ok(Some((v.clone_ref(py), exp, now_seen))),
             Found::Miss => Ok(None),
@@ -428,6 +473,58 @@ impl PyMemoryTier {
                 Ok(None)
             }
         }
+    }
+
+    /// `get(key, default)`: the value under `key`, else `default` (the
+    /// hit path of `get`, kept lean: no tuple, no precise clock).
+    #[inline]
+    fn get_value<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        default: Borrowed<'_, 'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = key.py();
+        if self.has_clock {
+            return self.get_value_slow(key, default);
+        }
+        let hash = Self::hash(key)?;
+        let margin = self.margin;
+        // With a default ttl nearly every entry expires: read the coarse
+        // clock now, off the lookup's dependency chain.
+        let early = self.ttl_ns.map(|_| clock::coarse());
+        let mut guard = self.lock(py)?;
+        let r = match guard.get(hash, self.eq(key), |expires| match early {
+            Some(c) if expires > c.saturating_add(margin) => c,
+            _ => lagging_now(expires, margin),
+        }) {
+            Ok(Found::Hit(v, _)) => Ok(Ok(v.bind(py).clone())),
+            Ok(Found::Miss) => Ok(Err(None)),
+            Ok(Found::Expired(k, v)) => Ok(Err(Some((k, v)))),
+            Err(Raised) => Err(PyErr::fetch(py)),
+        };
+        drop(guard);
+        match r? {
+            Ok(v) => Ok(v),
+            Err(gone) => {
+                // Dropped attached and now (not via pyo3's deferred pool).
+                drop(gone.map(|(k, v)| (k.into_bound(py), v.into_bound(py))));
+                Ok(default.to_owned())
+            }
+        }
+    }
+
+    /// [`PyMemoryTier::get_value`] on the user's clock.
+    #[cold]
+    #[inline(never)]
+    fn get_value_slow<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        default: Borrowed<'_, 'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self.lookup_inner(key, false)? {
+            Some((v, _, _)) => v.into_bound(key.py()),
+            None => default.to_owned(),
+        })
     }
 
     fn set_inner(
@@ -459,6 +556,7 @@ impl PyMemoryTier {
             self.eq(key),
             &mut out,
         );
+        let r = r.map_err(|Raised| PyErr::fetch(py));
         drop(guard);
         drop(out);
         r.map(|_| ())
@@ -470,7 +568,9 @@ impl PyMemoryTier {
         let now = self.now(py)?;
         let mut out: Pairs = Vec::new();
         let mut guard = self.lock(py)?;
-        let r = guard.delete(hash, self.eq(key), now, &mut out);
+        let r = guard
+            .delete(hash, self.eq(key), now, &mut out)
+            .map_err(|Raised| PyErr::fetch(py));
         drop(guard);
         drop(out);
         r
@@ -627,12 +727,19 @@ impl PyMemoryTier {
     }
 
     /// The value under `key`, or `default` when absent or expired.
+    // Calls come to `get_fastcall` (installed over this method by
+    // `install_fast_get`); this one serves the calls it hands on (by
+    // keyword, or with a wrong number of arguments).
     #[pyo3(signature = (key, default = None))]
-    fn get(&self, key: &Bound<'_, PyAny>, default: Option<Obj>) -> PyResult<Obj> {
-        match self.lookup_inner(key, false)? {
-            Some((v, _, _)) => Ok(v),
-            None => Ok(default.unwrap_or_else(|| key.py().None())),
-        }
+    fn get<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        default: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = key.py();
+        let none = py.None();
+        let default = default.map_or_else(|| none.bind_borrowed(py), |d| d.as_borrowed());
+        self.get_value(key, default)
     }
 
     /// Store `value` under `key` for `ttl` seconds (None: the tier's
@@ -792,9 +899,10 @@ impl PyMemoryTier {
         };
         let margin = self.margin;
         let mut guard = self.lock(py)?;
-        let r = match guard.peek(hash, self.eq(key), |expires| {
+        let found = guard.peek(hash, self.eq(key), |expires| {
             injected.unwrap_or_else(|| lagging_now(expires, margin))
-        })? {
+        });
+        let r = match found.map_err(|Raised| PyErr::fetch(py))? {
             Found::Hit(..) => Ok(true),
             Found::Miss => Ok(false),
             Found::Expired(k, v) => Err((k, v)),
@@ -868,4 +976,156 @@ impl PyMemoryTier {
         let all = unsafe { self.store.try_enter_attached() }.map(|mut s| s.clear());
         drop(all);
     }
+}
+
+/// The pyo3-generated `get`, which [`get_fastcall`] hands unusual calls to.
+static GENERIC_GET: PyOnceLock<Obj> = PyOnceLock::new();
+
+/// `MemoryTier.get(key, default=None)` as a bare `METH_FASTCALL` function.
+///
+/// A cache hit is a few dozen nanoseconds of work; pyo3's generic method
+/// wrapper (argument descriptions, keyword matching, its attach guard)
+/// cost about as much again. This entry point takes the common call,
+/// one or two positional arguments, straight to
+/// [`PyMemoryTier::get_value`], and hands any other (keywords, a wrong
+/// count) to the pyo3 method, so errors read exactly as before.
+///
+/// # Safety
+/// Called by CPython only: attached, with `slf` a `MemoryTier` (the method
+/// descriptor checks the type of `self`), `args` pointing at `nargs`
+/// positional arguments followed by one per name in `kwnames`.
+unsafe extern "C" fn get_fastcall(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls method functions attached; the token does not
+    // outlive this call.
+    let py = unsafe { Python::assume_attached() };
+    if !kwnames.is_null() || !(1..=2).contains(&nargs) {
+        // SAFETY: the caller's arguments, passed on unchanged.
+        return unsafe { get_generic(py, slf, args, nargs, kwnames) };
+    }
+    // SAFETY: nargs is 1 or 2, so args[0] (and args[1] when nargs is 2)
+    // are live borrowed references for the duration of the call.
+    let (key, default) = unsafe {
+        let key = Borrowed::from_ptr(py, *args);
+        let default = if nargs == 2 {
+            Borrowed::from_ptr(py, *args.add(1))
+        } else {
+            Borrowed::from_ptr(py, ffi::Py_None())
+        };
+        (key, default)
+    };
+    // SAFETY: the method descriptor only calls this with a MemoryTier.
+    let tier = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<PyMemoryTier>() };
+    let tier = tier.get();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tier.get_value(&key, default)
+    }));
+    match r {
+        Ok(Ok(v)) => v.into_ptr(),
+        Ok(Err(e)) => {
+            e.restore(py);
+            std::ptr::null_mut()
+        }
+        Err(payload) => {
+            panic_error(payload).restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// The call [`get_fastcall`] does not serve, made on the pyo3 method.
+///
+/// # Safety
+/// As for [`get_fastcall`].
+#[cold]
+#[inline(never)]
+unsafe fn get_generic(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let Some(generic) = GENERIC_GET.get(py) else {
+        pyo3::exceptions::PySystemError::new_err("MemoryTier.get is not initialised").restore(py);
+        return std::ptr::null_mut();
+    };
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+        || -> PyResult<Bound<'_, PyAny>> {
+            let nargs = nargs.max(0) as usize;
+            // The method descriptor takes self first.
+            // SAFETY: slf and the nargs positional arguments are live borrowed
+            // references for the duration of the call.
+            let mut positional = vec![unsafe { Borrowed::from_ptr(py, slf) }.to_owned()];
+            for i in 0..nargs {
+                // SAFETY: as above.
+                positional.push(unsafe { Borrowed::from_ptr(py, *args.add(i)) }.to_owned());
+            }
+            let kwargs = if kwnames.is_null() {
+                None
+            } else {
+                // SAFETY: a non-NULL kwnames is a tuple of str, whose values
+                // follow the positional arguments in args.
+                let names = unsafe { Borrowed::from_ptr(py, kwnames).cast_unchecked::<PyTuple>() };
+                let d = PyDict::new(py);
+                for (j, name) in names.iter().enumerate() {
+                    // SAFETY: as above.
+                    let value = unsafe { Borrowed::from_ptr(py, *args.add(nargs + j)) };
+                    d.set_item(name, value)?;
+                }
+                Some(d)
+            };
+            generic
+                .bind(py)
+                .call(PyTuple::new(py, positional)?, kwargs.as_ref())
+        },
+    ))
+    .unwrap_or_else(|payload| Err(panic_error(payload)));
+    match r {
+        Ok(v) => v.into_ptr(),
+        Err(e) => {
+            e.restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// A panic caught at the boundary, as pyo3 reports one.
+#[cold]
+fn panic_error(payload: Box<dyn std::any::Any + Send + 'static>) -> PyErr {
+    let msg = if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else {
+        "panic from Rust code".to_owned()
+    };
+    pyo3::panic::PanicException::new_err((msg,))
+}
+
+/// Put [`get_fastcall`] in place of the pyo3 `get` on the `MemoryTier`
+/// type (once, at module initialisation).
+pub(crate) fn install_fast_get(py: Python<'_>) -> PyResult<()> {
+    let ty = py.get_type::<PyMemoryTier>();
+    let generic = ty.getattr("get")?;
+    if GENERIC_GET.set(py, generic.unbind()).is_err() {
+        return Ok(()); // installed already
+    }
+    // Lives as long as the type's descriptor: for the process.
+    let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: c"get".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: get_fastcall,
+        },
+        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc: c"get($self, key, default=None)\n--\n\nThe value under ``key``, or ``default`` when absent or expired.".as_ptr(),
+    }));
+    // SAFETY: ty is a live type object; def outlives the descriptor.
+    let descr =
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
+    ty.setattr("get", descr)
 }

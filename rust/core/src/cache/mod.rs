@@ -65,10 +65,21 @@ fn table_hash(h: u64) -> u64 {
     expand(mix(h) as u32)
 }
 
-/// A 64-bit index hash from its low 32 bits (hashbrown takes its bucket
-/// from the low bits and its tag from the top 7).
+/// A 64-bit index hash from its low 32 bits: hashbrown takes its bucket
+/// from the low bits and its tag from the top 7, so both halves carry the
+/// (already well-mixed) 32 bits. No multiply: this sits on the critical
+/// path of every lookup.
 #[inline]
 fn expand(h32: u32) -> u64 {
+    let x = u64::from(h32);
+    (x << 32) | x
+}
+
+/// The sketch's hash of an entry's 32 stored bits: the sketch picks its
+/// block from the low bits and its counters from the high 32, which must
+/// not be the same bits.
+#[inline]
+fn sketch_hash(h32: u32) -> u64 {
     let x = u64::from(h32);
     (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) & 0xffff_ffff_0000_0000) | x
 }
@@ -296,9 +307,11 @@ impl<K, V> Store<K, V> {
             }
             Policy::Lru => (u64::MAX, 0),
         };
-        // An entry bound sizes the index and the sketch up front (growing
-        // them would copy, and leave the outgrown copies to the allocator),
-        // up to 4 Mi entries; beyond that they grow with the entries held.
+        // An entry bound sizes the index, the sketch and the slab's first
+        // chunk up front (growing them would copy, and leave the outgrown
+        // copies to the allocator; the slab's untouched pages cost no
+        // memory), up to 4 Mi entries; beyond that they grow with the
+        // entries held.
         let reserve = config
             .max_entries
             .map_or(0, |n| n.min(RESERVE_MAX) as usize);
@@ -308,7 +321,8 @@ impl<K, V> Store<K, V> {
         });
         Store {
             config,
-            entries: Slab::new(),
+            // Inserting runs one entry over the bound before evicting.
+            entries: Slab::with_first_chunk(reserve + 1),
             free: NIL,
             table: HashTable::with_capacity(reserve),
             lists: [EMPTY; 3],
@@ -391,28 +405,24 @@ impl<K, V> Store<K, V> {
         hash: u64,
         eq: &mut impl FnMut(&K) -> Result<bool, E>,
     ) -> Result<Option<u32>, E> {
-        let entries = &self.entries;
-        let mut failed = None;
-        let found = self.table.find(hash, |&i| {
-            let e = &entries[i as usize];
-            if e.hash != hash as u32 {
-                return false;
+        // `iter_hash` rather than `find`: `find` calls its closure through a
+        // `dyn FnMut`, which keeps the key comparison out of line.
+        let h32 = hash as u32;
+        for &i in self.table.iter_hash(hash) {
+            // SAFETY: every index in the table is a slot the slab holds
+            // (`alloc` hands out only indices below its length, the slab
+            // never shrinks, and `clear` empties both together).
+            let e = unsafe { self.entries.get_unchecked(i as usize) };
+            if e.hash != h32 {
+                continue;
             }
-            match &e.kv {
-                Some((k, _)) => match eq(k) {
-                    Ok(same) => same,
-                    Err(err) => {
-                        failed = Some(err);
-                        true
-                    }
-                },
-                None => false,
+            if let Some((k, _)) = &e.kv {
+                if eq(k)? {
+                    return Ok(Some(i));
+                }
             }
-        });
-        match failed {
-            Some(err) => Err(err),
-            None => Ok(found.copied()),
         }
+        Ok(None)
     }
 
     // --- lists ---------------------------------------------------------------
@@ -469,36 +479,46 @@ impl<K, V> Store<K, V> {
         self.push_tail(i, q);
     }
 
-    /// Record an access of entry `i` (a hit or an overwrite).
-    #[inline]
+    /// Record an access of entry `i` (a hit or an overwrite). Inlined
+    /// always: it is a few loads and stores on a hit, and a call would
+    /// cost about as much again.
+    #[inline(always)]
     fn touch(&mut self, i: u32) {
-        let (hash, q, stamp) = {
-            let e = &self.entries[i as usize];
-            (e.hash, e.queue, e.stamp)
+        let Some(sketch) = self.sketch.as_mut() else {
+            self.move_to_tail(i, WINDOW);
+            return;
         };
-        match self.sketch.as_mut() {
-            None => self.move_to_tail(i, WINDOW),
-            Some(sketch) => {
-                let _ = hash;
-                if sketch.tick() {
-                    self.halve_freqs();
-                }
-                let e = &mut self.entries[i as usize];
-                e.freq = e.freq.saturating_add(1).min(15);
-                self.tick = self.tick.wrapping_add(1);
-                match q {
-                    PROBATION => {
-                        self.move_to_tail(i, PROTECTED);
-                        self.demote_protected();
-                    }
-                    _ => {
-                        let lazy = (self.lists[q as usize].len / LAZY_DIVISOR).min(1 << 14);
-                        if u32::from(self.tick.wrapping_sub(stamp)) > lazy {
-                            self.move_to_tail(i, q);
-                        }
-                    }
-                }
+        if sketch.tick() {
+            self.halve_freqs();
+        }
+        self.tick = self.tick.wrapping_add(1);
+        let tick = self.tick;
+        let e = &mut self.entries[i as usize];
+        e.freq = e.freq.saturating_add(1).min(15);
+        let (q, stamp) = (e.queue, e.stamp);
+        if q != PROBATION {
+            // A window or protected entry at or lately moved to the tail
+            // stays.
+            if e.next == NIL {
+                return;
             }
+            let lazy = (self.lists[q as usize].len / LAZY_DIVISOR).min(1 << 14);
+            if u32::from(tick.wrapping_sub(stamp)) <= lazy {
+                return;
+            }
+        }
+        self.touch_move(i, q);
+    }
+
+    /// The list surgery of [`Store::touch`] (TinyLFU): a probation entry
+    /// is promoted, any other goes to its list's tail.
+    #[inline(never)]
+    fn touch_move(&mut self, i: u32, q: u8) {
+        if q == PROBATION {
+            self.move_to_tail(i, PROTECTED);
+            self.demote_protected();
+        } else {
+            self.move_to_tail(i, q);
         }
     }
 
@@ -552,13 +572,14 @@ impl<K, V> Store<K, V> {
             if e.queue == FREE {
                 return None;
             }
-            (expand(e.hash), u64::from(e.weight), e.freq)
+            (e.hash, u64::from(e.weight), e.freq)
         };
         if freq > 0 {
             if let Some(s) = self.sketch.as_mut() {
-                s.add(hash, u64::from(freq));
+                s.add(sketch_hash(hash), u64::from(freq));
             }
         }
+        let hash = expand(hash);
         self.unlink(i);
         if let Ok(slot) = self.table.find_entry(hash, |&x| x == i) {
             slot.remove();
@@ -659,8 +680,8 @@ impl<K, V> Store<K, V> {
         let Some(sketch) = self.sketch.as_ref() else {
             return true;
         };
-        let fc = (sketch.frequency(expand(c.hash)) + u64::from(c.freq)).min(15);
-        let fv = (sketch.frequency(expand(v.hash)) + u64::from(v.freq)).min(15);
+        let fc = (sketch.frequency(sketch_hash(c.hash)) + u64::from(c.freq)).min(15);
+        let fv = (sketch.frequency(sketch_hash(v.hash)) + u64::from(v.freq)).min(15);
         if fc > fv {
             true
         } else if fc <= 5 {
@@ -673,6 +694,8 @@ impl<K, V> Store<K, V> {
     }
 
     /// The sketch halved its counters: halve the entries' own counts too.
+    #[cold]
+    #[inline(never)]
     fn halve_freqs(&mut self) {
         for e in self.entries.iter_mut() {
             e.freq >>= 1;
@@ -782,22 +805,31 @@ impl<K, V> Store<K, V> {
             self.stats.misses += 1;
             return Ok(Found::Miss);
         };
-        let expires = self.entries[i as usize].expires;
+        // SAFETY: `find` returned an index from the table (see `find`).
+        let expires = unsafe { self.entries.get_unchecked(i as usize).expires };
         if expires != NEVER && expires <= now(expires) {
             self.stats.misses += 1;
-            return Ok(match self.remove_at(i) {
-                Some((k, v)) => {
-                    self.stats.expirations += 1;
-                    Found::Expired(k, v)
-                }
-                None => Found::Miss,
-            });
+            return Ok(self.take_expired(i));
         }
         self.stats.hits += 1;
         self.touch(i);
-        match &self.entries[i as usize].kv {
+        // SAFETY: `find` returned an index from the table (see `find`).
+        match unsafe { &self.entries.get_unchecked(i as usize).kv } {
             Some((_, v)) => Ok(Found::Hit(v, expires)),
             None => Ok(Found::Miss),
+        }
+    }
+
+    /// Remove the expired entry `i` found by a lookup.
+    #[cold]
+    #[inline(never)]
+    fn take_expired(&mut self, i: u32) -> Found<'_, K, V> {
+        match self.remove_at(i) {
+            Some((k, v)) => {
+                self.stats.expirations += 1;
+                Found::Expired(k, v)
+            }
+            None => Found::Miss,
         }
     }
 
@@ -814,13 +846,7 @@ impl<K, V> Store<K, V> {
         };
         let expires = self.entries[i as usize].expires;
         if expires != NEVER && expires <= now(expires) {
-            return Ok(match self.remove_at(i) {
-                Some((k, v)) => {
-                    self.stats.expirations += 1;
-                    Found::Expired(k, v)
-                }
-                None => Found::Miss,
-            });
+            return Ok(self.take_expired(i));
         }
         match &self.entries[i as usize].kv {
             Some((_, v)) => Ok(Found::Hit(v, expires)),
@@ -888,7 +914,11 @@ impl<K, V> Store<K, V> {
                     .insert_unique(hash, i, |&x| expand(self.entries[x as usize].hash));
                 self.stats.entries += 1;
                 self.stats.bytes += weight;
-                if self.sketch.as_mut().is_some_and(|s| s.increment(hash)) {
+                if self
+                    .sketch
+                    .as_mut()
+                    .is_some_and(|s| s.increment(sketch_hash(hash as u32)))
+                {
                     self.halve_freqs();
                 }
                 self.push_tail(i, WINDOW);

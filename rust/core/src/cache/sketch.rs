@@ -160,6 +160,8 @@ impl Sketch {
     }
 
     /// Halve every counter (and forget the doorkeeper).
+    #[cold]
+    #[inline(never)]
     pub fn halve(&mut self) {
         for block in &mut self.blocks {
             for w in block {
