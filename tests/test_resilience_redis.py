@@ -246,10 +246,12 @@ def test_gcra_rate_over_a_window_in_redis(redis_server: str, raw: redis.Redis) -
         admitted += a.try_acquire() + b.try_acquire()
     t1 = server_now()
     # every decision fell within [t0, t1] on the server's clock: never more than
-    # burst + rate * (t1 - t0); with demand never idle for a whole burst, at most
-    # a few intervals fewer (the round trips at each end of the window)
+    # burst + rate * (t1 - t0). Fewer when this process was descheduled for longer
+    # than a burst (a busy CI machine): the lower bound only says the shared limit
+    # admits at its rate rather than refusing; the exact count is checked with an
+    # injected clock in test_resilience_limiters.py.
     most = 4 + (t1 - t0) * 40
-    assert most - 6 <= admitted <= most + 1e-6
+    assert most / 2 <= admitted <= most + 1e-6
 
 
 def test_gcra_acquire_waits_in_redis(redis_server: str) -> None:
