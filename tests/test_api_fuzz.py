@@ -18,7 +18,10 @@ process by the component tests (``run_isolated``).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +31,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import overdrive as od
+from overdrive.cache import DiskTier, MemoryTier, TieredCache, cached
 from overdrive.exceptions import OverdriveError
+from overdrive.resilience import CircuitBreaker, ConcurrencyLimiter, RateLimiter
 from overdrive.telemetry import LatencyHistogram
 
 # --- bad values --------------------------------------------------------------
@@ -363,6 +368,145 @@ TARGETS = [
         "LatencyHistogram.merge", {"other": LatencyHistogram()}, lambda **kw: hist().merge(**kw)
     ),
 ]
+
+
+# --- caches and resilience (pure-Python facades over the Rust L1 store) ------------
+
+_DISK_DIR = tempfile.mkdtemp(prefix="od-fuzz-")
+_disk_paths = itertools.count()
+
+
+def memory() -> MemoryTier:
+    tier = MemoryTier(max_entries=100, ttl=60.0)
+    tier.set("k", 1)
+    return tier
+
+
+def disk(**kw: Any) -> DiskTier:
+    return DiskTier(os.path.join(_DISK_DIR, f"fuzz-{next(_disk_paths)}.db"), **kw)
+
+
+def tiered(**kw: Any) -> TieredCache:
+    return TieredCache([MemoryTier(max_entries=100)], **kw)
+
+
+def closing(make: Callable[[], Any], use: Callable[[Any], Any]) -> Any:
+    obj = make()
+    try:
+        return use(obj)
+    finally:
+        obj.close()
+
+
+CACHE_TARGETS = [
+    Target(
+        "MemoryTier",
+        {
+            "max_bytes": None,
+            "max_entries": 100,
+            "ttl": 60.0,
+            "policy": "tinylfu",
+            "weigher": None,
+            "clock": None,
+            "name": "fuzz",
+        },
+        MemoryTier,
+    ),
+    Target(
+        "MemoryTier.set",
+        {"key": "k", "value": 1, "ttl": 1.0, "tags": ("t",)},
+        lambda **kw: memory().set(**kw),
+    ),
+    Target("MemoryTier.get", {"key": "k"}, lambda **kw: memory().get(**kw)),
+    Target("MemoryTier.get_many", {"keys": ["k", 1]}, lambda **kw: memory().get_many(**kw)),
+    Target(
+        "MemoryTier.set_many",
+        {"items": {"k": 1}, "ttl": 1.0, "tags": ()},
+        lambda **kw: memory().set_many(**kw),
+    ),
+    Target("MemoryTier.invalidate_tag", {"tag": "t"}, lambda **kw: memory().invalidate_tag(**kw)),
+    Target(
+        "DiskTier",
+        {
+            "max_bytes": None,
+            "ttl": 60.0,
+            "max_pending": 100,
+            "flush_interval_ms": 50.0,
+            "write_behind": True,
+        },
+        lambda **kw: closing(lambda: disk(**kw), lambda d: d.get("k")),
+    ),
+    Target(
+        "DiskTier.set",
+        {"key": "k", "value": 1, "ttl": 1.0, "tags": ()},
+        lambda **kw: closing(disk, lambda d: d.set(**kw)),
+    ),
+    Target(
+        "TieredCache",
+        {
+            "write": "through",
+            "promote": True,
+            "negative_ttl": None,
+            "stale_ttl": None,
+            "cost_per_call": None,
+            "alert_below": None,
+            "lock_timeout_s": 30.0,
+            "name": "fuzz",
+        },
+        lambda **kw: closing(lambda: tiered(**kw), lambda c: c.get("k")),
+    ),
+    Target(
+        "TieredCache.set",
+        {"key": "k", "value": 1, "ttl": 1.0, "tags": ()},
+        lambda **kw: closing(tiered, lambda c: c.set(**kw)),
+    ),
+    Target(
+        "TieredCache.get_or_set",
+        {"key": "k", "compute": lambda: 1, "ttl": 1.0},
+        lambda **kw: closing(tiered, lambda c: c.get_or_set(**kw)),
+    ),
+    Target(
+        "cached",
+        {"ttl": 1.0, "tags": (), "negative_ttl": None, "stale_ttl": None, "typed": True},
+        lambda **kw: cached(**kw)(lambda x: x)(1),
+    ),
+    Target(
+        "CircuitBreaker",
+        {
+            "window_size": 10,
+            "min_calls": 5,
+            "failure_rate": 0.5,
+            "open_s": 1.0,
+            "half_open_probes": 2,
+            "slow_call_s": None,
+        },
+        lambda **kw: CircuitBreaker(**kw).call(lambda: 1),
+    ),
+    Target(
+        "ConcurrencyLimiter",
+        {"limit": 4, "min_limit": 1, "max_limit": 8, "queue_timeout_s": 0.01},
+        lambda **kw: ConcurrencyLimiter(**kw).acquire().release(),
+    ),
+    Target(
+        "RateLimiter",
+        {"rate": 10.0, "per": 1.0, "burst": None},
+        lambda **kw: RateLimiter(**kw).try_acquire(),
+    ),
+    Target(
+        "RateLimiter.try_acquire",
+        {"key": None, "cost": 1},
+        lambda **kw: RateLimiter(10.0).try_acquire(**kw),
+    ),
+]
+
+
+@pytest.mark.parametrize("target", [t.param() for t in CACHE_TARGETS])
+@FUZZ
+@given(data=st.data())
+def test_caches_and_guards_only_overdrive_errors_come_out(
+    target: Target, data: st.DataObject
+) -> None:
+    check(target, data)
 
 
 @pytest.mark.parametrize("target", [t.param() for t in TARGETS])
