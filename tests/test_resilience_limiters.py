@@ -528,3 +528,13 @@ def test_permit_context_manager_reports_failure() -> None:
     with pytest.raises(KeyError), lim.acquire():
         raise KeyError("x")
     assert lim.limit == 9 and lim.stats()["failed"] == 1
+
+
+def test_an_unhashable_key_is_an_input_type_error_naming_it() -> None:
+    from overdrive.exceptions import InputTypeError
+
+    rl = RateLimiter(10.0)
+    for call in (rl.try_acquire, rl.retry_after, rl.reset):
+        with pytest.raises(InputTypeError, match="key must be hashable, got list"):
+            call([1])
+    assert rl.try_acquire("ok")  # the limiter is still usable

@@ -146,7 +146,10 @@ class RateLimiter:
             key = self.key
         now = self._clock()
         with self._lock:
-            tat = self._tat.get(key)
+            try:
+                tat = self._tat.get(key)
+            except TypeError:
+                raise _unhashable(key) from None
             if tat is None:
                 if len(self._tat) >= _PRUNE_AT:
                     self._prune(now)
@@ -209,7 +212,10 @@ class RateLimiter:
             self._redis.client.delete(self._prefix + self._redis_key(k))
             return
         with self._lock:
-            self._tat.pop(k, None)
+            try:
+                self._tat.pop(k, None)
+            except TypeError:
+                raise _unhashable(k) from None
 
     def close(self) -> None:
         """Close the Redis client this object created from a ``redis://`` URL
@@ -237,7 +243,10 @@ class RateLimiter:
             return self._decide_remote(key, cost)
         now = self._clock()
         with self._lock:
-            tat = self._tat.get(key)
+            try:
+                tat = self._tat.get(key)
+            except TypeError:
+                raise _unhashable(key) from None
             if tat is None:
                 if len(self._tat) >= _PRUNE_AT:
                     self._prune(now)
@@ -305,3 +314,7 @@ class RateLimiter:
                 retry_after=wait,
                 name=self.name,
             )
+
+
+def _unhashable(key: object) -> InputTypeError:
+    return InputTypeError(f"key must be hashable, got {type(key).__name__} {key!r:.60}")
