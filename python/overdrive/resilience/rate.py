@@ -211,11 +211,12 @@ class RateLimiter:
         if self._redis is not None:
             self._redis.client.delete(self._prefix + self._redis_key(k))
             return
+        try:
+            hash(k)  # dict.pop skips hashing when the table is empty
+        except TypeError:
+            raise _unhashable(k) from None
         with self._lock:
-            try:
-                self._tat.pop(k, None)
-            except TypeError:
-                raise _unhashable(k) from None
+            self._tat.pop(k, None)
 
     def close(self) -> None:
         """Close the Redis client this object created from a ``redis://`` URL
