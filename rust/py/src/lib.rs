@@ -94,5 +94,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // caches
     m.add_class::<memory_tier::PyMemoryTier>()?;
     memory_tier::install_fast_get(m.py())?;
+    gil_lock::install_fork_handler();
     Ok(())
 }

@@ -235,6 +235,9 @@ impl PyMemoryTier {
                 ));
             }
             self.store.wait_free(py);
+            // A wait that never ends (two tiers' __eq__ waiting on each
+            // other) must still let Ctrl-C through.
+            py.check_signals()?;
             if let Some(g) = self.store.try_enter(py) {
                 return Ok(g);
             }
