@@ -176,6 +176,32 @@ fn plain(obj: *mut ffi::PyObject) -> bool {
     }
 }
 
+/// One is an exact str and the other exact bytes.
+fn str_and_bytes(a: *mut ffi::PyObject, b: *mut ffi::PyObject) -> bool {
+    // SAFETY: both live objects.
+    unsafe {
+        (ffi::PyUnicode_CheckExact(a) != 0 && ffi::PyBytes_CheckExact(b) != 0)
+            || (ffi::PyBytes_CheckExact(a) != 0 && ffi::PyUnicode_CheckExact(b) != 0)
+    }
+}
+
+/// Marks the tier as comparing keys on this thread (a key's `__eq__` that
+/// calls back into the tier gets ReentrantCallError) until dropped.
+struct Comparing<'a>(&'a AtomicU64);
+
+impl<'a> Comparing<'a> {
+    fn enter(flag: &'a AtomicU64) -> Self {
+        flag.store(thread_id(), Ordering::Release);
+        Comparing(flag)
+    }
+}
+
+impl Drop for Comparing<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
+
 /// The value of an exact int that fits an `i64` (None: any other object).
 #[inline]
 fn small_int(obj: *mut ffi::PyObject) -> Option<i64> {
@@ -301,17 +327,21 @@ impl PyMemoryTier {
     #[inline(never)]
     fn eq_general(&self, key: &Bound<'_, PyAny>, k: &Obj) -> Result<bool, Raised> {
         let (a, b) = (key.as_ptr(), k.as_ptr());
-        if plain(a) && plain(b) {
-            // SAFETY: both live; builtin comparisons run no Python code.
+        if plain(a) && plain(b) && !str_and_bytes(a, b) {
+            // SAFETY: both live; builtin comparisons run no Python code
+            // (str == bytes is left out: under `python -b` it warns, and the
+            // warnings machinery is Python code).
             let r = unsafe { ffi::PyObject_RichCompareBool(a, b, ffi::Py_EQ) };
             return match r {
                 -1 => Err(Raised),
                 r => Ok(r == 1),
             };
         }
-        self.comparing.store(thread_id(), Ordering::Release);
-        let r = key.eq(k.bind(key.py()));
-        self.comparing.store(0, Ordering::Release);
+        let r = {
+            // Reset even if a panic unwinds out of the comparison.
+            let _comparing = Comparing::enter(&self.comparing);
+            key.eq(k.bind(key.py()))
+        };
         r.map_err(|e| {
             e.restore(key.py());
             Raised
