@@ -15,6 +15,7 @@ mod batch_futures;
 mod batcher;
 mod buffer_pool;
 mod buffers;
+mod cached_hit;
 mod compress;
 mod errors;
 mod gil_lock;
@@ -94,5 +95,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // caches
     m.add_class::<memory_tier::PyMemoryTier>()?;
     memory_tier::install_fast_get(m.py())?;
+    m.add_class::<cached_hit::PyCachedHit>()?;
     Ok(())
 }
