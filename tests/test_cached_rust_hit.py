@@ -184,3 +184,20 @@ def test_no_reference_leaks_and_collectable() -> None:
     del f
     gc.collect()
     assert ref() is None
+
+
+def test_a_cycle_through_the_wrapper_is_collected() -> None:
+    def make() -> weakref.ref[Any]:
+        holder: dict[str, Any] = {}
+
+        @cached(MemoryTier())
+        def f(x: int) -> Any:
+            return holder["f"]  # f's function -> holder -> the wrapper
+
+        holder["f"] = f
+        assert f(1) is f and f(1) is f
+        return weakref.ref(f)
+
+    ref = make()
+    gc.collect()
+    assert ref() is None

@@ -8,6 +8,7 @@
 //! (keyword arguments, misses, envelope entries, lookup errors) goes to the
 //! Python callables it holds, which own the semantics.
 
+use pyo3::exceptions::PyException;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -126,7 +127,12 @@ impl PyCachedHit {
         let rest = self.rest.bind(py);
         let v = match self.tier.get().get_value(key.as_any(), no.as_borrowed()) {
             Ok(v) => v,
-            Err(_) => return rest.call1((key, args, no, 0)),
+            // As the Python path: an Exception (an unhashable argument, a
+            // failing __eq__) goes to `rest`, which names the argument.
+            Err(e) if e.is_instance_of::<PyException>(py) => {
+                return rest.call1((key, args, no, 0));
+            }
+            Err(e) => return Err(e),
         };
         if v.is(no) || self.is_envelope(&v)? {
             return rest.call1((key, args, v, 1));
@@ -146,7 +152,8 @@ impl PyCachedHit {
         };
         let v = match self.tier.get().get_value(key.as_any(), no.as_borrowed()) {
             Ok(v) => v,
-            Err(_) => return Ok(no.clone()),
+            Err(e) if e.is_instance_of::<PyException>(py) => return Ok(no.clone()),
+            Err(e) => return Err(e),
         };
         if v.is(no) || self.is_envelope(&v)? {
             return Ok(no.clone());
