@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import pickle
 import sys
 import time
 import weakref
@@ -201,3 +202,14 @@ def test_a_cycle_through_the_wrapper_is_collected() -> None:
     ref = make()
     gc.collect()
     assert ref() is None
+
+
+@cached(MemoryTier())
+def _module_level(x: int) -> int:
+    return x + 1
+
+
+def test_pickled_by_reference_as_a_function_is() -> None:
+    assert type(_module_level) is _CachedHit
+    assert pickle.loads(pickle.dumps(_module_level)) is _module_level
+    assert _module_level(1) == 2

@@ -992,3 +992,5 @@ class _CachedHit:
         """A plain tier-0 hit for positional ``args`` (counted), else ``no``."""
     def __get__(self, obj: object, objtype: type | None = None, /) -> Any:
         """Bind to an instance, as a function does."""
+    def __reduce__(self) -> str:
+        """Pickled by reference (its qualified name), as a function is."""

@@ -178,6 +178,12 @@ impl PyCachedHit {
         }
     }
 
+    /// Pickled by reference, as a function is: its `__qualname__`, looked
+    /// up in its `__module__` (both set by `functools.update_wrapper`).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.getattr("__qualname__")
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.qualname)?;
         visit.call(&self.tier)?;
