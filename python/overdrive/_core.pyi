@@ -968,3 +968,29 @@ class MemoryTier:
         """Entries held; expired entries not yet cleaned up are counted."""
     def __iter__(self) -> Iterator[Any]:
         """A snapshot of the live keys."""
+
+@final
+class _CachedHit:
+    """The hit path of one ``@cached`` function over a MemoryTier (private to
+    ``overdrive.cache.decorator``): builds the default key, looks it up in
+    tier 0 and returns a plain hit; hands everything else to ``rest`` (no
+    keyword arguments) or ``with_kwargs``."""
+
+    def __new__(
+        cls,
+        qualname: str,
+        tier: MemoryTier,
+        typed: bool,
+        no: object,
+        env: object,
+        hits: Iterator[int],
+        rest: Callable[[Any, tuple[Any, ...], Any, int], Any],
+        with_kwargs: Callable[..., Any],
+    ) -> _CachedHit: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def probe(self, args: tuple[Any, ...]) -> Any:
+        """A plain tier-0 hit for positional ``args`` (counted), else ``no``."""
+    def __get__(self, obj: object, objtype: type | None = None, /) -> Any:
+        """Bind to an instance, as a function does."""
+    def __reduce__(self) -> str:
+        """Pickled by reference (its qualified name), as a function is."""

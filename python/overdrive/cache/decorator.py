@@ -9,7 +9,10 @@ when a byte tier is in the stack) raises
 build keys yourself (``key(*args, **kwargs)`` returns the whole key).
 
 The hit path is short: build the key, one lookup in the first tier, count the
-hit, return. An async function's wrapper is itself ``async def`` (measured
+hit, return. Over a ``MemoryTier`` with the default key, a sync wrapper is a
+Rust ``_CachedHit`` doing all of that without a Python frame (keyword calls,
+misses and envelope entries go back to the Python path, which builds the same
+keys); an async wrapper asks it for a plain hit first. An async function's wrapper is itself ``async def`` (measured
 faster than returning a ready-made awaitable from a plain function, and it is
 what ``asyncio.create_task``, ``gather`` and ``wait_for`` expect).
 """
@@ -21,6 +24,8 @@ import inspect
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar, overload
 
+from .._core import MemoryTier as _MemoryTier  # type: ignore[attr-defined,unused-ignore]
+from .._core import _CachedHit  # type: ignore[attr-defined,unused-ignore]
 from ..exceptions import InputTypeError
 from ._savings import Account
 from ._tier import MISSING, Tier
@@ -359,6 +364,20 @@ def _sync_wrapper(
                 return on_hit(k, v, lambda: fn(*args, **kwargs), policy)
             return slow(k, args, kwargs, 1)
 
+    if key is None and type(tc.tiers[0]) is _MemoryTier:
+        # The hit path in Rust: the same key, one lookup, no Python frame.
+        # Keyword calls go to ``wrapper``; misses, envelopes and lookup
+        # errors to ``rest``.
+        def rest(k: Hashable, args: tuple[Any, ...], v: Any, start: int) -> Any:
+            if v is not _NO:
+                next(tier0_hits)
+                return on_hit(k, v, lambda: fn(*args), policy)
+            return slow(k, args, {}, start)
+
+        fast = _CachedHit(qualname, tc.tiers[0], typed, _NO, env, fast_hits, rest, wrapper)
+        _attach(fast, fn, tc, account, make_key)
+        return fast
+
     _attach(wrapper, fn, tc, account, make_key)
     return wrapper
 
@@ -430,6 +449,19 @@ def _async_wrapper(
                 next(tier0_hits)
                 return aon_hit(k, v, lambda: fn(*args, **kwargs), policy)
             return await slow(k, args, kwargs, 1)
+
+        if type(tc.tiers[0]) is _MemoryTier:
+            # A plain hit without keywords: key, lookup and count in one
+            # Rust call; anything else takes the full path above.
+            full = wrapper
+            probe = _CachedHit(qualname, tc.tiers[0], typed, _NO, env, fast_hits, full, full).probe
+
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if not kwargs:
+                    v = probe(args)
+                    if v is not _NO:
+                        return v
+                return await full(*args, **kwargs)
 
     else:
 

@@ -15,6 +15,7 @@ mod batch_futures;
 mod batcher;
 mod buffer_pool;
 mod buffers;
+mod cached_hit;
 mod compress;
 mod errors;
 mod gil_lock;
@@ -95,5 +96,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<memory_tier::PyMemoryTier>()?;
     memory_tier::install_fast_get(m.py())?;
     gil_lock::install_fork_handler();
+    m.add_class::<cached_hit::PyCachedHit>()?;
     Ok(())
 }

@@ -511,7 +511,7 @@ impl PyMemoryTier {
     /// `get(key, default)`: the value under `key`, else `default` (the
     /// hit path of `get`, kept lean: no tuple, no precise clock).
     #[inline]
-    fn get_value<'py>(
+    pub(crate) fn get_value<'py>(
         &self,
         key: &Bound<'py, PyAny>,
         default: Borrowed<'_, 'py, PyAny>,
