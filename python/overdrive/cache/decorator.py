@@ -12,9 +12,10 @@ The hit path is short: build the key, one lookup in the first tier, count the
 hit, return. Over a ``MemoryTier`` with the default key, a sync wrapper is a
 Rust ``_CachedHit`` doing all of that without a Python frame (keyword calls,
 misses and envelope entries go back to the Python path, which builds the same
-keys); an async wrapper asks it for a plain hit first. An async function's wrapper is itself ``async def`` (measured
-faster than returning a ready-made awaitable from a plain function, and it is
-what ``asyncio.create_task``, ``gather`` and ``wait_for`` expect).
+keys); an async wrapper asks it for a plain hit first. An async function's
+wrapper is itself ``async def`` (measured faster than returning a ready-made
+awaitable from a plain function, and it is what ``asyncio.create_task``,
+``gather`` and ``wait_for`` expect).
 """
 
 from __future__ import annotations
