@@ -26,13 +26,18 @@ import pytest  # noqa: E402
 from overdrive.bench.redis_server import RedisServer  # noqa: E402
 
 
+def _need_program(program: str, package: str) -> None:
+    """Fail (never skip) when a program the Redis tests run is missing: `make test`
+    installs it through scripts/system-deps.sh, so a missing one is a broken setup."""
+    if shutil.which(program) is None:
+        pytest.fail(
+            f"{program} is not installed (Debian package {package}): run `make test` "
+            "or scripts/system-deps.sh"
+        )
+
+
 def _need_redis_server() -> None:
-    """Skip when redis-server is missing, unless CI is set (then fail the run)."""
-    if shutil.which("redis-server") is None:
-        msg = "redis-server is not installed (run scripts/system-deps.sh)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+    _need_program("redis-server", "redis-server")
 
 
 @pytest.fixture(scope="session")
@@ -79,11 +84,7 @@ def private_redis() -> Iterator[RedisServer]:
 def redis_cluster() -> Iterator[str]:
     """``redis+cluster://`` URL of a 3-master Redis Cluster started for this session."""
     _need_redis_server()
-    if shutil.which("redis-cli") is None:
-        msg = "redis-cli is not installed (Debian package redis-tools)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+    _need_program("redis-cli", "redis-tools")
     from overdrive.bench.redis_server import RedisCluster3
 
     cluster = RedisCluster3()
