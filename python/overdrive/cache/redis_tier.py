@@ -636,15 +636,7 @@ class RedisTier:
                         g.waiters.append(w)
                 else:
                     w = BatchFuture(loop=loop)
-                    aio = g.aio
-                    if aio is None:
-                        g.aio = {loop: [w]}
-                    else:
-                        same = aio.get(loop)
-                        if same is None:
-                            aio[loop] = [w]
-                        else:
-                            same.append(w)
+                    _add_aio_waiter(g, loop, w)
                 return g, idx, False, w
             self._active += 1
             busy = self._active > 1 and self.max_coalesce > 1
@@ -860,15 +852,7 @@ class RedisTier:
                 if idx + 1 >= self.max_coalesce:
                     self._open = None
                     _signal(g)
-                aio = g.aio
-                if aio is None:
-                    g.aio = {loop: [w]}
-                else:
-                    same = aio.get(loop)
-                    if same is None:
-                        aio[loop] = [w]
-                    else:
-                        same.append(w)
+                _add_aio_waiter(g, loop, w)
                 return g, idx, w, False
         try:
             g, idx, lead, fut = self._join(k, want_ttl, loop)
@@ -1249,3 +1233,14 @@ def _glob_escape(b: bytes) -> bytes:
             out.append(0x5C)
         out.append(ch)
     return bytes(out)
+
+
+def _add_aio_waiter(g: Any, loop: Any, w: Any) -> None:
+    """File ``w`` under its event loop in batch ``g`` (settled once per loop)."""
+    aio = g.aio
+    if aio is None:
+        g.aio = {loop: [w]}
+    elif loop in aio:
+        aio[loop].append(w)
+    else:
+        aio[loop] = [w]
