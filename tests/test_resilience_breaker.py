@@ -548,3 +548,61 @@ def test_trips_under_threads_and_counts_add_up() -> None:
 
 def _raise_conn() -> None:
     raise ConnectionError("down")
+
+
+def test_native_clock_rejection_carries_name_and_retry_after() -> None:
+    # time.monotonic is read in Rust on the rejection path: same timeline
+    cb = CircuitBreaker("native", min_calls=1, window_size=1, open_s=30.0)
+    with pytest.raises(ZeroDivisionError):
+        cb.call(lambda: 1 / 0)
+    assert cb.state == "open"
+    with pytest.raises(CircuitOpen) as info:
+        cb.call(lambda: 1)
+    assert info.value.name == "native"
+    assert 29.0 < info.value.retry_after <= 30.0
+    assert cb.stats()["rejected"] == 1
+
+
+def test_an_exception_from_the_closed_path_keeps_its_traceback() -> None:
+    cb = CircuitBreaker("tb")
+
+    def boom() -> None:
+        raise KeyError("inner")
+
+    with pytest.raises(KeyError) as info:
+        cb.call(boom)
+    names = [entry.name for entry in info.traceback]
+    assert "boom" in names  # the function's own frame is kept
+
+
+def test_a_breaker_whose_fallback_refers_to_it_is_collected() -> None:
+    import gc
+    import weakref
+
+    def make() -> weakref.ref[CircuitBreaker]:
+        holder: list[CircuitBreaker] = []
+        cb = CircuitBreaker("cycle", fallback=lambda: holder[0].name)
+        holder.append(cb)
+        cb.force_open()
+        assert cb.call(lambda: 1) == "cycle"  # answered by the fallback, in Rust
+        return weakref.ref(cb)
+
+    ref = make()
+    gc.collect()
+    assert ref() is None
+
+
+def test_call_passes_positional_and_keyword_arguments_on_every_path() -> None:
+    def f(a: int, b: int = 0, *, c: int = 0) -> tuple[int, int, int]:
+        return (a, b, c)
+
+    clock = [0.0]
+    closed = CircuitBreaker("fast")  # closed, lock-free path
+    timed = CircuitBreaker("slow", slow_call_s=10.0, clock=lambda: clock[0])  # Python path
+    for cb in (closed, timed):
+        assert cb.call(f, 1) == (1, 0, 0)
+        assert cb.call(f, 1, 2, c=3) == (1, 2, 3)
+        assert cb.call(f, a=4) == (4, 0, 0)
+    fb = CircuitBreaker("fb", fallback=lambda *a, **k: (a, k))
+    fb.force_open()
+    assert fb.call(f, 1, c=2) == ((1,), {"c": 2})

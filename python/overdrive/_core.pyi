@@ -5,7 +5,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextvars import Context
 from typing import Any, Generic, Literal, ParamSpec, TypedDict, TypeVar, final, overload
 
-from typing_extensions import Buffer
+from typing_extensions import Buffer, disjoint_base
 
 __version__: str
 DEFAULT_MAX_OUTPUT_SIZE: int
@@ -994,3 +994,23 @@ class _CachedHit:
         """Bind to an instance, as a function does."""
     def __reduce__(self) -> str:
         """Pickled by reference (its qualified name), as a function is."""
+
+@disjoint_base
+class _BreakerCore:
+    """Base class of ``overdrive.resilience.CircuitBreaker`` (private): its
+    per-call paths in Rust (the closed lock-free path and the rejection inside
+    an open period); everything else goes to the subclass's ``_call_slow``."""
+
+    _fast: bool
+    _reject_until: float
+    _n_rejected: int
+    _check_at: int
+    _ctr: Any
+    def __new__(cls, *_args: Any, **_kwargs: Any) -> _BreakerCore: ...
+    def _core_init(
+        self, name: str, clock: Callable[[], float] | None, fallback: Callable[..., Any] | None
+    ) -> None:
+        """Set the name, the clock (``None``: ``time.monotonic``) and the fallback, once."""
+    def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """``func(*args, **kwargs)`` if the breaker admits it (else CircuitOpen, or
+        the fallback's value), recording the outcome."""

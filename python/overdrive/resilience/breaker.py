@@ -48,8 +48,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Final, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
+from .._core import _BreakerCore
 from ..exceptions import CircuitOpen, ConfigurationError, InputTypeError
 from ..telemetry.registry import auto_register
 from ._breaker_lua import BREAKER_LUA
@@ -77,7 +78,7 @@ _log = logging.getLogger("overdrive.resilience")
 _OK, _FAIL, _IGNORE = 0, 1, 2
 
 
-class CircuitBreaker:
+class CircuitBreaker(_BreakerCore):
     """Stops calling a failing dependency for a while; see the module docstring.
 
     ``breaker.call(fn, *args, **kwargs)``; ``await breaker.acall(coro_fn, ...)``;
@@ -92,17 +93,13 @@ class CircuitBreaker:
     """
 
     __slots__ = (
-        "__weakref__",
         "_bucket_s",
         "_buckets",
-        "_check_at",
         "_clock",
         "_cm",
-        "_ctr",
         "_epoch",
         "_fails",
         "_fallback",
-        "_fast",
         "_listeners",
         "_lock",
         "_n_fail",
@@ -111,7 +108,6 @@ class CircuitBreaker:
         "_n_ok_slow",
         "_n_opened",
         "_n_redis_errors",
-        "_n_rejected",
         "_n_slow",
         "_ok_done",
         "_open_until",
@@ -123,7 +119,6 @@ class CircuitBreaker:
         "_pend_slow",
         "_probes_full_until",
         "_redis",
-        "_reject_until",
         "_rkey",
         "_slows",
         "_state",
@@ -198,6 +193,8 @@ class CircuitBreaker:
             )
         self._listeners = [check_callable("listeners[i]", f) for f in listeners]
         self._fallback = None if fallback is None else check_callable("fallback", fallback)
+        # the per-call paths in Rust read these (time.monotonic is read natively there)
+        self._core_init(self.name, None if clock is time.monotonic else clock, self._fallback)
         self._redis: RedisLink | None = resolve_redis(redis)
         if self._redis is not None:
             self._rkey = self._redis.key("{cb:" + self.name + "}")
@@ -248,31 +245,33 @@ class CircuitBreaker:
             self._refresh(force=True)
         return _NAMES[self._state]
 
-    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """``fn(*args, **kwargs)`` if the breaker admits it (else CircuitOpen, or
-        the ``fallback``'s value), recording the outcome; the result or
-        exception passes through."""
-        if self._fast:
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                self._closed_error(exc)
-                raise
-            if next(self._ctr) == self._check_at:
-                self._evaluate_at_min()
-            return result
+    if TYPE_CHECKING:
+
+        def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+            """``fn(*args, **kwargs)`` if the breaker admits it (else CircuitOpen, or
+            the ``fallback``'s value), recording the outcome; the result or
+            exception passes through. (In Rust: ``_BreakerCore.call``; the closed
+            lock-free path and the open-period rejection run there, the rest in
+            :meth:`_call_slow`.)"""
+            ...
+
+    def _call_slow(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:
+        """:meth:`call` when the breaker is neither closed on its lock-free path
+        nor inside an open period: probes, Redis state, time windows, slow calls."""
+        if kwargs is None:
+            kwargs = {}
         now = self._clock()
-        if now < self._reject_until:  # open (in-process state): refuse here, no more frames
+        if now < self._reject_until:  # open (in-process state)
             self._n_rejected += 1  # a racy count is fine: stats only
             if self._fallback is not None:
-                return self._fallback(*args, **kwargs)  # type: ignore[no-any-return]
+                return self._fallback(*args, **kwargs)
             raise CircuitOpen(self.name, self._reject_until - now)
         try:
             ticket = self._admit()
         except CircuitOpen:
             if self._fallback is None:
                 raise
-            return self._fallback(*args, **kwargs)  # type: ignore[no-any-return]
+            return self._fallback(*args, **kwargs)
         t0 = now if self._timed else 0.0
         try:
             result = fn(*args, **kwargs)
@@ -327,19 +326,9 @@ class CircuitBreaker:
 
             return async_wrapper
         call = self.call
-        breaker = self
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            if breaker._fast:  # call()'s fast path, inlined: one Python frame less
-                try:
-                    result = fn(*args, **kwargs)
-                except BaseException as exc:
-                    breaker._closed_error(exc)
-                    raise
-                if next(breaker._ctr) == breaker._check_at:
-                    breaker._evaluate_at_min()
-                return result
             return call(fn, *args, **kwargs)
 
         return wrapper

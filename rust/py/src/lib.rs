@@ -13,6 +13,7 @@ mod batch;
 mod batch_common;
 mod batch_futures;
 mod batcher;
+mod breaker;
 mod buffer_pool;
 mod buffers;
 mod cached_hit;
@@ -97,5 +98,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     memory_tier::install_fast_get(m.py())?;
     gil_lock::install_fork_handler();
     m.add_class::<cached_hit::PyCachedHit>()?;
+    m.add_class::<breaker::PyBreakerCore>()?;
     Ok(())
 }

@@ -375,32 +375,36 @@ def _redis_cases(result: SuiteResult, repeats: int) -> None:
     with RedisServer() as srv:
         rl = RateLimiter(1e9, 1.0, burst=10**8, redis=srv.url, name="bench")
         cb = CircuitBreaker("bench", redis=srv.url)
-        local = CircuitBreaker("bench-local")
+        try:
+            local = CircuitBreaker("bench-local")
 
-        def rl_loop() -> None:
-            for _ in range(n):
-                rl.try_acquire("k")
+            def rl_loop() -> None:
+                for _ in range(n):
+                    rl.try_acquire("k")
 
-        def cb_loop() -> None:
-            call = cb.call
-            for _ in range(n):
-                call(_target)
+            def cb_loop() -> None:
+                call = cb.call
+                for _ in range(n):
+                    call(_target)
 
-        def local_loop() -> None:
-            call = local.call
-            for _ in range(n):
-                call(_target)
+            def local_loop() -> None:
+                call = local.call
+                for _ in range(n):
+                    call(_target)
 
-        s = interleaved(
-            {
-                "overdrive": rl_loop,
-                "breaker, Redis-shared (sync_s=0.1)": cb_loop,
-                "breaker, local": local_loop,
-            },
-            repeats=max(5, repeats // 2),
-        )
-        for row in _rows("Redis GCRA try_acquire (one Lua round trip)", s, per=n):
-            result.rows.append(row)
+            s = interleaved(
+                {
+                    "overdrive": rl_loop,
+                    "breaker, Redis-shared (sync_s=0.1)": cb_loop,
+                    "breaker, local": local_loop,
+                },
+                repeats=max(5, repeats // 2),
+            )
+            for row in _rows("Redis GCRA try_acquire (one Lua round trip)", s, per=n):
+                result.rows.append(row)
+        finally:  # their Redis connections, before the server stops
+            rl.close()
+            cb.close()
 
 
 def run(config: BenchConfig) -> SuiteResult:
