@@ -96,6 +96,34 @@ def calibrate(
     return max(1, int(number * target_s / elapsed)) if elapsed > 0 else number
 
 
+def _calibrate_pair(
+    fns: tuple[Callable[[], Any], Callable[[], Any]],
+    target_s: float,
+    setup: Callable[[], Any] | None,
+    rounds: int = 4,
+) -> tuple[int, int]:
+    """Calls per sample for each callable so both samples take about ``target_s``.
+
+    A rough count for each, then ``rounds`` interleaved batches of both: the
+    fastest batch of each sets its count. Interleaving matters on a loaded
+    machine: calibrating one callable in a quiet moment and the other in a busy
+    one would make their samples unequally long, and long samples get preempted
+    more often, which biases the ratio.
+    """
+    rough = [calibrate(fn, target_s, setup=setup) for fn in fns]
+    best = [math.inf, math.inf]
+    for r in range(rounds):
+        for i in (0, 1) if r % 2 == 0 else (1, 0):
+            if setup is not None:
+                setup()
+            start = time.perf_counter()
+            for _ in range(rough[i]):
+                fns[i]()
+            best[i] = min(best[i], time.perf_counter() - start)
+    out = [max(1, int(n * target_s / b)) if b > 0 else n for n, b in zip(rough, best, strict=True)]
+    return out[0], out[1]
+
+
 def _time_once(fn: Callable[[], Any], number: int) -> float:
     start = time.perf_counter()
     for _ in range(number):
@@ -289,6 +317,8 @@ class Comparison:
     baseline_memory: MemoryUse = field(repr=False, default_factory=MemoryUse)
     candidate_memory: MemoryUse = field(repr=False, default_factory=MemoryUse)
     warmup: int = 0
+    baseline_number: int = 0
+    candidate_number: int = 0
     created: str = field(repr=False, default="")
     build: dict[str, Any] = field(repr=False, default_factory=dict)
     machine: dict[str, Any] = field(repr=False, default_factory=dict)
@@ -309,6 +339,8 @@ class Comparison:
         baseline_memory: MemoryUse | None = None,
         candidate_memory: MemoryUse | None = None,
         warmup: int = 0,
+        baseline_number: int = 0,
+        candidate_number: int = 0,
         build: Mapping[str, Any] | None = None,
         machine: Mapping[str, Any] | None = None,
     ) -> Comparison:
@@ -339,6 +371,8 @@ class Comparison:
             baseline_memory=baseline_memory or MemoryUse(),
             candidate_memory=candidate_memory or MemoryUse(),
             warmup=warmup,
+            baseline_number=baseline_number or number,
+            candidate_number=candidate_number or number,
             created=utc_now(),
             build=dict(build) if build is not None else {},
             machine=dict(machine) if machine is not None else {},
@@ -402,10 +436,14 @@ class Comparison:
             "significant": self.significant,
             "cpu_ratio": self.cpu_ratio,
             "summary": self.summary(),
-            "baseline": _side(self.baseline_times, self.baseline_cpu_times, self.baseline_memory),
-            "candidate": _side(
-                self.candidate_times, self.candidate_cpu_times, self.candidate_memory
-            ),
+            "baseline": {
+                **_side(self.baseline_times, self.baseline_cpu_times, self.baseline_memory),
+                "number": self.baseline_number or self.number,
+            },
+            "candidate": {
+                **_side(self.candidate_times, self.candidate_cpu_times, self.candidate_memory),
+                "number": self.candidate_number or self.number,
+            },
             "baseline_median_s": self.baseline_median_s,
             "candidate_median_s": self.candidate_median_s,
             "repeats": self.repeats,
@@ -458,6 +496,8 @@ class Comparison:
             baseline_memory=_memory_from(b),
             candidate_memory=_memory_from(c),
             warmup=int(d.get("warmup", 0)),
+            baseline_number=int(b.get("number", d["number"])),
+            candidate_number=int(c.get("number", d["number"])),
             created=str(d.get("created", "")),
             build=dict(d.get("build", {})),
             machine=dict(d.get("machine", {})),
@@ -495,10 +535,14 @@ def compare(
 ) -> Comparison:
     """Time ``baseline`` and ``candidate`` interleaved and compare their medians.
 
-    - ``number`` calls make one sample; by default it is calibrated so a sample
-      of the slower callable takes about ``min_time`` seconds (both use the same
-      ``number``). ``target_s`` is the old name of ``min_time``.
-    - ``warmup`` samples of each (same ``number``) run first and are discarded;
+    - A sample is ``number`` calls in a row. By default each callable gets its
+      own count, so that each of its samples takes about ``min_time`` seconds:
+      a rough calibration, then 4 interleaved batches of both, the fastest of
+      which decides. Equally long samples get the same exposure to the machine's
+      noise (long samples are preempted more often than short ones).
+      ``Comparison.number`` is the smaller count; ``baseline_number`` and
+      ``candidate_number`` each side's. ``target_s`` is the old name of ``min_time``.
+    - ``warmup`` samples of each run first and are discarded;
       then ``repeats`` samples of each, interleaved in alternating order
       (A B, B A, A B, ...). ``setup()``, if given, runs untimed before every
       sample (and before calibration and memory calls), followed by a
@@ -545,16 +589,15 @@ def compare(
 
     fns = (baseline, candidate)
     gc.collect()
-    if number is None:
-        number = min(calibrate(fn, target, setup=setup) for fn in fns)
+    numbers = (number, number) if number is not None else _calibrate_pair(fns, target, setup)
     for r in range(warmup):
         for i in (0, 1) if r % 2 == 0 else (1, 0):
-            _sample(fns[i], number, setup)
+            _sample(fns[i], numbers[i], setup)
     wall: tuple[list[float], list[float]] = ([], [])
     cpu: tuple[list[float], list[float]] = ([], [])
     for r in range(repeats):
         for i in (0, 1) if r % 2 == 0 else (1, 0):
-            w, c = _sample(fns[i], number, setup)
+            w, c = _sample(fns[i], numbers[i], setup)
             wall[i].append(w)
             cpu[i].append(c)
     mems = (MemoryUse(), MemoryUse())
@@ -563,7 +606,7 @@ def compare(
     return Comparison.from_samples(
         wall[0],
         wall[1],
-        number,
+        min(numbers),
         threshold=float(threshold),
         confidence=float(confidence),
         baseline_name=names[0],
@@ -573,6 +616,8 @@ def compare(
         baseline_memory=mems[0],
         candidate_memory=mems[1],
         warmup=warmup,
+        baseline_number=numbers[0],
+        candidate_number=numbers[1],
         build=_build_info(),
         machine=machine_info(),
     )
