@@ -319,6 +319,7 @@ class Comparison:
     warmup: int = 0
     baseline_number: int = 0
     candidate_number: int = 0
+    timer: str = "wall"
     created: str = field(repr=False, default="")
     build: dict[str, Any] = field(repr=False, default_factory=dict)
     machine: dict[str, Any] = field(repr=False, default_factory=dict)
@@ -341,21 +342,29 @@ class Comparison:
         warmup: int = 0,
         baseline_number: int = 0,
         candidate_number: int = 0,
+        timer: str = "wall",
         build: Mapping[str, Any] | None = None,
         machine: Mapping[str, Any] | None = None,
     ) -> Comparison:
-        """Statistics of two samples of seconds per call (counts may differ)."""
-        bm, cm = statistics.median(base), statistics.median(cand)
-        lo, hi = bootstrap_ratio_ci(base, cand, confidence=confidence)
-        mw = mann_whitney_u(base, cand)
+        """Statistics of two samples of seconds per call (counts may differ).
+
+        ``timer="cpu"`` computes the ratio, interval and test from the CPU times
+        instead (which must then be given); ``base``/``cand`` stay the wall times.
+        """
+        if timer not in ("wall", "cpu"):
+            raise ConfigurationError(f"timer must be 'wall' or 'cpu', got {timer!r}")
+        sb, sc = (base, cand) if timer == "wall" else (baseline_cpu_times, candidate_cpu_times)
+        bm, cm = statistics.median(sb), statistics.median(sc)
+        lo, hi = bootstrap_ratio_ci(sb, sc, confidence=confidence)
+        mw = mann_whitney_u(sb, sc)
         return cls(
             ratio=bm / cm if cm > 0 else (1.0 if bm == cm else math.inf),
             ci_low=lo,
             ci_high=hi,
             p_value=mw.p_value,
             significant=mw.p_value < 1 - confidence and not (lo <= 1.0 <= hi),
-            baseline_median_s=bm,
-            candidate_median_s=cm,
+            baseline_median_s=statistics.median(base),
+            candidate_median_s=statistics.median(cand),
             repeats=len(base),
             number=number,
             baseline_times=list(base),
@@ -373,6 +382,7 @@ class Comparison:
             warmup=warmup,
             baseline_number=baseline_number or number,
             candidate_number=candidate_number or number,
+            timer=timer,
             created=utc_now(),
             build=dict(build) if build is not None else {},
             machine=dict(machine) if machine is not None else {},
@@ -392,7 +402,14 @@ class Comparison:
         cand, base = self.candidate_name, self.baseline_name
         level = f"{self.confidence * 100:g}% CI"
         p = f"p={self.p_value:.2g}" if self.p_value >= 1e-4 else f"p={self.p_value:.1e}"
-        medians = f"{_fmt_s(self.candidate_median_s)} vs {_fmt_s(self.baseline_median_s)}"
+        if self.timer == "cpu":
+            cb = (
+                statistics.median(self.candidate_cpu_times),
+                statistics.median(self.baseline_cpu_times),
+            )
+            medians = f"CPU {_fmt_s(cb[0])} vs {_fmt_s(cb[1])}"
+        else:
+            medians = f"{_fmt_s(self.candidate_median_s)} vs {_fmt_s(self.baseline_median_s)}"
         if self.verdict == "faster":
             return (
                 f"{cand} {self.ratio:.2f}x faster than {base} "
@@ -432,6 +449,7 @@ class Comparison:
             "p_value": self.p_value,
             "p_method": self.p_method,
             "threshold": self.threshold,
+            "timer": self.timer,
             "verdict": self.verdict,
             "significant": self.significant,
             "cpu_ratio": self.cpu_ratio,
@@ -498,6 +516,7 @@ class Comparison:
             warmup=int(d.get("warmup", 0)),
             baseline_number=int(b.get("number", d["number"])),
             candidate_number=int(c.get("number", d["number"])),
+            timer=str(d.get("timer", "wall")),
             created=str(d.get("created", "")),
             build=dict(d.get("build", {})),
             machine=dict(d.get("machine", {})),
@@ -531,6 +550,7 @@ def compare(
     confidence: float = 0.95,
     memory: bool = True,
     names: tuple[str, str] = ("baseline", "candidate"),
+    timer: str = "wall",
     target_s: float | None = None,
 ) -> Comparison:
     """Time ``baseline`` and ``candidate`` interleaved and compare their medians.
@@ -554,12 +574,18 @@ def compare(
     - The result holds the ratio of medians (baseline / candidate: > 1 means the
       candidate is faster), its bootstrap interval, the Mann-Whitney p-value
       and a ``verdict`` that needs the whole interval beyond ``threshold``.
+    - ``timer="cpu"`` computes those from the CPU times instead of wall times:
+      on a machine shared with other work, time spent preempted is not in the
+      CPU time, so CPU-bound code compares far more steadily (code that waits,
+      on I/O or sleeps, must use the default ``"wall"``).
     """
     _check_callable("baseline", baseline)
     _check_callable("candidate", candidate)
     if setup is not None:
         _check_callable("setup", setup)
     _check_int("repeats", repeats, 3)
+    if timer not in ("wall", "cpu"):
+        raise ConfigurationError(f"timer must be 'wall' or 'cpu', got {timer!r}")
     _check_int("warmup", warmup, 0)
     if target_s is not None:
         if min_time != 0.02:
@@ -618,6 +644,7 @@ def compare(
         warmup=warmup,
         baseline_number=numbers[0],
         candidate_number=numbers[1],
+        timer=timer,
         build=_build_info(),
         machine=machine_info(),
     )
