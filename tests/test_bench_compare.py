@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 import overdrive as od
-from overdrive.bench import Comparison, MemoryUse, compare, machine_info
+from overdrive.bench import Comparison, MemoryUse, compare, environment_info, machine_info
+from overdrive.bench.environment import peak_rss_bytes, rss_bytes
 from overdrive.bench.report import machine_info as report_machine_info
 from overdrive.bench.suites import SuiteResult
 from overdrive.bench.suites._common import VALUE_COLUMNS, add_rows, ratio_ci, value_row
@@ -90,6 +91,9 @@ def test_identical_callables_show_no_difference() -> None:
     assert r.verdict == "no difference", r
     assert r.ci_low < 1.25 and r.ci_high > 1 / 1.25
     assert "no difference beyond 25%" in str(r)
+    # CPU time is steady enough for the default 5% threshold.
+    c = compare(fn, fn, repeats=15, min_time=0.003, memory=False, timer="cpu")
+    assert c.verdict == "no difference", c
 
 
 def test_unequal_counts_of_one_distribution_are_not_significant() -> None:
@@ -255,9 +259,13 @@ def test_compare_from_several_threads() -> None:
 
 def test_machine_info_has_the_cpu_and_report_delegates() -> None:
     m = machine_info()
-    assert {"python", "implementation", "platform", "cpus", "cpu_model", "load_avg"} <= set(m)
-    assert m["cpus"] >= 1
+    assert set(m) >= {"python", "implementation", "platform", "cpus", "cpu_model", "load_avg"}
+    assert m["cpus"] >= 1 and len(m["load_avg"]) == 3
     assert set(report_machine_info()) == set(m)
+    env = environment_info()
+    assert env["build"] == od.build_info() and env["created"].endswith("Z")
+    rss, peak = rss_bytes(), peak_rss_bytes()
+    assert rss is not None and peak is not None and peak >= rss > 0
 
 
 def test_add_rows_gives_every_ratio_an_interval() -> None:
