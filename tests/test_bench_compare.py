@@ -199,6 +199,10 @@ def test_from_samples_keeps_the_old_positional_form() -> None:
     assert set(d) >= SCHEMA_KEYS
     old = compare(busy(10), busy(10), repeats=3, target_s=0.002, memory=False)
     assert old.number >= 1
+    with pytest.raises(ConfigurationError, match="timer='cpu' needs"):
+        Comparison.from_samples(base, cand, 10, timer="cpu")
+    with pytest.raises(ConfigurationError, match="timer"):
+        Comparison.from_samples(base, cand, 10, timer="gpu")
 
 
 @pytest.mark.parametrize(

@@ -353,6 +353,8 @@ class Comparison:
         """
         if timer not in ("wall", "cpu"):
             raise ConfigurationError(f"timer must be 'wall' or 'cpu', got {timer!r}")
+        if timer == "cpu" and not (baseline_cpu_times and candidate_cpu_times):
+            raise ConfigurationError("timer='cpu' needs baseline_cpu_times and candidate_cpu_times")
         sb, sc = (base, cand) if timer == "wall" else (baseline_cpu_times, candidate_cpu_times)
         bm, cm = statistics.median(sb), statistics.median(sc)
         lo, hi = bootstrap_ratio_ci(sb, sc, confidence=confidence)
