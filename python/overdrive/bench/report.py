@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -13,21 +11,15 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import build_info
+from .environment import machine_info as _machine_info
 from .suites import SuiteResult
 
 __all__ = ["load_run", "machine_info", "print_comparison", "print_run", "write_run"]
 
 
 def machine_info() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
+    """What the numbers were measured on (:func:`overdrive.bench.environment.machine_info`)."""
+    return _machine_info()
 
 
 def make_run(results: list[SuiteResult], quick: bool) -> dict[str, Any]:

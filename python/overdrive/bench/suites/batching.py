@@ -45,6 +45,7 @@ from ..baselines import FrameBatcher, GreedyThreadBatcher, MinimalAsyncBatcher
 from ..compare import Comparison, interleaved
 from ..corpus import json_messages
 from . import BenchConfig, Check, SuiteResult
+from ._common import ratio_ci
 
 __all__ = [
     "burst_await",
@@ -57,7 +58,7 @@ __all__ = [
     "run",
 ]
 
-COLUMNS = ["case", "impl", "us/item", "items/s", "x_vs_od", "detail"]
+COLUMNS = ["case", "impl", "us/item", "items/s", "x_vs_od", "ci_low", "ci_high", "detail"]
 BATCH = 64
 WAIT_MS = 1.0  # overhead cases
 DEVICE_WAIT_MS = 5.0  # open loop: the README's setting
@@ -183,7 +184,9 @@ def _overhead_case(
         od_med, min_med = statistics.median(od_s) / per_call, statistics.median(min_s) / per_call
         mean = b.stats()["mean_batch_size"]
         result.rows.append(_row(case, f"{OD} ({kind})", od_med, od_med, f"mean batch {mean:.1f}"))
-        result.rows.append(_row(case, f"{MINIMAL} ({kind})", min_med, od_med))
+        result.rows.append(
+            {**_row(case, f"{MINIMAL} ({kind})", min_med, od_med), **ratio_ci(min_s, od_s)}
+        )
         cmp = Comparison.from_samples(min_s, od_s, 1)
         frac = od_med / min_med
         result.checks.append(
@@ -277,7 +280,8 @@ def _mlp(config: BenchConfig, result: SuiteResult) -> None:
     od_med = statistics.median(s["overdrive Batcher"]) / n
     base = statistics.median(s["per-item calls"]) / n
     for k, v in s.items():
-        result.rows.append(_row("numpy MLP 512x512x2", k, statistics.median(v) / n, od_med))
+        row = _row("numpy MLP 512x512x2", k, statistics.median(v) / n, od_med)
+        result.rows.append({**row, **ratio_ci(v, s["overdrive Batcher"])})
     result.checks.append(
         Check(
             "numpy MLP throughput: Batcher vs per-item calls",
@@ -569,8 +573,9 @@ def _messages(config: BenchConfig, result: SuiteResult) -> None:
     od_med = med[mb_name]
     case = "200 B JSON msgs"
     result.rows.append(_row(case, mb_name, od_med, od_med, f"ratio {ratio_od:.2f}"))
-    result.rows.append(_row(case, fair, med[fair], od_med, f"ratio {ratio_fr:.2f}"))
-    result.rows.append(_row(case, per_msg, med[per_msg], od_med, f"ratio {ratio_z:.2f}"))
+    for name, r in ((fair, ratio_fr), (per_msg, ratio_z)):
+        row = _row(case, name, med[name], od_med, f"ratio {r:.2f}")
+        result.rows.append({**row, **ratio_ci(s[name], s[mb_name])})
     cmp = Comparison.from_samples(s[fair], s[mb_name], 1)
     result.checks.append(
         Check(

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..compare import interleaved
 from . import BenchConfig, Check, SuiteResult
-from ._common import value_row
+from ._common import ratio_ci, value_row
 
 __all__ = ["ASYNC_GOAL_NS", "SYNC_GOAL_NS", "decorator_rows"]
 
@@ -138,7 +138,8 @@ def _add(
     od = statistics.median(samples["overdrive @cached"])
     for impl, times in samples.items():
         med = statistics.median(times)
-        result.rows.append(value_row(case, impl, med / inner * 1e9, "ns/call", med / od))
+        ci = ratio_ci(times, samples["overdrive @cached"])
+        result.rows.append(value_row(case, impl, med / inner * 1e9, "ns/call", med / od, ci))
     od_ns = od / inner * 1e9
     result.checks.append(Check(f"{case} hit", f"<= {goal:.0f} ns", od_ns, od_ns <= goal, unit="ns"))
     return od_ns

@@ -27,7 +27,7 @@ from typing import Any
 from ...cache import DiskTier
 from ..compare import Comparison, interleaved
 from . import BenchConfig, Check, SuiteResult
-from ._common import add_rows
+from ._common import add_rows, value_row
 
 __all__ = ["GET_GOAL", "SET_GOAL", "disk_rows"]
 
@@ -133,15 +133,8 @@ def disk_rows(config: BenchConfig, result: SuiteResult) -> None:
             queued.append(time.perf_counter() - start)
             flush()
         med = statistics.median(queued)
-        result.rows.append(
-            {
-                "case": f"L3 set, {VALUE_SIZE} B (caller only, queued)",
-                "impl": OD,
-                "value": med / n * 1e6,
-                "unit": "µs/op",
-                "x_vs_od": 1.0,
-            }
-        )
+        case = f"L3 set, {VALUE_SIZE} B (caller only, queued)"
+        result.rows.append(value_row(case, OD, med / n * 1e6, "µs/op", 1.0))
         result.notes.append(
             f"L3: {n} distinct keys, {VALUE_SIZE} B random values, medians of "
             f"{config.repeats} interleaved repeats; both stores with default settings "

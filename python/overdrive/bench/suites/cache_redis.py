@@ -37,7 +37,7 @@ from ..._core import BatchFuture, _settle
 from .. import redis_server
 from ..compare import interleaved
 from . import BenchConfig, Check, SuiteResult
-from ._common import value_row
+from ._common import ratio_ci, value_row
 
 __all__ = ["GOAL_US_PER_KEY", "redis_rows"]
 
@@ -336,17 +336,26 @@ def _run(config: BenchConfig, result: SuiteResult, url: str, redis: Any, tier_cl
     case = f"L2 get, 100 B values, {n_threads} threads"
     for impl, times in threads.items():
         us = statistics.median(times) / total * 1e6
-        result.rows.append(value_row(case, impl, us, "us/key", us / od_us))
+        ci = ratio_ci(times, threads[od_name])
+        result.rows.append(value_row(case, impl, us, "us/key", us / od_us, ci))
     async_us = statistics.median(tasks[aget_name]) / total_tasks * 1e6
     case = f"L2 get, 100 B values, {n_tasks} asyncio tasks"
     for impl, times in tasks.items():
         us = statistics.median(times) / total_tasks * 1e6
-        result.rows.append(value_row(case, impl, us, "us/key", us / async_us))
+        ci = ratio_ci(times, tasks[aget_name])
+        result.rows.append(value_row(case, impl, us, "us/key", us / async_us, ci))
     lone_od = statistics.median(lone["RedisTier.get, lone caller"]) / lone_n * 1e6
     lone_rp = statistics.median(lone["redis-py GET, lone caller"]) / lone_n * 1e6
     result.rows.append(value_row("L2 get, lone caller", "RedisTier.get", lone_od, "us/key", 1.0))
     result.rows.append(
-        value_row("L2 get, lone caller", "redis-py GET", lone_rp, "us/key", lone_rp / lone_od)
+        value_row(
+            "L2 get, lone caller",
+            "redis-py GET",
+            lone_rp,
+            "us/key",
+            lone_rp / lone_od,
+            ratio_ci(lone["redis-py GET, lone caller"], lone["RedisTier.get, lone caller"]),
+        )
     )
 
     mget_us = statistics.median(threads[f"redis-py MGET of {N_KEYS} keys"]) / total * 1e6

@@ -20,11 +20,12 @@ import overdrive as od
 from ..compare import Comparison, interleaved
 from ..corpus import json_blob, json_messages
 from . import BenchConfig, Check, SuiteResult
+from ._common import ratio_ci
 
 __all__ = ["run"]
 
 LEVEL = 3  # od.compress's default level; the peers are set to the same
-COLUMNS = ["case", "impl", "ns/msg", "MB/s", "ratio", "x_vs_od"]
+COLUMNS = ["case", "impl", "ns/msg", "MB/s", "ratio", "x_vs_od", "ci_low", "ci_high"]
 
 
 def _zstd() -> Any:
@@ -56,6 +57,7 @@ def _rows(
                 "MB/s": per_call_bytes / med / 1e6,
                 "ratio": per_call_bytes / out_bytes[impl] if out_bytes.get(impl) else 0.0,
                 "x_vs_od": med / od_med,
+                **ratio_ci(times, samples["overdrive"]),
             }
         )
     return rows

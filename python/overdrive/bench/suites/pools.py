@@ -24,10 +24,11 @@ import overdrive as od
 
 from ..compare import Comparison, interleaved
 from . import BenchConfig, Check, SuiteResult
+from ._common import ratio_ci
 
 __all__ = ["run"]
 
-COLUMNS = ["case", "impl", "ns/op", "x_vs_od"]
+COLUMNS = ["case", "impl", "ns/op", "x_vs_od", "ci_low", "ci_high"]
 INNER = 1000
 GOAL_NS = 150.0
 # The goal (<= 150 ns) against the Lock-guarded free list's ~330 ns on this
@@ -107,6 +108,7 @@ def _rows(case: str, samples: dict[str, list[float]]) -> list[dict[str, Any]]:
             "impl": impl,
             "ns/op": statistics.median(times) / INNER * 1e9,
             "x_vs_od": statistics.median(times) / od_med,
+            **ratio_ci(times, samples["overdrive"]),
         }
         for impl, times in samples.items()
     ]

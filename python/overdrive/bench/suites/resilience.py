@@ -25,10 +25,11 @@ from ...exceptions import CircuitOpen
 from ...resilience import CircuitBreaker, ConcurrencyLimiter, RateLimiter
 from ..compare import interleaved
 from . import BenchConfig, Check, SuiteResult
+from ._common import ratio_ci
 
 __all__ = ["TokenBucket", "run"]
 
-COLUMNS = ["case", "impl", "ns/op", "x_vs_od"]
+COLUMNS = ["case", "impl", "ns/op", "x_vs_od", "ci_low", "ci_high"]
 INNER = 1000
 GOAL_CLOSED_NS = 300.0
 GOAL_REJECT_NS = 500.0
@@ -113,6 +114,7 @@ def _rows(case: str, samples: dict[str, list[float]], per: int = INNER) -> list[
             "impl": impl,
             "ns/op": statistics.median(times) / per * 1e9,
             "x_vs_od": statistics.median(times) / od_med,
+            **ratio_ci(times, samples["overdrive"]),
         }
         for impl, times in samples.items()
     ]
@@ -235,6 +237,7 @@ def _concurrency_case(result: SuiteResult, repeats: int) -> None:
                 "impl": impl,
                 "ns/op": med * 1e9,
                 "x_vs_od": med / statistics.median(samples["overdrive"]),
+                **ratio_ci(times, samples["overdrive"]),
             }
         )
     wall = statistics.median(samples["overdrive"])
