@@ -475,7 +475,7 @@ def comparison_distributions(doc: Mapping[str, Any]) -> str | None:
         present = [(n, s) for n, s in zip(names, series, strict=True) if s]
         ax.boxplot(
             [s for _, s in present],
-            vert=False,
+            orientation="horizontal",
             widths=0.5,
             showfliers=False,
             medianprops={"color": "black", "lw": 2},
