@@ -12,7 +12,6 @@ import json
 import re
 import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -31,54 +30,10 @@ from overdrive.bench.report import (
 )
 from overdrive.cli import main
 from overdrive.exceptions import ConfigurationError
+from report_samples import Page, parse_page
 
 
-class _Page(HTMLParser):
-    """What a page holds: plots (figure data-plot names), headings, tags, ids, links."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.plots: list[str] = []
-        self.svgs = 0
-        self.headings: list[str] = []
-        self.tags: set[str] = set()
-        self.ids: list[str] = []
-        self.urls: list[str] = []
-        self._heading: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        self.tags.add(tag)
-        if tag == "figure" and a.get("data-plot"):
-            self.plots.append(str(a["data-plot"]))
-        if tag == "svg" and a.get("class") == "plot":
-            self.svgs += 1
-        if a.get("id"):
-            self.ids.append(str(a["id"]))
-        for key in ("src", "href", "xlink:href"):
-            if a.get(key):
-                self.urls.append(str(a[key]))
-        if tag in ("h1", "h2", "h3"):
-            self._heading = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("h1", "h2", "h3") and self._heading is not None:
-            self.headings.append("".join(self._heading).strip())
-            self._heading = None
-
-    def handle_data(self, data: str) -> None:
-        if self._heading is not None:
-            self._heading.append(data)
-
-
-def parse_page(text: str) -> _Page:
-    page = _Page()
-    page.feed(text)
-    page.close()
-    return page
-
-
-def assert_self_contained(text: str, page: _Page) -> None:
+def assert_self_contained(text: str, page: Page) -> None:
     assert "<script" not in text
     assert "<link" not in text
     assert "@import" not in text
