@@ -234,15 +234,23 @@ def load_run(
 
 def stress_run(capacity: float = 800.0) -> dict[str, Any]:
     """A ramp that breaks above ``capacity`` and bisects back to the knee."""
+    rates = [100.0]
+    while rates[-1] <= capacity:  # ramp: double until the SLO breaks
+        rates.append(rates[-1] * 2)
+    lo, hi = rates[-2], rates[-1]
+    for _ in range(4):  # bisect to the knee
+        mid = (lo + hi) / 2
+        rates.append(mid)
+        lo, hi = (mid, hi) if mid <= capacity else (lo, mid)
     steps = []
-    for rate in (100.0, 200.0, 400.0, 800.0, 1600.0, 1200.0, 1000.0, 900.0, 850.0):
+    for rate in rates:
         over = rate > capacity
         achieved = min(rate, capacity * 0.97) if over else rate * 0.995
         p99 = 0.002 + (0.0 if not over else 0.4 * (rate / capacity - 1) + 0.05)
         doc = {
             "kind": "load",
             "mode": "open",
-            "target": "sim:capacity=800",
+            "target": f"sim:capacity={capacity:g}",
             "offered_rate": rate,
             "duration_s": 3.0,
             "achieved_rate": achieved,
@@ -262,10 +270,10 @@ def stress_run(capacity: float = 800.0) -> dict[str, Any]:
         steps.append({"rate": rate, "ok": not over, "broke": broke, "load": doc})
     return {
         **_header("stress"),
-        "target": "sim:capacity=800",
+        "target": f"sim:capacity={capacity:g}",
         "slo": {"p99_s": 0.05, "error_rate": 0.01, "min_achieved_fraction": 0.95},
         "steps": steps,
-        "knee_rate": 800.0,
+        "knee_rate": lo,
     }
 
 

@@ -108,18 +108,18 @@ def test_comparison_page_has_distributions_ratio_and_resources() -> None:
 
 
 def test_stress_and_soak_pages() -> None:
-    stress = render_html(samples.stress_run())
+    stress = render_html(samples.stress_run(), samples.stress_run(capacity=600.0))
     page = parse_page(stress)
     assert_self_contained(stress, page)
     assert page.plots == ["stress-steps"]
-    assert "capacity knee: 800 requests/s" in stress
+    assert "capacity knee: 800 requests/s (base: 600 requests/s)" in stress
     assert stress.count('<span class="unmet">broke</span>') == 5
-    soak = render_html(samples.soak_run())
+    soak = render_html(samples.soak_run(), samples.soak_run())
     page = parse_page(soak)
     assert_self_contained(soak, page)
     assert page.plots[:2] == ["soak-rss", "soak-threads"]
     assert "soak-latency-cdf" in page.plots and "soak-timeline" in page.plots
-    assert "thread time CV" in soak
+    assert "thread time CV" in soak and "base run grey" in soak
 
 
 def test_missing_optional_keys_still_render() -> None:

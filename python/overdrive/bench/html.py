@@ -529,11 +529,17 @@ def _load(doc: Mapping[str, Any], base: Mapping[str, Any] | None, prefix: str = 
     return "".join(out)
 
 
-def _stress(doc: Mapping[str, Any]) -> str:
+def _stress(doc: Mapping[str, Any], base: Mapping[str, Any] | None) -> str:
     slo = doc.get("slo") or {}
     knee = doc.get("knee_rate")
     head = (
-        f'<p class="verdict">capacity knee: {_e(fmt_number(knee))} requests/s</p>'
+        f'<p class="verdict">capacity knee: {_e(fmt_number(knee))} requests/s'
+        + (
+            f" (base: {_e(fmt_number(base.get('knee_rate')))} requests/s)"
+            if base is not None
+            else ""
+        )
+        + "</p>"
         f'<p class="sub">target {_e(doc.get("target", "?"))}; SLO: p99 &le; '
         f"{_e(fmt_seconds(slo.get('p99_s')))}, error rate &le; "
         f"{_e(fmt_number(slo.get('error_rate')))}, achieved &ge; "
@@ -565,7 +571,7 @@ def _stress(doc: Mapping[str, Any]) -> str:
         f'<section id="summary"><h2>Capacity</h2>{head}</section>'
         '<section id="steps"><h2>Steps</h2>'
         + _figure(
-            plots.stress_steps(doc),
+            plots.stress_steps(doc, base),
             "Each step's achieved rate against the offered rate (left) and its p99 latency "
             "(right); green: within the SLO, red X: broke it; the vertical line is the knee.",
             "stress-steps",
@@ -575,27 +581,42 @@ def _stress(doc: Mapping[str, Any]) -> str:
     )
 
 
-def _soak(doc: Mapping[str, Any]) -> str:
+def _soak(doc: Mapping[str, Any], base: Mapping[str, Any] | None) -> str:
     cv = doc.get("thread_cv")
     growth = doc.get("rss_growth_bytes")
+    docs = [base, doc] if base is not None else [doc]
+
+    def cv_text(d: Mapping[str, Any]) -> str:
+        v = d.get("thread_cv")
+        return f"{v:.1%}" if _is_num(v) else "-"
+
     rows = [
-        ["target", doc.get("target", "-")],
-        ["rate (/s)", doc.get("rate", "-")],
-        ["duration", fmt_seconds(doc.get("duration_s"))],
-        ["RSS at start", fmt_bytes(doc.get("rss_start_bytes"))],
-        ["RSS at end", fmt_bytes(doc.get("rss_end_bytes"))],
-        ["RSS growth", fmt_bytes(growth)],
-        ["threads", len(doc.get("thread_elapsed_s") or [])],
-        ["thread time CV (goal < 20%)", f"{cv:.1%}" if _is_num(cv) else "-"],
+        ["target", *(d.get("target", "-") for d in docs)],
+        ["rate (/s)", *(d.get("rate", "-") for d in docs)],
+        ["duration", *(fmt_seconds(d.get("duration_s")) for d in docs)],
+        ["RSS at start", *(fmt_bytes(d.get("rss_start_bytes")) for d in docs)],
+        ["RSS at end", *(fmt_bytes(d.get("rss_end_bytes")) for d in docs)],
+        ["RSS growth", *(fmt_bytes(d.get("rss_growth_bytes")) for d in docs)],
+        ["threads", *(len(d.get("thread_elapsed_s") or []) for d in docs)],
+        ["thread time CV (goal < 20%)", *(cv_text(d) for d in docs)],
     ]
     out = [
         '<section id="summary"><h2>Soak</h2>',
         f'<p class="verdict">memory growth {_e(fmt_bytes(growth))}, thread time CV '
         f"{_e(f'{cv:.1%}' if _is_num(cv) else '-')}</p>",
-        _table(["", "value"], rows, values_right=True),
+        _table(
+            ["", *(["base", "this run"] if base is not None else ["value"])],
+            rows,
+            values_right=True,
+        ),
         "</section>",
         '<section id="memory"><h2>Memory</h2>',
-        _figure(plots.soak_rss(doc), "Resident memory sampled during the soak.", "soak-rss"),
+        _figure(
+            plots.soak_rss(doc, base),
+            "Resident memory sampled during the soak"
+            + (" (base run grey)." if base is not None else "."),
+            "soak-rss",
+        ),
         "</section>",
         '<section id="threads"><h2>Thread timing</h2>',
         _figure(
@@ -607,8 +628,9 @@ def _soak(doc: Mapping[str, Any]) -> str:
         "</section>",
     ]
     load = doc.get("load")
+    old = base.get("load") if base is not None else None
     if isinstance(load, Mapping):
-        out.append(_load(load, None, prefix="soak-"))
+        out.append(_load(load, old if isinstance(old, Mapping) else None, prefix="soak-"))
     return "".join(out)
 
 
@@ -641,9 +663,9 @@ def render_html(
     elif kind == "load":
         body = _load(run, base)
     elif kind == "stress":
-        body = _stress(run)
+        body = _stress(run, base)
     else:
-        body = _soak(run)
+        body = _soak(run, base)
     sub = f"created {run.get('created', '?')}" + (
         f"; base created {base.get('created', '?')}" if base is not None else ""
     )

@@ -865,23 +865,53 @@ def load_percentile_bars(
 # --- stress and soak --------------------------------------------------------------------
 
 
-@_with_style
-def stress_steps(doc: Mapping[str, Any]) -> str | None:
-    """Achieved vs offered rate and p99 per step, the knee marked."""
+def _steps(
+    doc: Mapping[str, Any],
+) -> tuple[list[float], list[float | None], list[float | None], list[bool]]:
+    """A stress document's steps by offered rate: rates, achieved rates, p99s, ok flags."""
     steps = [s for s in doc.get("steps") or [] if _num(s.get("rate")) is not None]
-    if not steps:
-        return None
     steps.sort(key=lambda s: float(s["rate"]))
-    rates = [float(s["rate"]) for s in steps]
     loads = [_sub(s, "load") for s in steps]
-    achieved = [_num(ld.get("achieved_rate")) for ld in loads]
-    p99 = [_num(_sub(ld, "latency").get("p99")) for ld in loads]
-    ok = [bool(s.get("ok")) for s in steps]
+    return (
+        [float(s["rate"]) for s in steps],
+        [_num(ld.get("achieved_rate")) for ld in loads],
+        [_num(_sub(ld, "latency").get("p99")) for ld in loads],
+        [bool(s.get("ok")) for s in steps],
+    )
+
+
+@_with_style
+def stress_steps(doc: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> str | None:
+    """Achieved vs offered rate and p99 per step, the knee marked (the base's in grey)."""
+    rates, achieved, p99, ok = _steps(doc)
+    if not rates:
+        return None
     knee = _num(doc.get("knee_rate"))
     slo = _sub(doc, "slo")
     fig = _figure(4.4)
     left, right = fig.subplots(1, 2)
-    top = max([*rates, *(a for a in achieved if a is not None)])
+    b_rates, b_achieved, b_p99, _ = _steps(base) if base is not None else ([], [], [], [])
+    b_knee = _num(base.get("knee_rate")) if base is not None else None
+    top = max([*rates, *b_rates, *(a for a in [*achieved, *b_achieved] if a is not None)])
+    if b_rates:
+        left.plot(
+            b_rates,
+            [a if a is not None else math.nan for a in b_achieved],
+            color=BASE_COLOR,
+            lw=2,
+            marker="s",
+            ms=4,
+            label="base run",
+        )
+        right.plot(
+            b_rates,
+            [v if v is not None and v > 0 else math.nan for v in b_p99],
+            color=BASE_COLOR,
+            lw=2,
+            marker="s",
+            ms=4,
+            label="base run",
+        )
     left.plot(
         [0, top * 1.05], [0, top * 1.05], color="#888", ls=":", lw=1, label="achieved = offered"
     )
@@ -919,6 +949,10 @@ def stress_steps(doc: Mapping[str, Any]) -> str | None:
     for a in (left, right):
         if knee is not None:
             a.axvline(knee, color="black", lw=1.5, label=f"knee {knee:,.0f} / s")
+        if b_knee is not None:
+            a.axvline(
+                b_knee, color=BASE_COLOR, lw=1.5, ls="--", label=f"base knee {b_knee:,.0f} / s"
+            )
         a.set_xlim(0, top * 1.08)
         a.plot([], [], "o", color=GOOD, label="step met the SLO")
         a.plot([], [], "X", color=BAD, label="step broke the SLO")
@@ -927,20 +961,40 @@ def stress_steps(doc: Mapping[str, Any]) -> str | None:
     return _svg(fig, "stress steps and knee")
 
 
-@_with_style
-def soak_rss(doc: Mapping[str, Any]) -> str | None:
-    """Resident memory over the soak, with start, end and growth."""
+def _rss_samples(doc: Mapping[str, Any]) -> list[tuple[float, float]]:
     pts = []
     for p in doc.get("rss_samples") or []:
         if isinstance(p, list | tuple) and len(p) == 2:
             t, b = _num(p[0]), _num(p[1])
             if t is not None and b is not None:
                 pts.append((t, b))
+    return pts
+
+
+@_with_style
+def soak_rss(doc: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> str | None:
+    """Resident memory over the soak, with start, end and growth (the base's in grey)."""
+    pts = _rss_samples(doc)
     if not pts:
         return None
     fig = _figure(3.6)
     ax = fig.add_subplot()
-    ax.plot([p[0] for p in pts], [p[1] / 2**20 for p in pts], color=RUN_COLOR, lw=2)
+    old = _rss_samples(base) if base is not None else []
+    if old:
+        ax.plot(
+            [p[0] for p in old],
+            [p[1] / 2**20 for p in old],
+            color=BASE_COLOR,
+            lw=2,
+            label="base run",
+        )
+    ax.plot(
+        [p[0] for p in pts],
+        [p[1] / 2**20 for p in pts],
+        color=RUN_COLOR,
+        lw=2,
+        label="this run" if old else None,
+    )
     start, end = _num(doc.get("rss_start_bytes")), _num(doc.get("rss_end_bytes"))
     if start is not None:
         ax.axhline(start / 2**20, color="#888", ls="--", lw=1, label=f"start {fmt_bytes(start)}")
@@ -952,7 +1006,7 @@ def soak_rss(doc: Mapping[str, Any]) -> str | None:
     ax.set_xlabel("time since start (s)")
     ax.set_ylabel("RSS (MiB)")
     ax.set_title("resident memory during the soak")
-    _min_span(ax, [p[1] / 2**20 for p in pts], 8.0)
+    _min_span(ax, [p[1] / 2**20 for p in pts + old], 8.0)
     _legend_outside(ax)
     return _svg(fig, "soak resident memory")
 
