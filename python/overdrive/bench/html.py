@@ -43,8 +43,10 @@ th, td { border: 1px solid #d5dae0; padding: 3px 9px; vertical-align: top; }
 th { background: #eef1f4; text-align: left; }
 table.values td:not(:first-child) { text-align: right; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.met { color: #fff; background: #2e8540; padding: 0 6px; border-radius: 3px; font-weight: bold; }
-.unmet { color: #fff; background: #c0392b; padding: 0 6px; border-radius: 3px; font-weight: bold; }
+.met, .unmet { color: #fff; padding: 0 6px; white-space: nowrap; border-radius: 3px;
+              font-weight: bold; }
+.met { background: #2e8540; }
+.unmet { background: #c0392b; }
 .verdict { font-size: 18px; font-weight: bold; }
 .env { display: flex; gap: 18px; flex-wrap: wrap; }
 .env table { font-size: 13px; }
@@ -176,8 +178,10 @@ def _bench_suite(suite: Mapping[str, Any], base_suite: Mapping[str, Any] | None)
     out.append(
         _figure(
             plots.bench_suite_ratios(suite),
-            "x_vs_od per row: implementation time / overdrive time (> 1: overdrive faster), "
-            "drawn from the 1.0 line; whiskers: 95% bootstrap interval when measured.",
+            "x_vs_od per row: implementation time / overdrive time, drawn from the 1.0 line "
+            "(the case's reference row, a diamond). Green: overdrive faster (> 1); red: this "
+            "implementation faster (< 1); blue: overdrive's own variants (impl named "
+            "overdrive ...). Whiskers: 95% bootstrap interval when measured.",
             f"ratios-{name}",
         )
     )

@@ -199,7 +199,9 @@ def _ratio_axis(ax: Axes, lo: float, hi: float) -> bool:
     log = hi / lo >= 4.0
     if log:
         ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        # 1-2-5 ticks over a few decades; only the powers of ten over many (labels must fit)
+        subs = (1.0, 2.0, 5.0) if math.log10(hi / lo) <= 3.2 else (1.0,)
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}x"))
     return log

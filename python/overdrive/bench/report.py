@@ -126,6 +126,8 @@ def fmt_number(v: Any) -> str:
             return f"{v:,.0f}"
         if abs(v) >= 10:
             return f"{v:.1f}"
+        if abs(v) < 0.01:
+            return f"{v:.3g}"
         return f"{v:.2f}"
     if v is None:
         return "-"
