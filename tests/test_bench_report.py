@@ -200,6 +200,8 @@ def test_formatting_helpers() -> None:
     assert parse_ci("CI 4.48-5.57, p=3.13e-08") == (4.48, 5.57)
     assert parse_ci("CI 1.2\u20131.4") == (1.2, 1.4)
     assert parse_ci("no interval") is None
+    assert parse_ci("CI 4.48-5.57", 5.0) == (4.48, 5.57)
+    assert parse_ci("speed-up CI 1.52-2.23", 0.58) is None  # the interval of another number
     assert html_path_for("reports/bench-1.json") == Path("reports/bench-1.html")
     assert html_path_for("run") == Path("run.html")
 

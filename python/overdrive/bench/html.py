@@ -45,6 +45,7 @@ table.values td:not(:first-child) { text-align: right; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .met, .unmet { color: #fff; padding: 0 6px; white-space: nowrap; border-radius: 3px;
               font-weight: bold; }
+.nw { white-space: nowrap; }
 .met { background: #2e8540; }
 .unmet { background: #c0392b; }
 .verdict { font-size: 18px; font-weight: bold; }
@@ -117,6 +118,10 @@ def _with_unit(value: Any, unit: Any) -> str:
     unit = str(unit or "")
     sep = "" if unit in ("x", "%") else " "
     return f"{fmt_number(value)}{sep}{unit}".strip()
+
+
+def _nowrap(markup: str) -> str:
+    return f'<span class="nw">{markup}</span>'
 
 
 def _badge(met: Any) -> str:
@@ -241,16 +246,21 @@ def _bench_suite(suite: Mapping[str, Any], base_suite: Mapping[str, Any] | None)
             o = old.get(str(c.get("name")))
             ov, nv = (o or {}).get("value"), c.get("value")
             change = f"{nv / ov:.2f}x" if _is_num(ov) and _is_num(nv) and ov else "-"
-            ci_o, ci_n = parse_ci((o or {}).get("detail")), parse_ci(c.get("detail"))
+            ci_o = parse_ci((o or {}).get("detail"), ov)
+            ci_n = parse_ci(c.get("detail"), nv)
             table_rows.append(
                 [
                     _e(c.get("name", "")),
                     _e(c.get("goal", "")),
-                    _e(fmt_number(ov) if o else "new")
-                    + (f" [{ci_o[0]:.2f}-{ci_o[1]:.2f}]" if ci_o else ""),
-                    _e(fmt_number(nv)) + (f" [{ci_n[0]:.2f}-{ci_n[1]:.2f}]" if ci_n else ""),
+                    _nowrap(
+                        _e(fmt_number(ov) if o else "new")
+                        + (f" [{ci_o[0]:.2f}-{ci_o[1]:.2f}]" if ci_o else "")
+                    ),
+                    _nowrap(
+                        _e(fmt_number(nv)) + (f" [{ci_n[0]:.2f}-{ci_n[1]:.2f}]" if ci_n else "")
+                    ),
                     _e(change),
-                    (_badge(o.get("met")) if o else "-") + " → " + _badge(c.get("met")),
+                    _nowrap((_badge(o.get("met")) if o else "-") + " → " + _badge(c.get("met"))),
                 ]
             )
         out.append(

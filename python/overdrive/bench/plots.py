@@ -122,15 +122,23 @@ def fmt_bytes(b: Any) -> str:
 _CI = re.compile(r"CI\s*([0-9]*\.?[0-9]+)\s*[-\u2013]\s*([0-9]*\.?[0-9]+)")
 
 
-def parse_ci(detail: Any) -> tuple[float, float] | None:
-    """The ``CI lo-hi`` interval a check's ``detail`` text mentions, if any."""
+def parse_ci(detail: Any, value: Any = None) -> tuple[float, float] | None:
+    """The ``CI lo-hi`` interval a check's ``detail`` text mentions, if any.
+
+    With ``value``, only an interval that contains it: a detail may state the
+    interval of another number (a speed-up next to a time ratio, say)."""
     if not isinstance(detail, str):
         return None
     m = _CI.search(detail)
     if m is None:
         return None
     lo, hi = float(m.group(1)), float(m.group(2))
-    return (lo, hi) if lo <= hi else None
+    if lo > hi:
+        return None
+    v = _num(value)
+    if value is not None and (v is None or not lo <= v <= hi):
+        return None
+    return lo, hi
 
 
 def _wrap(text: str, width: int) -> str:
@@ -385,9 +393,14 @@ def bench_base_goals(suite: Mapping[str, Any], base_suite: Mapping[str, Any]) ->
         bars: list[tuple[str, float, tuple[float, float] | None, str]] = []
         ov = _num(o.get("value")) if o else None
         if o is not None and ov is not None:
-            bars.append(("base", ov, parse_ci(o.get("detail")), BASE_COLOR))
+            bars.append(("base", ov, parse_ci(o.get("detail"), ov), BASE_COLOR))
         bars.append(
-            ("run", float(c["value"]), parse_ci(c.get("detail")), GOOD if c.get("met") else BAD)
+            (
+                "run",
+                float(c["value"]),
+                parse_ci(c.get("detail"), c["value"]),
+                GOOD if c.get("met") else BAD,
+            )
         )
         for j, (_name, v, ci, color) in enumerate(bars):
             ax.bar(j, v, color=color, width=0.6)
