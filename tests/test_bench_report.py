@@ -27,6 +27,7 @@ from overdrive.bench.report import (
     load_run,
     make_run,
     print_report,
+    write_run_html,
 )
 from overdrive.cli import main
 from overdrive.exceptions import ConfigurationError
@@ -210,6 +211,12 @@ def test_write_html_and_make_run_kind(tmp_path: Path) -> None:
     out = write_html(samples.stress_run(), tmp_path / "sub" / "stress.html")
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert make_run([], quick=True)["kind"] == "bench"
+    run = samples.bench_run(ci=False)
+    path = write_run_html(run, tmp_path / "bench-20261203T173000Z.json")
+    assert path == tmp_path / "bench-20261203T173000Z.html"
+    assert (tmp_path / "latest.html").read_text(encoding="utf-8") == path.read_text(
+        encoding="utf-8"
+    )
 
 
 def test_cli_report_writes_html_next_to_the_run(tmp_path: Path) -> None:

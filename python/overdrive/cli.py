@@ -22,7 +22,7 @@ def _bench(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from .bench import SUITES, BenchConfig, load_suite
-    from .bench.report import make_run, print_run, write_run
+    from .bench.report import make_run, print_run, write_run, write_run_html
 
     console = Console()
     if args.list:
@@ -44,16 +44,10 @@ def _bench(args: argparse.Namespace) -> int:
     path = write_run(run, Path(args.out))
     console.print(f"report written to {path}")
     try:
-        from .bench.html import render_html
-        from .bench.report import html_path_for
-
-        page = render_html(run)
+        html_path = write_run_html(run, path)
     except ImportError as exc:  # the run is saved; only the HTML page is missing
         console.print(f"[yellow]no HTML report: {escape(str(exc))}[/]")
         return 0
-    html_path = html_path_for(path)
-    html_path.write_text(page, encoding="utf-8")
-    (path.parent / "latest.html").write_text(page, encoding="utf-8")
     console.print(f"HTML report written to {html_path} (and latest.html)")
     return 0
 

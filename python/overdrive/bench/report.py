@@ -40,6 +40,7 @@ __all__ = [
     "print_soak",
     "print_stress",
     "write_run",
+    "write_run_html",
 ]
 
 #: The document kinds :func:`print_report` and the HTML report understand.
@@ -78,6 +79,18 @@ def write_run(run: dict[str, Any], out_dir: Path) -> Path:
     text = json.dumps(run, indent=2, sort_keys=False)
     path.write_text(text)
     (out_dir / "latest.json").write_text(text)
+    return path
+
+
+def write_run_html(run: dict[str, Any], json_path: Path) -> Path:
+    """Write the HTML page of ``run`` next to its ``json_path`` (same name, ``.html``) and
+    as ``latest.html`` there; returns the first. Raises ImportError without matplotlib."""
+    from .html import render_html
+
+    page = render_html(run)
+    path = html_path_for(json_path)
+    path.write_text(page, encoding="utf-8")
+    (path.parent / "latest.html").write_text(page, encoding="utf-8")
     return path
 
 
