@@ -153,6 +153,8 @@ def test_missing_optional_keys_still_render() -> None:
 def test_document_kinds_and_bad_documents(tmp_path: Path) -> None:
     assert document_kind(samples.load_run(duration=1.0)) == "load"
     assert document_kind({"suites": []}) == "bench"
+    assert document_kind({"ratio": 1.2, "ci_low": 1.1, "ci_high": 1.3}) == "comparison"
+    assert document_kind({"steps": [], "knee_rate": 10.0}) == "stress"
     with pytest.raises(ConfigurationError, match=r"kind='flame'.*bench, comparison"):
         document_kind({"kind": "flame"})
     bad = tmp_path / "bad.json"

@@ -119,10 +119,21 @@ def load_run(path: str | Path) -> dict[str, Any]:
 
 
 def document_kind(doc: dict[str, Any], *, name: str = "document") -> str:
-    """The kind of ``doc`` (one of :data:`KINDS`); old bench runs have ``suites`` and no kind."""
+    """The kind of ``doc`` (one of :data:`KINDS`).
+
+    Documents without ``"kind"`` (old bench runs, a bare ``Comparison.to_dict()``) are
+    recognised by their keys."""
     kind = doc.get("kind")
-    if kind is None and "suites" in doc:
-        return "bench"
+    if kind is None:
+        for key, guess in (
+            ("suites", "bench"),
+            ("knee_rate", "stress"),
+            ("rss_samples", "soak"),
+            ("achieved_rate", "load"),
+            ("ratio", "comparison"),
+        ):
+            if key in doc:
+                return guess
     if kind not in KINDS:
         raise ConfigurationError(
             f"{name}: kind={kind!r} is not a report kind; expected one of {', '.join(KINDS)}"
