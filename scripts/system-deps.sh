@@ -4,9 +4,10 @@
 #   redis-server - the real Redis the cache tests run against (127.0.0.1, free port)
 #   redis-cli    - joins the 3-node Redis Cluster the cluster tests start (redis-tools)
 #   promtool     - Prometheus' rule checker, for the exported alerting rules (package prometheus)
+#   chromium     - headless browser that renders the HTML bench report in its test
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
-declare -A pkg_for=([zstd]=zstd [redis-server]=redis-server [redis-cli]=redis-tools [promtool]=prometheus)
+declare -A pkg_for=([zstd]=zstd [redis-server]=redis-server [redis-cli]=redis-tools [promtool]=prometheus [chromium]=chromium)
 missing=()
 for cmd in "${!pkg_for[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_for[$cmd]}")

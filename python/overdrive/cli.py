@@ -1,7 +1,7 @@
 """The ``overdrive`` command line (also ``python -m overdrive``).
 
 overdrive bench [--quick] [--suite NAME ...] [--out DIR] [--list]
-overdrive report RUN.json [BASE.json]
+overdrive report RUN.json [BASE.json] [--html OUT | --no-html]
 overdrive telemetry export-rules [--out FILE] [--cost-target X] [--window 5m] [--for 5m]
 overdrive telemetry export-dashboard [--out FILE]
 """
@@ -19,9 +19,10 @@ __all__ = ["main"]
 
 def _bench(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from .bench import SUITES, BenchConfig, load_suite
-    from .bench.report import make_run, print_run, write_run
+    from .bench.report import make_run, print_run, write_run, write_run_html
 
     console = Console()
     if args.list:
@@ -42,16 +43,42 @@ def _bench(args: argparse.Namespace) -> int:
     print_run(run, console)
     path = write_run(run, Path(args.out))
     console.print(f"report written to {path}")
+    try:
+        html_path = write_run_html(run, path)
+    except ImportError as exc:  # the run is saved; only the HTML page is missing
+        console.print(f"[yellow]no HTML report: {escape(str(exc))}[/]")
+        return 0
+    console.print(f"HTML report written to {html_path} (and latest.html)")
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .bench.report import load_run, print_comparison, print_run
+    from rich.console import Console
+    from rich.markup import escape
 
-    run = load_run(args.run)
-    print_run(run)
-    if args.base:
-        print_comparison(run, load_run(args.base))
+    from .bench.report import html_path_for, load_run, print_report
+
+    console = Console()
+    try:
+        run = load_run(args.run)
+        base = load_run(args.base) if args.base else None
+        print_report(run, base, console)
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]overdrive report: {escape(str(exc))}[/]")
+        return 2
+    if args.no_html:
+        return 0
+    out = Path(args.html) if args.html else html_path_for(args.run)
+    try:
+        from .bench.html import write_html
+
+        write_html(run, out, base)
+    except ImportError as exc:
+        console.print(
+            f"[red]overdrive report: {escape(str(exc))}[/] (or pass --no-html for tables only)"
+        )
+        return 3
+    console.print(f"HTML report written to {out}")
     return 0
 
 
@@ -118,12 +145,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="run benchmark suites side by side with peers")
     bench.add_argument("--quick", action="store_true", help="fewer repeats (about a minute)")
     bench.add_argument("--suite", action="append", help="a suite to run (repeatable); default all")
-    bench.add_argument("--out", default="reports", help="directory for the JSON report")
+    bench.add_argument(
+        "--out", default="reports", help="directory for the JSON and HTML reports (reports)"
+    )
     bench.add_argument("--list", action="store_true", help="list the suites and exit")
     bench.set_defaults(func=_bench)
-    report = sub.add_parser("report", help="print a saved run, optionally against a base run")
-    report.add_argument("run", help="a bench-*.json file")
-    report.add_argument("base", nargs="?", help="an earlier run to compare with")
+    report = sub.add_parser(
+        "report",
+        help="print a saved run (bench, comparison, load, stress or soak JSON) as tables and "
+        "write an HTML report with plots, optionally against a base run of the same kind",
+    )
+    report.add_argument("run", help="a JSON report (bench-*.json, a compare/load/stress/soak run)")
+    report.add_argument("base", nargs="?", help="an earlier run of the same kind to compare with")
+    html = report.add_mutually_exclusive_group()
+    html.add_argument(
+        "--html", metavar="OUT", help="where to write the HTML report (default: RUN with .html)"
+    )
+    html.add_argument("--no-html", action="store_true", help="print the tables only")
     report.set_defaults(func=_report)
     _add_telemetry(sub)
     args = parser.parse_args(argv)
