@@ -1245,3 +1245,20 @@ def test_invalidation_during_an_async_compute() -> None:
 
     assert asyncio.run(main()) == "old"
     assert tc.get("k", MISSING) is MISSING
+
+
+def test_promotion_into_redis_is_capped_by_its_own_ttl(redis_server: str, tmp_path: Any) -> None:
+    """A disk hit with a day left is copied into a Redis tier of ttl=5 for at most 5 s."""
+    prefix = f"od-tiered-cap-{os.getpid()}:"
+    disk = DiskTier(str(tmp_path / "cap.sqlite"), ttl=None)
+    redis = RedisTier(redis_server, prefix=prefix, ttl=5.0)
+    assert redis.ttl == 5.0
+    with TieredCache([MemoryTier(max_entries=100, ttl=2.0), redis, disk]) as tc:
+        disk.set("k", "v", ttl=86_400.0)
+        assert tc.get("k") == "v"
+        in_redis = redis.lookup("k")
+        assert in_redis is not None and in_redis[0] == "v"
+        assert in_redis[1] is not None and 0 < in_redis[1] <= 5.0
+        in_memory = tc.tiers[0].lookup("k")
+        assert in_memory is not None and in_memory[1] is not None and in_memory[1] <= 2.0
+        redis.clear()

@@ -461,6 +461,12 @@ class RedisTier:
 
     __str__ = __repr__
 
+    @property
+    def ttl(self) -> float | None:
+        """The default time to live in seconds (``None``: no expiry). A
+        TieredCache caps the copies it promotes into this tier by it."""
+        return self._ttl
+
     # ------------------------------------------------------------------ helpers
 
     def _key(self, key: Hashable) -> bytes:
