@@ -113,6 +113,8 @@ def _add_telemetry(sub: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .bench import load_cli
+
     parser = argparse.ArgumentParser(prog="overdrive", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="run benchmark suites side by side with peers")
@@ -126,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("base", nargs="?", help="an earlier run to compare with")
     report.set_defaults(func=_report)
     _add_telemetry(sub)
+    load_cli.add_parsers(sub)  # overdrive load, overdrive stress
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code
