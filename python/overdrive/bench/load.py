@@ -26,6 +26,7 @@ is the ``"kind": "load"`` JSON document.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as _dt
 import inspect
@@ -726,10 +727,27 @@ class LoadRunner:
             tasks.add(t)
             t.add_done_callback(tasks.discard)
 
+        # Arrivals due while the loop has not yet run the last wake-up join
+        # that batch: one cross-thread wake-up per batch, not per arrival.
+        due: collections.deque[float] = collections.deque()
+        wake_lock = threading.Lock()
+        woken = [False]
+
+        def launch_due() -> None:
+            with wake_lock:
+                woken[0] = False
+            while due:
+                launch(due.popleft())
+
         def pace() -> None:
             try:
                 for _idx, intended, _lag in pacer:
-                    loop.call_soon_threadsafe(launch, intended)
+                    due.append(intended)
+                    with wake_lock:
+                        wake = not woken[0]
+                        woken[0] = True
+                    if wake:
+                        loop.call_soon_threadsafe(launch_due)
             finally:
                 dispatch_end[0] = clock()
                 # RuntimeError: the loop is closing after an interrupt.
