@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from overdrive._core import Pacer
-from overdrive.bench.load import LoadRunner
+from overdrive.bench import LoadRunner
 from overdrive.exceptions import ConfigurationError, InputTypeError
 
 STATS_KEYS = {"p50", "p90", "p99", "p999", "max", "mean"}
@@ -107,6 +107,10 @@ def test_open_loop_document_and_counts() -> None:
     calls = []
     result = LoadRunner(lambda: calls.append(1), rate=400, duration=1.0, progress=False).run()
     doc = result.to_dict()
+    assert result.sent == result.completed == 400 and result.errors == 0
+    assert 0 <= result.missed <= 400
+    assert result.achieved_rate == doc["achieved_rate"]
+    assert result.percentile(99.0) == result.latency.percentile(99.0) == doc["latency"]["p99"]
     check_document(doc, "open")
     assert doc["sent"] == doc["completed"] == len(calls) == 400
     assert doc["errors"] == 0
@@ -164,7 +168,8 @@ def test_async_target_open_and_closed() -> None:
     check_document(doc, "open")
     assert doc["sent"] == doc["completed"] == 300
     assert doc["latency"]["p50"] >= 0.002
-    closed = LoadRunner(target, concurrency=4, duration=0.5, progress=False).run().to_dict()
+    users = LoadRunner(target, mode="closed", concurrency=4, duration=0.5, progress=False)
+    closed = users.run().to_dict()
     check_document(closed, "closed")
     assert closed["completed"] > 50
 
@@ -239,6 +244,12 @@ def test_arguments_are_checked_with_typed_errors() -> None:
         LoadRunner(lambda: None, concurrency=0, duration=1.0)
     with pytest.raises(ConfigurationError, match="rate"):
         LoadRunner(lambda: None, duration=1.0)
+    with pytest.raises(ConfigurationError, match="mode"):
+        LoadRunner(lambda: None, rate=10, duration=1.0, mode="closed")
+    with pytest.raises(ConfigurationError, match="mode"):
+        LoadRunner(lambda: None, duration=1.0, mode="sideways")
+    with pytest.raises(ConfigurationError, match="rate"):
+        LoadRunner(lambda: None, duration=1.0, mode="open")
     with pytest.raises(InputTypeError, match="max_workers"):
         LoadRunner(lambda: None, rate=1, duration=1.0, max_workers=2.5)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="schedule"):

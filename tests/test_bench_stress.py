@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from overdrive.bench.stress import SLO, StressRunner
+from overdrive.bench import SLO, StressRunner
 from overdrive.exceptions import ConfigurationError, InputTypeError
 
 

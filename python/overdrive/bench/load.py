@@ -146,10 +146,52 @@ class LoadResult:
     thread_elapsed_s: list[float] = field(default_factory=list)
     rss_samples: list[tuple[float, int]] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        d = self.document
+        return (
+            f"LoadResult(mode={d['mode']!r}, target={d['target']!r}, sent={d['sent']}, "
+            f"completed={d['completed']}, errors={d['errors']}, missed={d['missed']}, "
+            f"p99={d['latency']['p99']:.6f})"
+        )
+
     @property
     def mode(self) -> str:
         """``"open"`` or ``"closed"``."""
         return str(self.document["mode"])
+
+    def percentile(self, p: float) -> float:
+        """The ``p``-th percentile (0-100) of the latency, seconds."""
+        return self.latency.percentile(p)
+
+    @property
+    def sent(self) -> int:
+        """Calls started."""
+        return int(self.document["sent"])
+
+    @property
+    def completed(self) -> int:
+        """Calls finished (successfully or not)."""
+        return int(self.document["completed"])
+
+    @property
+    def errors(self) -> int:
+        """Calls that raised (or answered HTTP >= 400)."""
+        return int(self.document["errors"])
+
+    @property
+    def missed(self) -> int:
+        """Arrivals that started more than ``tolerance_s`` after their intended time."""
+        return int(self.document["missed"])
+
+    @property
+    def achieved_rate(self) -> float:
+        """Completed calls per second of the run (including the drain)."""
+        return float(self.document["achieved_rate"])
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the run noticed (missed arrivals, CPU-bound generator, ...)."""
+        return list(self.document["warnings"])
 
     @property
     def p99(self) -> float:
@@ -405,7 +447,8 @@ class LoadRunner:
     Open loop: give ``rate`` (arrivals/s) and ``duration`` (s), or a
     ``schedule`` of ``(duration, rate)`` steps and ``(duration, start_rate,
     end_rate)`` ramps; ``poisson=True`` (with ``seed``) for exponential gaps.
-    Closed loop: give ``concurrency`` and ``duration`` without a rate.
+    Closed loop: give ``concurrency`` and ``duration`` without a rate (or
+    ``mode="closed"``: one user unless ``concurrency`` says otherwise).
 
     ``target``: a sync callable, an async callable, or an HTTP(S) URL (with
     ``method``, ``body``, ``headers``). Calls still running
@@ -428,6 +471,7 @@ class LoadRunner:
         poisson: bool = False,
         seed: int = 0,
         concurrency: int | None = None,
+        mode: str | None = None,
         max_workers: int = 1024,
         tolerance_s: float = 0.01,
         drain_timeout_s: float = 10.0,
@@ -485,7 +529,21 @@ class LoadRunner:
             raise ConfigurationError("invalid duration=None: give the run's duration in seconds")
         self.duration = _number("duration", duration)
         self.rate = None if rate is None else _number("rate", rate)
+        if mode is not None and not isinstance(mode, str):
+            raise InputTypeError(
+                f"mode must be 'open', 'closed' or None, not {type(mode).__name__}"
+            )
+        if mode not in (None, "open", "closed"):
+            raise ConfigurationError(f"invalid mode={mode!r}: must be 'open', 'closed' or None")
+        if mode == "closed" and concurrency is None:
+            concurrency = 1
         self.open_loop = self.rate is not None or self._schedule is not None
+        if mode == "closed" and self.open_loop:
+            raise ConfigurationError(
+                f"invalid mode={mode!r}: a closed loop takes no rate or schedule"
+            )
+        if mode == "open" and not self.open_loop:
+            raise ConfigurationError("invalid rate=None: mode='open' needs a rate or a schedule")
         if self.open_loop and concurrency is not None:
             raise ConfigurationError(
                 f"invalid concurrency={concurrency!r}: closed loop takes no rate or schedule"
@@ -615,7 +673,7 @@ class LoadRunner:
     def _closed_sync(self, rec: _Recorder, clock: Callable[[], float]) -> tuple[int, list[float]]:
         assert callable(self.target) and self.concurrency is not None
         target = self.target
-        stop_at = self.duration
+        stop_at = [self.duration]  # set to 0 to stop the users early
         per_thread: list[tuple[int, float]] = []
         lock = threading.Lock()
 
@@ -623,7 +681,7 @@ class LoadRunner:
             calls, busy = 0, 0.0
             while True:
                 start = clock()
-                if start >= stop_at:
+                if start >= stop_at[0]:
                     break
                 rec.started(start, start)
                 err: BaseException | None = None
@@ -642,11 +700,14 @@ class LoadRunner:
             threading.Thread(target=user, name=f"overdrive-load-user-{i}", daemon=True)
             for i in range(self.concurrency)
         ]
-        for t in threads:
-            t.start()
-        end = time.monotonic() + self.duration + self.drain_timeout_s + 1.0
-        for t in threads:
-            t.join(max(end - time.monotonic(), 0.0))
+        try:
+            for t in threads:
+                t.start()
+            end = time.monotonic() + self.duration + self.drain_timeout_s + 1.0
+            for t in threads:
+                t.join(max(end - time.monotonic(), 0.0))
+        finally:
+            stop_at[0] = 0.0
         left = sum(t.is_alive() for t in threads)
         return left, [b / c for c, b in per_thread if c >= 5]
 
