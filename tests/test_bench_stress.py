@@ -36,19 +36,22 @@ class SingleServer:
 
 
 def test_knee_within_ten_percent_of_a_known_capacity() -> None:
-    capacity = 200.0
+    # Steps 50, 100, 200 (5% over capacity), then bisection: every path
+    # ends within 10% of the capacity.
+    capacity = 190.0
     runner = StressRunner(SingleServer(capacity), slo=SLO(p99_s=0.1, error_rate=0.01))
     result = runner.find_knee(start_rate=50, factor=2.0, step_duration_s=1.0, tolerance=0.05)
-    assert abs(result.knee_rate - capacity) <= 0.1 * capacity, result.document["steps"]
+    summary = [(s["rate"], s["broke"], s["retries"]) for s in result.document["steps"]]
+    assert abs(result.knee_rate - capacity) <= 0.1 * capacity, summary
     doc = result.to_dict()
     assert doc["kind"] == "stress"
     assert doc["knee_rate"] == result.knee_rate
     assert set(doc["slo"]) == {"p99_s", "error_rate", "min_achieved_fraction"}
     steps = doc["steps"]
-    assert [s["rate"] for s in steps][:4] == [50.0, 100.0, 200.0, 400.0]
-    assert steps[3]["ok"] is False and steps[3]["broke"] in ("p99", "achieved")
+    assert [s["rate"] for s in steps][:3] == [50.0, 100.0, 200.0]
+    assert any(s["broke"] in ("p99", "achieved") for s in steps)
     for s in steps:
-        assert set(s) == {"rate", "ok", "broke", "load"}
+        assert set(s) == {"rate", "ok", "broke", "retries", "load"}
         assert s["ok"] == (s["broke"] is None)
         assert s["load"]["kind"] == "load" and s["load"]["mode"] == "open"
 

@@ -245,6 +245,8 @@ class _Recorder:
         self.ivl_done: Counter[int] = Counter()
         self.ivl_err: Counter[int] = Counter()
         self.ivl_hist: dict[int, LatencyHistogram] = {}
+        # The pacer's own view (open loop): issued, late, max_lag_s, busy_fraction.
+        self.generator: dict[str, float] | None = None
 
     def _ivl(self, t: float) -> int:
         return int(t / self.interval)
@@ -396,12 +398,13 @@ class _Workers:
     def _work(self) -> None:
         calls = 0
         busy = 0.0
-        target, rec, clock = self.target, self.rec, self.clock
+        target, rec = self.target, self.rec
         try:
             while True:
                 item = self.q.get()
                 if item is None:
                     return
+                clock = self.clock  # set once the pacer exists
                 intended = item[0]
                 start = clock()
                 rec.started(intended, start)
@@ -631,13 +634,14 @@ class LoadRunner:
         rec = _Recorder(self.interval_s, self.open_loop, self.tolerance_s)
         warnings: list[str] = []
         if self.open_loop:
+            workers = _Workers(self.target, rec, time.perf_counter, self.max_workers)
+            workers.prestart(min(8, self.max_workers))
+            # Time zero after the workers are up: the first arrivals are not late.
             pacer = self._pacer()
-            clock = pacer.elapsed
+            clock = workers.clock = pacer.elapsed
             mon = _Monitor(
                 clock, self.interval_s, self.duration, self._show_progress(), rec, self.name
             )
-            workers = _Workers(self.target, rec, clock, self.max_workers)
-            workers.prestart(min(8, self.max_workers))
             mon.start()
             try:
                 for _idx, intended, _lag in pacer:
@@ -648,7 +652,7 @@ class LoadRunner:
                 pacer.stop()
                 workers.close(timeout=1.0)
                 mon.stop()
-            self._generator_warnings(pacer, dispatch_end, warnings)
+            self._generator_warnings(pacer, dispatch_end, warnings, rec)
             if workers.saturated:
                 warnings.append(
                     f"the worker pool reached max_workers={self.max_workers}: later arrivals "
@@ -711,9 +715,17 @@ class LoadRunner:
         left = sum(t.is_alive() for t in threads)
         return left, [b / c for c, b in per_thread if c >= 5]
 
-    def _generator_warnings(self, pacer: Pacer, dispatch_end: float, warnings: list[str]) -> None:
+    def _generator_warnings(
+        self, pacer: Pacer, dispatch_end: float, warnings: list[str], rec: _Recorder
+    ) -> None:
         st = pacer.stats()
         busy = 1.0 - st["waiting_s"] / dispatch_end if dispatch_end > 0 else 0.0
+        rec.generator = {
+            "issued": st["issued"],
+            "late": st["late"],
+            "max_lag_s": st["max_lag_s"],
+            "busy_fraction": max(busy, 0.0),
+        }
         if busy > 0.9:
             warnings.append(
                 f"the generator was busy {busy:.0%} of the run (CPU-bound): "
@@ -833,7 +845,7 @@ class LoadRunner:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             mon.stop()
-        self._generator_warnings(pacer, dispatch_end[0], warnings)
+        self._generator_warnings(pacer, dispatch_end[0], warnings, rec)
         return left, mon
 
     async def _closed_async(self, target: Any, rec: _Recorder) -> tuple[int, _Monitor]:
@@ -930,6 +942,7 @@ class LoadRunner:
                 "latency": _summary(rec.latency),
                 "service_time": _summary(rec.service),
                 "schedule_lag": _summary(rec.lag) if rec.lag is not None else None,
+                "generator": rec.generator,
                 "cdf": _cdf(rec.latency),
                 "timeline": timeline,
                 "warnings": warnings,

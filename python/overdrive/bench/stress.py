@@ -160,12 +160,19 @@ class StressRunner:
         max_rate: float = 1_000_000.0,
         tolerance: float = 0.05,
         max_steps: int = 40,
+        stall_s: float = 0.05,
+        stall_retries: int = 2,
     ) -> StressResult:
         """Step the rate up from ``start_rate`` until the SLO breaks, then bisect.
 
         Stops bisecting when the bad rate is within ``tolerance`` (relative)
         of the good one. If even ``start_rate`` breaks, the knee is 0.0; if
         ``max_rate`` holds, the knee is ``max_rate``.
+
+        A step that broke while the generator itself stalled (an arrival
+        started more than ``stall_s`` after its intended time: the machine,
+        not the target, stopped) is run again, up to ``stall_retries`` times; the
+        step's ``"retries"`` says how often.
         """
         start_rate = _number("start_rate", start_rate)
         factor = _number("factor", factor, low=1.0)
@@ -177,12 +184,23 @@ class StressRunner:
             )
         tolerance = _number("tolerance", tolerance)
         max_steps = _count("max_steps", max_steps)
+        stall_s = _number("stall_s", stall_s)
+        stall_retries = _count("stall_retries", stall_retries, low=0)
         steps: list[tuple[float, str | None, LoadResult]] = []
+        retries: list[int] = []
 
         def step(rate: float) -> bool:
-            result = self._run(rate, step_duration_s)
-            broke = self.slo.broken_by(result)
+            attempt = 0
+            while True:
+                result = self._run(rate, step_duration_s)
+                broke = self.slo.broken_by(result)
+                lag = result.document.get("schedule_lag") or {}
+                stalled = lag.get("max", 0.0) > stall_s
+                if broke is None or not stalled or attempt >= stall_retries:
+                    break
+                attempt += 1
             steps.append((rate, broke, result))
+            retries.append(attempt)
             return broke is None
 
         good = 0.0
@@ -215,11 +233,12 @@ class StressRunner:
                         "rate": r,
                         "ok": b is None,
                         "broke": b,
+                        "retries": n,
                         "load": {
                             k: v for k, v in res.document.items() if k not in ("cdf", "timeline")
                         },
                     }
-                    for r, b, res in steps
+                    for (r, b, res), n in zip(steps, retries, strict=True)
                 ],
                 "knee_rate": good,
                 "step_duration_s": step_duration_s,
