@@ -247,7 +247,7 @@ impl Iterator for Schedule {
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(150);
 
 /// Wait until `deadline`, or until `limit` (whichever comes first): sleep
-/// until `spin` before the deadline, then spin (with a yield) the rest.
+/// until `spin` before the deadline, then busy-spin the rest.
 /// Returns true once the deadline is reached.
 pub fn wait_until(deadline: Instant, spin: Duration, limit: Option<Instant>) -> bool {
     if let Some(l) = limit {
@@ -268,9 +268,9 @@ pub fn wait_until(deadline: Instant, spin: Duration, limit: Option<Instant>) -> 
         let left = deadline - now;
         if left > spin {
             std::thread::sleep(left - spin);
-        } else if left > Duration::from_micros(20) {
-            std::thread::yield_now();
         } else {
+            // A busy spin, not a yield: on a loaded machine sched_yield
+            // gives the CPU away for a whole time slice (milliseconds).
             std::hint::spin_loop();
         }
     }
