@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +112,21 @@ def test_arguments_are_checked() -> None:
         runner.soak(10, 1.0, warmup_s=2.0)
     with pytest.raises(InputTypeError, match="target"):
         StressRunner(None)  # type: ignore[arg-type]
+
+
+def test_cli_stress_soak_and_knee(tmp_path: Path) -> None:
+    from overdrive.cli import main
+
+    out = tmp_path / "soak.json"
+    args = ["stress", "builtins:object", "--soak", "50", "--duration", "0.5", "--no-progress"]
+    assert main([*args, "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "soak" and doc["load"]["sent"] == 25
+    out = tmp_path / "knee.json"
+    args = ["stress", "builtins:object", "--start-rate", "100", "--max-rate", "200"]
+    args += ["--step-duration", "0.3", "--no-progress", "--out", str(out)]
+    assert main(args) == 0
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "stress" and doc["knee_rate"] == 200.0
+    with pytest.raises(ConfigurationError, match="target"):
+        main(["stress", "not-a-target", "--soak", "1", "--duration", "0.1"])
