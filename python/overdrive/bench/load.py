@@ -2,7 +2,7 @@
 
 Open loop (``rate=`` or ``schedule=``): the intended send times are fixed
 ahead by the Rust :class:`~overdrive._core.Pacer` (sleep, then spin the last
-~150 µs with the GIL released; asyncio timers round to ~1 ms). Latency is
+~50 µs with the GIL released; asyncio timers round to ~1 ms). Latency is
 measured from the *intended* time, so a stall of the target shows in the
 percentiles instead of silently slowing the generator (no coordinated
 omission, wrk2's correction). Service time (from the actual send) and
@@ -456,6 +456,9 @@ class LoadRunner:
     ``target``: a sync callable, an async callable, or an HTTP(S) URL (with
     ``method``, ``body``, ``headers``). Calls still running
     ``drain_timeout_s`` after the schedule ends are reported as incomplete.
+    ``spin_s``: the pacer sleeps until this long before each intended time,
+    then busy-spins (at most a quarter of the gap between arrivals; 0: sleep only).
+    ``tolerance_s``: an arrival starting later than this is counted as missed.
     ``progress``: a rich progress bar (None: when the run is longer than 3 s
     and standard error is a terminal).
 
@@ -477,6 +480,7 @@ class LoadRunner:
         mode: str | None = None,
         max_workers: int = 1024,
         tolerance_s: float = 0.01,
+        spin_s: float = 50e-6,
         drain_timeout_s: float = 10.0,
         interval_s: float | None = None,
         progress: bool | None = None,
@@ -563,6 +567,9 @@ class LoadRunner:
         self.max_workers = _count("max_workers", max_workers)
         self.tolerance_s = _number("tolerance_s", tolerance_s, strict=False)
         self.drain_timeout_s = _number("drain_timeout_s", drain_timeout_s, strict=False)
+        self.spin_s = _number("spin_s", spin_s, strict=False)
+        if self.spin_s > 0.1:
+            raise ConfigurationError(f"invalid spin_s={spin_s!r}: must be seconds from 0 to 0.1")
         if interval_s is None:
             interval_s = min(max(self.duration / 20.0, 0.1), 1.0)
         self.interval_s = _number("interval_s", interval_s)
@@ -615,6 +622,7 @@ class LoadRunner:
                 poisson=self.poisson,
                 seed=self.seed,
                 tolerance_s=self.tolerance_s,
+                spin_s=self.spin_s,
             )
         return Pacer(
             self.rate,
@@ -622,6 +630,7 @@ class LoadRunner:
             poisson=self.poisson,
             seed=self.seed,
             tolerance_s=self.tolerance_s,
+            spin_s=self.spin_s,
         )
 
     def _show_progress(self) -> bool:

@@ -78,6 +78,25 @@ fn read_schedule(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Segment>> {
     Ok(out)
 }
 
+/// Ask the kernel for exact sleeps on this thread (timer slack 1 ns instead
+/// of the default 50 µs), once per thread: the pacer then needs little spin.
+fn precise_timers() {
+    #[cfg(target_os = "linux")]
+    {
+        thread_local! {
+            static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        DONE.with(|d| {
+            if !d.get() {
+                d.set(true);
+                // SAFETY: PR_SET_TIMERSLACK takes one integer argument and
+                // only changes this thread's timer slack; failure is harmless.
+                unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+            }
+        });
+    }
+}
+
 /// The intended send times of an open-loop run, handed out on time.
 ///
 /// Either `rate` (arrivals per second) for `duration` seconds, or a
@@ -108,7 +127,7 @@ impl PyPacer {
 #[pymethods]
 impl PyPacer {
     #[new]
-    #[pyo3(signature = (rate = None, duration = None, *, schedule = None, poisson = false, seed = 0, spin_s = 150e-6, tolerance_s = 0.001))]
+    #[pyo3(signature = (rate = None, duration = None, *, schedule = None, poisson = false, seed = 0, spin_s = 50e-6, tolerance_s = 0.001))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -193,6 +212,7 @@ impl PyPacer {
     /// `(index, intended_s, lag_s)`, or None when the schedule is over or
     /// `stop()` was called. `intended_s` is seconds from time zero.
     fn wait_next(&self, py: Python<'_>) -> PyResult<Option<(u64, f64, f64)>> {
+        precise_timers();
         loop {
             if self.stopped.load(Ordering::Acquire) {
                 return Ok(None);

@@ -10,7 +10,8 @@
 //!
 //! The [`Pacer`] walks a schedule against a monotonic clock: `wait_next`
 //! sleeps most of the way to the next intended time and spins the last
-//! stretch (`spin`, ~150 µs by default), because OS sleeps overshoot by tens
+//! stretch (`spin`, 50 µs by default, at most a quarter of the gap between
+//! arrivals), because OS sleeps overshoot by tens
 //! of microseconds and asyncio timers round to a millisecond. Arrivals
 //! returned more than `tolerance` after their intended time are counted as
 //! late; they are still returned (the caller sends them, and the latency
@@ -244,7 +245,7 @@ impl Iterator for Schedule {
 }
 
 /// Default stretch spun (not slept) before an intended time.
-pub const DEFAULT_SPIN: Duration = Duration::from_micros(150);
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
 /// Wait until `deadline`, or until `limit` (whichever comes first): sleep
 /// until `spin` before the deadline, then busy-spin the rest.
@@ -319,6 +320,8 @@ pub struct Pacer {
     spin: Duration,
     tolerance: f64,
     pending: Option<(u64, f64)>,
+    /// Intended time of the last arrival handed out (caps the spin).
+    last_intended: f64,
     stats: PacerStats,
 }
 
@@ -353,6 +356,7 @@ impl Pacer {
             spin,
             tolerance: tolerance_s,
             pending: None,
+            last_intended: 0.0,
             stats: PacerStats::default(),
         }
     }
@@ -384,13 +388,18 @@ impl Pacer {
         };
         let began = Instant::now();
         let deadline = self.start + Duration::from_secs_f64(intended_s);
-        let reached = wait_until(deadline, self.spin, limit.map(|l| began + l));
+        // Spin at most a quarter of the gap since the last arrival: at high
+        // rates a full spin would keep the thread busy all the time.
+        let gap = (intended_s - self.last_intended).max(0.0);
+        let spin = self.spin.min(Duration::from_secs_f64(gap / 4.0));
+        let reached = wait_until(deadline, spin, limit.map(|l| began + l));
         self.stats.waiting_s += began.elapsed().as_secs_f64();
         if !reached {
             self.pending = Some((index, intended_s));
             return Next::Pending;
         }
         let lag_s = (self.elapsed() - intended_s).max(0.0);
+        self.last_intended = intended_s;
         self.stats.issued += 1;
         if lag_s > self.tolerance {
             self.stats.late += 1;
