@@ -292,3 +292,18 @@ def test_cli_load_writes_the_document(http_url: str, tmp_path: Path) -> None:
     assert code == 0
     doc = json.loads(out.read_text())
     assert doc["kind"] == "load" and doc["sent"] == 20
+
+
+def test_arrivals_that_cannot_start_on_time_are_counted_and_warned() -> None:
+    # One worker, 20 ms calls, 100 arrivals/s: every call waits for the one
+    # before it, so arrivals start later and later (still measured from the
+    # intended time, never dropped).
+    result = LoadRunner(
+        lambda: time.sleep(0.02), rate=100, duration=0.3, max_workers=1, progress=False
+    ).run()
+    doc = result.to_dict()
+    assert doc["sent"] == doc["completed"] == 30
+    assert doc["missed"] >= 20  # from the 3rd call on, each starts >= 10 ms late
+    assert any("max_workers=1" in w for w in doc["warnings"])
+    assert any("started more than tolerance_s" in w for w in doc["warnings"])
+    assert doc["latency"]["max"] > doc["service_time"]["max"]
