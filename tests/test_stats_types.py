@@ -183,6 +183,12 @@ def memory_tier() -> Iterator[Any]:
     yield tier
 
 
+def pacer() -> Iterator[Any]:
+    p = _core.Pacer(1000.0, 0.005)
+    list(p)
+    yield p
+
+
 FACTORIES: dict[str, Callable[[], Iterator[Any]]] = {
     "Compressor": compressor,
     "BufferPool": buffer_pool,
@@ -194,6 +200,7 @@ FACTORIES: dict[str, Callable[[], Iterator[Any]]] = {
     "MessageQueue": message_queue,
     "LatencyHistogram": latency_histogram,
     "MemoryTier": memory_tier,
+    "Pacer": pacer,
 }
 #: The list each factory must fill, so its elements get checked too.
 NON_EMPTY = {"Balancer": "backends", "WorkerPoolCore": "scaling_events", "ShardRouter": "nodes"}

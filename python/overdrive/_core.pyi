@@ -1014,3 +1014,58 @@ class _BreakerCore:
     def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """``func(*args, **kwargs)`` if the breaker admits it (else CircuitOpen, or
         the fallback's value), recording the outcome."""
+
+# --- open-loop pacing (LoadRunner) ------------------------------------------
+
+class PacerStats(TypedDict):
+    """``Pacer.stats()``: counters since the Pacer was made."""
+
+    issued: int
+    late: int  # handed out more than tolerance_s after the intended time
+    waiting_s: float  # time spent inside wait_next (sleeping or spinning)
+    max_lag_s: float
+    elapsed_s: float
+
+@final
+class Pacer:
+    """The intended send times of an open-loop run, handed out on time.
+
+    Either ``rate`` (arrivals per second) for ``duration`` seconds, or a
+    ``schedule`` of ``(duration, rate)`` steps and ``(duration, start_rate,
+    end_rate)`` ramps; ``poisson=True`` draws exponential gaps seeded by
+    ``seed``. Time zero is the construction. ``wait_next`` sleeps most of the
+    way and spins the last ``spin_s`` (at most a quarter of the gap between
+    arrivals) with the GIL released; the waiting thread's timer slack is set
+    to 1 ns (Linux) so sleeps end on time.
+    """
+
+    def __new__(
+        cls,
+        rate: float | None = None,
+        duration: float | None = None,
+        *,
+        schedule: Iterable[tuple[float, float] | tuple[float, float, float]] | None = None,
+        poisson: bool = False,
+        seed: int = 0,
+        spin_s: float = 50e-6,
+        tolerance_s: float = 0.001,
+    ) -> Pacer: ...
+    def wait_next(self) -> tuple[int, float, float] | None:
+        """Block until the next arrival is due: ``(index, intended_s, lag_s)``; None at the end."""
+    def __iter__(self) -> Pacer: ...
+    def __next__(self) -> tuple[int, float, float]: ...
+    def elapsed(self) -> float:
+        """Seconds since time zero, on the clock of the intended times."""
+    def stop(self) -> None:
+        """End the schedule early: ``wait_next`` returns None from now on."""
+    @property
+    def stopped(self) -> bool:
+        """True once ``stop()`` was called."""
+    @property
+    def duration(self) -> float:
+        """Length of the schedule, seconds."""
+    @property
+    def expected_count(self) -> float:
+        """Expected number of arrivals over the schedule."""
+    def stats(self) -> PacerStats:
+        """issued, late, waiting_s, max_lag_s, elapsed_s."""

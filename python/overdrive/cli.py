@@ -140,6 +140,8 @@ def _add_telemetry(sub: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .bench import load_cli
+
     parser = argparse.ArgumentParser(prog="overdrive", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="run benchmark suites side by side with peers")
@@ -164,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     html.add_argument("--no-html", action="store_true", help="print the tables only")
     report.set_defaults(func=_report)
     _add_telemetry(sub)
+    load_cli.add_parsers(sub)  # overdrive load, overdrive stress
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

@@ -13,6 +13,8 @@ pub mod cache;
 pub mod compress;
 pub mod error;
 pub mod stats;
+// open-loop pacing (LoadRunner)
+pub mod pacing;
 // latency histogram (telemetry)
 pub mod hist;
 // pools (BufferPool, ObjectPool)

@@ -322,6 +322,13 @@ params! {
     cache_max_bytes as "max_bytes": Option<u64> => "must be an integer >= 1, or None",
     max_entries: Option<u64> => "must be an integer from 1 to 4294967294, or None",
     ttl: Option<f64>,
+    // pacing (Pacer); ranges are the core's to check
+    rate: Option<f64>,
+    duration: Option<f64>,
+    poisson: bool,
+    seed: u64 => "must be an integer from 0 to 2**64 - 1",
+    spin_s: f64,
+    tolerance_s: f64,
 }
 
 str_params! {

@@ -24,6 +24,7 @@ mod histogram;
 mod memory_tier;
 mod message_batcher;
 mod object_pool;
+mod pacer;
 mod router;
 mod telemetry_hook;
 mod wait;
@@ -79,6 +80,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<worker_pool::PyWorkerPool>()?;
     m.add_class::<worker_pool::PyTaskHandle>()?;
     m.add_class::<router::PyShardRouter>()?;
+    // open-loop pacing (LoadRunner)
+    m.add_class::<pacer::PyPacer>()?;
     // batcher
     m.add_class::<aio_future::PyBatchFuture>()?;
     m.add_class::<batcher::PyBatchQueue>()?;
