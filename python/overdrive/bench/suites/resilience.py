@@ -422,7 +422,7 @@ def run(config: BenchConfig) -> SuiteResult:
         "x_vs_od = impl median time / overdrive median time (> 1: overdrive faster); "
         f"ns/op includes a Python for-loop iteration; medians of {repeats} interleaved "
         "repeats; overheads are differences of medians against the bare call in the same "
-        "run. The breaker is pure Python (no Rust): see the checks for whether it meets "
-        "its goals on this machine."
+        "run. CircuitBreaker.call's closed lock-free path and its open-period rejection "
+        "run in Rust (_BreakerCore); the rest of the breaker is Python."
     )
     return result
