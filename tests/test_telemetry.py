@@ -10,6 +10,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -295,6 +296,30 @@ def test_cache_tiers_appear(server: telemetry.MetricsServer, tmp_path: Path) -> 
         hits = of(samples, "overdrive_tiered_cache_hits_total", name="sessions")
         assert hits == cache.stats()["hits"] >= 1
     finally:
+        cache.close()
+
+
+def test_a_live_redis_tier_appears(server: telemetry.MetricsServer, redis_server: str) -> None:
+    redis = odc.RedisTier(redis_server, prefix=f"od-tel-{os.getpid()}:", name="shared")
+    cache = odc.TieredCache([odc.MemoryTier(max_entries=10), redis], name="with-redis")
+    try:
+        cache.set("a", {"x": 1})
+        assert redis.get("a") == {"x": 1}
+        assert redis.get("nope") is None
+        reg = telemetry.registered(redis)
+        assert reg is not None and reg.component == "redis_tier"
+        samples, _ = scrape(server)
+        stats = dict(redis.stats())
+        want = expected("redis_tier", "shared", stats)
+        assert want
+        assert {k: samples.get(k) for k in want} == want
+        assert of(samples, "overdrive_redis_tier_available", name="shared") == 1.0
+        assert of(samples, "overdrive_redis_tier_hits_total", name="shared") == stats["hits"] >= 1
+        assert (
+            of(samples, "overdrive_redis_tier_misses_total", name="shared") == stats["misses"] >= 1
+        )
+    finally:
+        redis.clear()
         cache.close()
 
 
