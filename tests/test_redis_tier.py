@@ -23,6 +23,7 @@ from overdrive.bench.redis_server import RedisServer
 from overdrive.cache import (
     MISSING,
     JsonSerializer,
+    MsgpackSerializer,
     PickleSerializer,
     RedisTier,
     Tier,
@@ -559,6 +560,25 @@ def test_forged_pickle_runs_no_code(redis_server: str, raw: redis.Redis, tmp_pat
         for t in (msgpack_tier, pickle_tier):
             t.clear()
             t.close()
+
+
+def test_get_many_drops_only_the_unreadable_entries(tier: RedisTier, raw: redis.Redis) -> None:
+    tier.set_many({"a": 1, "c": (1, "x")})
+    raw.set(f"{tier.prefix}b", b"\x10\xc1")  # claims msgpack; 0xc1 is never valid msgpack
+    before = tier.stats()
+    assert tier.get_many(["a", "b", "c", "d"]) == {"a": 1, "c": (1, "x")}
+    after = tier.stats()
+    assert after["errors"] - before["errors"] == 1
+    assert after["hits"] - before["hits"] == 2  # the forged entry is a miss, not a hit
+    assert after["misses"] - before["misses"] == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(VALUES, max_size=8))
+def test_loads_many_is_loads_of_each(values: list[Any]) -> None:
+    ser = MsgpackSerializer()
+    blobs = [ser.dumps(v) for v in values]
+    assert ser.loads_many(blobs) == [ser.loads(b) for b in blobs] == values
 
 
 def test_value_of_another_type_reads_as_absent(tier: RedisTier, raw: redis.Redis) -> None:

@@ -42,7 +42,7 @@ import numbers
 import secrets
 import threading
 import time
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -55,7 +55,7 @@ from ..exceptions import (
     InputTypeError,
 )
 from ..telemetry.registry import auto_register
-from .keys import stable_key
+from .keys import _RESERVED, MAX_KEY_CHARS, stable_key
 from .serializers import Serializer, default_serializer
 
 if TYPE_CHECKING:
@@ -321,6 +321,11 @@ class RedisTier:
         self._window = window / 1000.0
         self._pfx = prefix.encode("utf-8", "surrogatepass")
         self._ser: Serializer = serializer
+        # a serializer's optional batch decoder (MsgpackSerializer has one)
+        many = getattr(serializer, "loads_many", None)
+        self._loads_many: Callable[[list[bytes]], list[Any]] | None = (
+            many if callable(many) else None
+        )
         self._rd = rd
         self._down_errors: tuple[type[BaseException], ...] = (
             rd.exceptions.ConnectionError,
@@ -996,7 +1001,17 @@ class RedisTier:
                 f"keys must be a sequence of keys (e.g. a list), not {type(keys).__name__}"
             )
         ks = list(dict.fromkeys(keys))
-        return ks, [self._key(k) for k in ks]
+        pfx, sk = self._pfx, stable_key
+        # self._key(k), inlined: a plain short str is its own stable key
+        return ks, [
+            pfx
+            + (
+                k
+                if type(k) is str and len(k) <= MAX_KEY_CHARS and not k.startswith(_RESERVED)
+                else sk(k)
+            ).encode("utf-8", "surrogatepass")
+            for k in ks
+        ]
 
     def _many_result(self, ks: list[Hashable], raws: list[Any] | None) -> dict[Hashable, Any]:
         out: dict[Hashable, Any] = {}
@@ -1004,15 +1019,22 @@ class RedisTier:
             with self._lock:
                 self._misses += len(ks)
             return out
-        hits = sum(1 for r in raws if r is not None)
+        found = [(k, raw) for k, raw in zip(ks, raws, strict=True) if raw is not None]
         with self._lock:
-            self._hits += hits
-            self._misses += len(ks) - hits
-        for k, raw in zip(ks, raws, strict=True):
-            if raw is not None:
-                v = self._decode(raw)
-                if v is not _BAD:
-                    out[k] = v
+            self._hits += len(found)
+            self._misses += len(ks) - len(found)
+        many = self._loads_many
+        if many is not None:
+            try:
+                values = many([raw for _, raw in found])
+            except CacheDataError:
+                pass  # one bad entry: decode one by one below, refusing (and counting) it
+            else:
+                return dict(zip([k for k, _ in found], values, strict=True))
+        for k, raw in found:
+            v = self._decode(raw)
+            if v is not _BAD:
+                out[k] = v
         return out
 
     def set_many(
