@@ -14,9 +14,13 @@ Needs numpy (``pip install 'overdrive[ai]'``).
 from __future__ import annotations
 
 from .embedding_cache import EmbeddingCache, embedding_key, normalize_text
+from .semantic_cache import SemanticCache, SemanticEvaluation, SemanticHit
 
 __all__ = [
     "EmbeddingCache",
+    "SemanticCache",
+    "SemanticEvaluation",
+    "SemanticHit",
     "embedding_key",
     "normalize_text",
 ]
