@@ -80,7 +80,7 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def _key_hasher(model_id: str) -> Any:
+def _key_hasher(model_id: str) -> hashlib.blake2b:
     """BLAKE2b-128 already fed with the length-prefixed model id."""
     mid = model_id.encode("utf-8", "surrogatepass")
     h = hashlib.blake2b(len(mid).to_bytes(4, "little"), digest_size=16, person=_PERSON)
