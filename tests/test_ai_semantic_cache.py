@@ -423,3 +423,16 @@ def test_set_many_embeds_new_prompts_in_one_call() -> None:
         return await fresh.aget("near"), await fresh.aget("hello world")
 
     assert asyncio.run(run()) == ("B", "H")
+
+
+def test_async_search_of_a_large_index_runs_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    from overdrive.ai import semantic_cache
+
+    monkeypatch.setattr(semantic_cache, "_ASYNC_OFFLOAD", 0)  # every search counts as large
+    sc = ai.SemanticCache(table())
+
+    async def run() -> Any:
+        await sc.aset("base", "B")
+        return await sc.aget("near"), await sc.aget("far"), await sc.aget("base")
+
+    assert asyncio.run(run()) == ("B", None, "B")
