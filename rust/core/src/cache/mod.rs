@@ -10,12 +10,22 @@
 //! replaced or deleted entries) is handed back to the caller in an `out`
 //! vector, so the binding can drop Python objects after releasing its lock.
 //!
-//! Layout: one slab of entries (`Vec<Entry>`, reused through a free list)
-//! threaded by `u32`-index doubly linked lists (the W-TinyLFU window,
-//! probation and protected segments; LRU uses the window list alone), a
-//! `hashbrown::HashTable<u32>` of slab indices, and a count-min sketch. An
-//! entry costs 48 bytes of slab plus about 6-11 bytes of index and
-//! 8 bytes of sketch, before the key and value themselves.
+//! Layout: a `hashbrown::HashTable` of [`Slot`]s (key, value, slab index and
+//! a coarse expiry: everything a hit reads, in one bucket), one slab of
+//! policy entries (reused through a free list) threaded by `u32`-index
+//! doubly linked lists (the W-TinyLFU window, probation and protected
+//! segments; LRU uses the window list alone), and a count-min sketch. An
+//! entry costs 32 bytes of slab plus 25 bytes per index bucket (about
+//! 29-57 bytes per entry at hashbrown's load factors) and 8 bytes of
+//! sketch, before the key and value themselves.
+//!
+//! A hit touches its bucket only: the policy's bookkeeping (frequency,
+//! list moves) is recorded in a small read buffer of slab indices and
+//! replayed, in order, when the buffer fills and before anything that
+//! changes the store's membership or reads its order (Caffeine's read
+//! buffer, without its losses). Replaying in order before every eviction
+//! decision makes the policy exactly what it would be with the
+//! bookkeeping done on each hit.
 //!
 //! Not thread-safe by itself: the binding wraps it in a mutex.
 
@@ -49,6 +59,27 @@ const RESERVE_MAX: u64 = 1 << 22;
 
 /// Slots the periodic expiry sweep inspects per write.
 const SWEEP_PER_WRITE: usize = 2;
+
+/// Hits the read buffer holds before they are replayed.
+const READ_BUFFER: usize = 64;
+
+/// A bucket's expiry hint is the expiry shifted right by this many bits
+/// (units of about 1.07 s).
+const HINT_SHIFT: u32 = 30;
+/// The hint of an entry that never expires.
+const HINT_NEVER: u32 = u32::MAX;
+
+/// A lower bound of `expires` in 32 bits: `u64::from(hint(e)) << HINT_SHIFT
+/// <= e` for every `e` but [`NEVER`] (whose hint is [`HINT_NEVER`]).
+#[inline]
+fn hint(expires: u64) -> u32 {
+    if expires == NEVER {
+        HINT_NEVER
+    } else {
+        // Saturates below HINT_NEVER: a smaller hint is still a lower bound.
+        (expires >> HINT_SHIFT).min(u64::from(HINT_NEVER - 1)) as u32
+    }
+}
 
 /// Mix a caller's hash into a well-spread 64-bit hash (Python hashes of
 /// small ints are the ints themselves: hashbrown needs the high bits to vary).
@@ -214,8 +245,74 @@ pub struct Stats {
     pub bytes: u64,
 }
 
-struct Entry<K, V> {
-    kv: Option<(K, V)>,
+/// An index bucket: what a hit needs, in one place.
+struct Slot<K, V> {
+    key: K,
+    value: V,
+    /// The entry's slab index.
+    idx: u32,
+    /// A lower bound of the expiry ([`hint`]).
+    hint: u32,
+}
+
+/// Compares a stored key with the one looked up. `quick` answers when it
+/// can without running user code (identity, two ints, two str); otherwise
+/// the store compares the stored 32-bit hashes first and calls `full` only
+/// when they agree, so user `__eq__` runs only on a hash match (as dict
+/// lookups do). Every `FnMut(&K) -> Result<bool, E>` closure is a matcher
+/// with no quick answer.
+pub trait Matcher<K> {
+    /// The error of a failed comparison.
+    type Error;
+    /// The answer when it is cheap and certain, else None.
+    #[inline]
+    fn quick(&mut self, _key: &K) -> Option<bool> {
+        None
+    }
+    /// The full comparison (called after the hashes matched).
+    fn full(&mut self, key: &K) -> Result<bool, Self::Error>;
+}
+
+impl<K, E, F: FnMut(&K) -> Result<bool, E>> Matcher<K> for F {
+    type Error = E;
+    #[inline]
+    fn full(&mut self, key: &K) -> Result<bool, E> {
+        self(key)
+    }
+}
+
+/// The slot under `hash` whose key matches, found in `table` (`entries`
+/// holds the full hashes `quick` cannot do without).
+#[inline]
+fn find_in<'t, K, V, M: Matcher<K>>(
+    table: &'t HashTable<Slot<K, V>>,
+    entries: &Slab<Entry>,
+    hash: u64,
+    m: &mut M,
+) -> Result<Option<&'t Slot<K, V>>, M::Error> {
+    // `iter_hash` rather than `find`: `find` calls its closure through a
+    // `dyn FnMut`, which keeps the key comparison out of line.
+    let h32 = hash as u32;
+    for slot in table.iter_hash(hash) {
+        match m.quick(&slot.key) {
+            Some(true) => return Ok(Some(slot)),
+            Some(false) => continue,
+            None => {}
+        }
+        // SAFETY: every slot's idx is a slab slot the slab holds (`alloc`
+        // hands out only indices below its length, the slab never shrinks,
+        // and `clear` empties both together).
+        let e = unsafe { entries.get_unchecked(slot.idx as usize) };
+        if e.hash == h32 && m.full(&slot.key)? {
+            return Ok(Some(slot));
+        }
+    }
+    Ok(None)
+}
+
+/// A slab entry: the policy's state of one key.
+#[derive(Clone, Copy)]
+struct Entry {
     /// The low half of the table hash ([`expand`] gives it whole).
     hash: u32,
     /// Nanoseconds on the caller's clock; [`NEVER`] for no expiry.
@@ -271,9 +368,12 @@ pub enum Found<'a, K, V> {
 /// The W-TinyLFU / LRU store.
 pub struct Store<K, V> {
     config: Config,
-    entries: Slab<Entry<K, V>>,
+    entries: Slab<Entry>,
     free: u32,
-    table: HashTable<u32>,
+    table: HashTable<Slot<K, V>>,
+    /// Slab indices of hits not yet replayed ([`Store::drain_reads`]).
+    reads: [u32; READ_BUFFER],
+    nreads: usize,
     lists: [List; 3],
     /// Count bound measures regions in entries, else in bytes.
     by_count: bool,
@@ -325,6 +425,8 @@ impl<K, V> Store<K, V> {
             entries: Slab::with_first_chunk(reserve + 1),
             free: NIL,
             table: HashTable::with_capacity(reserve),
+            reads: [NIL; READ_BUFFER],
+            nreads: 0,
             lists: [EMPTY; 3],
             by_count,
             window_max,
@@ -398,31 +500,34 @@ impl<K, V> Store<K, V> {
             || self.config.max_bytes.is_some_and(|m| self.stats.bytes > m)
     }
 
-    /// The slab index of the entry under `hash` for which `eq` holds.
+    /// The slab index of the entry under `hash` that `m` matches.
     #[inline]
-    fn find<E>(
-        &self,
-        hash: u64,
-        eq: &mut impl FnMut(&K) -> Result<bool, E>,
-    ) -> Result<Option<u32>, E> {
-        // `iter_hash` rather than `find`: `find` calls its closure through a
-        // `dyn FnMut`, which keeps the key comparison out of line.
-        let h32 = hash as u32;
-        for &i in self.table.iter_hash(hash) {
-            // SAFETY: every index in the table is a slot the slab holds
-            // (`alloc` hands out only indices below its length, the slab
-            // never shrinks, and `clear` empties both together).
-            let e = unsafe { self.entries.get_unchecked(i as usize) };
-            if e.hash != h32 {
-                continue;
-            }
-            if let Some((k, _)) = &e.kv {
-                if eq(k)? {
-                    return Ok(Some(i));
-                }
-            }
+    fn find<M: Matcher<K>>(&self, hash: u64, m: &mut M) -> Result<Option<u32>, M::Error> {
+        Ok(find_in(&self.table, &self.entries, hash, m)?.map(|s| s.idx))
+    }
+
+    /// The slot of live entry `i` (under `hash`, its table hash).
+    #[inline]
+    fn slot_mut(&mut self, hash: u64, i: u32) -> Option<&mut Slot<K, V>> {
+        self.table.find_mut(hash, |s| s.idx == i)
+    }
+
+    /// Replay the buffered hits (in order) into the policy.
+    #[inline]
+    fn drain_reads(&mut self) {
+        if self.nreads > 0 {
+            self.drain_reads_slow();
         }
-        Ok(None)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drain_reads_slow(&mut self) {
+        let n = std::mem::replace(&mut self.nreads, 0);
+        for j in 0..n {
+            let i = self.reads[j];
+            self.touch(i);
+        }
     }
 
     // --- lists ---------------------------------------------------------------
@@ -535,12 +640,11 @@ impl<K, V> Store<K, V> {
 
     // --- slab ----------------------------------------------------------------
 
-    fn alloc(&mut self, hash: u64, key: K, value: V, weight: u64, expires: u64) -> u32 {
+    fn alloc(&mut self, hash: u64, weight: u64, expires: u64) -> u32 {
         if self.free != NIL {
             let i = self.free;
             let e = &mut self.entries[i as usize];
             self.free = e.next;
-            e.kv = Some((key, value));
             e.hash = hash as u32;
             e.expires = expires;
             e.weight = weight as u32;
@@ -550,7 +654,6 @@ impl<K, V> Store<K, V> {
         } else {
             let i = self.entries.len() as u32;
             self.entries.push(Entry {
-                kv: Some((key, value)),
                 hash: hash as u32,
                 expires,
                 weight: weight as u32,
@@ -566,7 +669,9 @@ impl<K, V> Store<K, V> {
     }
 
     /// Take entry `i` out of every structure; returns its key and value.
+    /// The read buffer must be empty (a buffered index may be reused).
     fn remove_at(&mut self, i: u32) -> Option<(K, V)> {
+        debug_assert_eq!(self.nreads, 0, "remove with hits not replayed");
         let (hash, weight, freq) = {
             let e = &self.entries[i as usize];
             if e.queue == FREE {
@@ -581,9 +686,13 @@ impl<K, V> Store<K, V> {
         }
         let hash = expand(hash);
         self.unlink(i);
-        if let Ok(slot) = self.table.find_entry(hash, |&x| x == i) {
-            slot.remove();
-        }
+        let kv = match self.table.find_entry(hash, |s| s.idx == i) {
+            Ok(slot) => {
+                let (s, _) = slot.remove();
+                Some((s.key, s.value))
+            }
+            Err(_) => None,
+        };
         self.stats.entries -= 1;
         self.stats.bytes -= weight;
         let free = self.free;
@@ -594,7 +703,7 @@ impl<K, V> Store<K, V> {
         e.prev = NIL;
         e.expires = NEVER;
         self.free = i;
-        e.kv.take()
+        kv
     }
 
     /// Remove `i` for `reason` (a counter), pushing the pair to `out`.
@@ -790,40 +899,86 @@ impl<K, V> Store<K, V> {
 
     /// Look `hash`/`eq` up and count a hit or a miss; a hit counts as an
     /// access for the policy. An expired entry is removed and handed back.
-    /// `now` is called only when the entry has an expiry, with that expiry:
-    /// a caller with a cheap coarse clock may answer with a time that lags
-    /// the true time when the entry is clearly not due yet.
+    /// `now` is called only when the entry has an expiry, with that expiry
+    /// or a lower bound of it (and then maybe again with the expiry): a
+    /// caller with a cheap coarse clock may answer with a time that lags
+    /// the true time when the value passed is clearly not due yet.
+    /// A hit carries the entry's exact expiry.
     #[inline]
-    pub fn get<E>(
+    pub fn get<M: Matcher<K>>(
         &mut self,
         hash: u64,
-        mut eq: impl FnMut(&K) -> Result<bool, E>,
-        now: impl FnOnce(u64) -> u64,
-    ) -> Result<Found<'_, K, V>, E> {
+        eq: M,
+        now: impl FnMut(u64) -> u64,
+    ) -> Result<Found<'_, K, V>, M::Error> {
+        self.lookup::<true, M>(hash, eq, now)
+    }
+
+    /// [`Store::get`] for callers that do not need the exact expiry: a
+    /// hit carries a lower bound of it (any value for an entry that
+    /// expires, [`NEVER`] for one that does not), so a hit reads the
+    /// entry's index bucket only.
+    #[inline]
+    pub fn get_value<M: Matcher<K>>(
+        &mut self,
+        hash: u64,
+        eq: M,
+        now: impl FnMut(u64) -> u64,
+    ) -> Result<Found<'_, K, V>, M::Error> {
+        self.lookup::<false, M>(hash, eq, now)
+    }
+
+    #[inline(always)]
+    fn lookup<const EXACT: bool, M: Matcher<K>>(
+        &mut self,
+        hash: u64,
+        mut eq: M,
+        mut now: impl FnMut(u64) -> u64,
+    ) -> Result<Found<'_, K, V>, M::Error> {
+        // Room for this lookup's hit, made before the slot is borrowed.
+        if self.nreads >= READ_BUFFER {
+            self.drain_reads_slow();
+        }
         let hash = table_hash(hash);
-        let Some(i) = self.find(hash, &mut eq)? else {
-            self.stats.misses += 1;
-            return Ok(Found::Miss);
+        let (i, hint, value) = match find_in(&self.table, &self.entries, hash, &mut eq)? {
+            Some(slot) => (slot.idx, slot.hint, &slot.value as *const V),
+            None => {
+                self.stats.misses += 1;
+                return Ok(Found::Miss);
+            }
         };
-        // SAFETY: `find` returned an index from the table (see `find`).
-        let expires = unsafe { self.entries.get_unchecked(i as usize).expires };
-        if expires != NEVER && expires <= now(expires) {
-            self.stats.misses += 1;
-            return Ok(self.take_expired(i));
+        let mut expires = NEVER;
+        if hint != HINT_NEVER {
+            let lower = u64::from(hint) << HINT_SHIFT;
+            expires = lower;
+            // Clearly alive unless the lower bound is due: only then read
+            // the exact expiry.
+            if EXACT || lower <= now(lower) {
+                // SAFETY: slot indices are slab slots (see `find_in`).
+                expires = unsafe { self.entries.get_unchecked(i as usize).expires };
+                if expires <= now(expires) {
+                    self.stats.misses += 1;
+                    return Ok(self.take_expired(i));
+                }
+            }
         }
         self.stats.hits += 1;
-        self.touch(i);
-        // SAFETY: `find` returned an index from the table (see `find`).
-        match unsafe { &self.entries.get_unchecked(i as usize).kv } {
-            Some((_, v)) => Ok(Found::Hit(v, expires)),
-            None => Ok(Found::Miss),
+        // nreads < READ_BUFFER (made so above).
+        if let Some(r) = self.reads.get_mut(self.nreads) {
+            *r = i;
+            self.nreads += 1;
         }
+        // SAFETY: `value` points into the slot found above, and nothing
+        // since changed the table (only the counters and the read buffer);
+        // the returned borrow of `self` keeps it unchanged while it lives.
+        Ok(Found::Hit(unsafe { &*value }, expires))
     }
 
     /// Remove the expired entry `i` found by a lookup.
     #[cold]
     #[inline(never)]
     fn take_expired(&mut self, i: u32) -> Found<'_, K, V> {
+        self.drain_reads();
         match self.remove_at(i) {
             Some((k, v)) => {
                 self.stats.expirations += 1;
@@ -834,12 +989,12 @@ impl<K, V> Store<K, V> {
     }
 
     /// Like [`Store::get`] without counting or touching (`in`, `peek`).
-    pub fn peek<E>(
+    pub fn peek<M: Matcher<K>>(
         &mut self,
         hash: u64,
-        mut eq: impl FnMut(&K) -> Result<bool, E>,
-        now: impl FnOnce(u64) -> u64,
-    ) -> Result<Found<'_, K, V>, E> {
+        mut eq: M,
+        mut now: impl FnMut(u64) -> u64,
+    ) -> Result<Found<'_, K, V>, M::Error> {
         let hash = table_hash(hash);
         let Some(i) = self.find(hash, &mut eq)? else {
             return Ok(Found::Miss);
@@ -848,8 +1003,8 @@ impl<K, V> Store<K, V> {
         if expires != NEVER && expires <= now(expires) {
             return Ok(self.take_expired(i));
         }
-        match &self.entries[i as usize].kv {
-            Some((_, v)) => Ok(Found::Hit(v, expires)),
+        match self.table.find(hash, |s| s.idx == i) {
+            Some(s) => Ok(Found::Hit(&s.value, expires)),
             None => Ok(Found::Miss),
         }
     }
@@ -863,7 +1018,7 @@ impl<K, V> Store<K, V> {
     /// stored; any old entry
     /// under the key is removed).
     #[allow(clippy::too_many_arguments)]
-    pub fn insert<E>(
+    pub fn insert<M: Matcher<K>>(
         &mut self,
         hash: u64,
         key: K,
@@ -872,9 +1027,10 @@ impl<K, V> Store<K, V> {
         expires: u64,
         tags: &[&str],
         now: u64,
-        mut eq: impl FnMut(&K) -> Result<bool, E>,
+        mut eq: M,
         out: &mut Vec<(K, V)>,
-    ) -> Result<bool, E> {
+    ) -> Result<bool, M::Error> {
+        self.drain_reads();
         let hash = table_hash(hash);
         let found = self.find(hash, &mut eq)?;
         self.stats.sets += 1;
@@ -898,9 +1054,12 @@ impl<K, V> Store<K, V> {
                 e.weight = weight as u32;
                 e.expires = expires;
                 e.generation = e.generation.wrapping_add(1);
-                let old = match &mut e.kv {
-                    Some((_, v)) => std::mem::replace(v, value),
-                    None => value, // unreachable: found entries hold a pair
+                let old = match self.slot_mut(hash, i) {
+                    Some(slot) => {
+                        slot.hint = hint(expires);
+                        std::mem::replace(&mut slot.value, value)
+                    }
+                    None => value, // unreachable: found entries have a slot
                 };
                 out.push((key, old));
                 self.stats.bytes = self.stats.bytes - old_weight + weight;
@@ -909,9 +1068,18 @@ impl<K, V> Store<K, V> {
                 i
             }
             None => {
-                let i = self.alloc(hash, key, value, weight, expires);
-                self.table
-                    .insert_unique(hash, i, |&x| expand(self.entries[x as usize].hash));
+                let i = self.alloc(hash, weight, expires);
+                let entries = &self.entries;
+                self.table.insert_unique(
+                    hash,
+                    Slot {
+                        key,
+                        value,
+                        idx: i,
+                        hint: hint(expires),
+                    },
+                    |s| expand(entries[s.idx as usize].hash),
+                );
                 self.stats.entries += 1;
                 self.stats.bytes += weight;
                 if self
@@ -940,13 +1108,14 @@ impl<K, V> Store<K, V> {
     /// Remove the entry under `hash`/`eq` (counted as a delete when it was
     /// live, as an expiration when it had expired), pushing it to `out`;
     /// true when a live entry was deleted.
-    pub fn delete<E>(
+    pub fn delete<M: Matcher<K>>(
         &mut self,
         hash: u64,
-        mut eq: impl FnMut(&K) -> Result<bool, E>,
+        mut eq: M,
         now: u64,
         out: &mut Vec<(K, V)>,
-    ) -> Result<bool, E> {
+    ) -> Result<bool, M::Error> {
+        self.drain_reads();
         let hash = table_hash(hash);
         let Some(i) = self.find(hash, &mut eq)? else {
             return Ok(false);
@@ -1000,6 +1169,7 @@ impl<K, V> Store<K, V> {
 
     /// Remove every entry tagged `tag` (as deletes); returns how many.
     pub fn invalidate_tag(&mut self, tag: &str, out: &mut Vec<(K, V)>) -> usize {
+        self.drain_reads();
         let Some(refs) = self.tags.remove(tag) else {
             return 0;
         };
@@ -1020,6 +1190,7 @@ impl<K, V> Store<K, V> {
 
     /// Remove every expired entry now; returns how many.
     pub fn expire(&mut self, now: u64, out: &mut Vec<(K, V)>) -> usize {
+        self.drain_reads();
         let before = out.len();
         for i in 0..self.entries.len() as u32 {
             let e = &self.entries[i as usize];
@@ -1032,9 +1203,14 @@ impl<K, V> Store<K, V> {
 
     /// Remove everything (not counted); the counters stay.
     pub fn clear(&mut self) -> Vec<(K, V)> {
-        let out: Vec<(K, V)> = self.entries.take_all().filter_map(|e| e.kv).collect();
+        // Buffered hits of entries about to go: nothing to replay.
+        self.nreads = 0;
+        let out: Vec<(K, V)> = std::mem::take(&mut self.table)
+            .into_iter()
+            .map(|s| (s.key, s.value))
+            .collect();
+        drop(self.entries.take_all());
         self.free = NIL;
-        self.table = HashTable::new();
         self.lists = [EMPTY; 3];
         self.tags = HashMap::new();
         self.tag_refs = 0;
@@ -1050,10 +1226,8 @@ impl<K, V> Store<K, V> {
 
     /// Visit every held pair (expired ones included); stops at the first error.
     pub fn try_for_each<E>(&self, mut f: impl FnMut(&K, &V) -> Result<(), E>) -> Result<(), E> {
-        for e in self.entries.iter() {
-            if let Some((k, v)) = &e.kv {
-                f(k, v)?;
-            }
+        for s in self.table.iter() {
+            f(&s.key, &s.value)?;
         }
         Ok(())
     }
@@ -1061,20 +1235,21 @@ impl<K, V> Store<K, V> {
     /// The live keys' pairs with their expiry, oldest first within each
     /// segment (for snapshots and tests).
     pub fn pairs(&self) -> impl Iterator<Item = (&K, &V, u64)> {
-        self.entries
+        self.table
             .iter()
-            .filter_map(|e| e.kv.as_ref().map(|(k, v)| (k, v, e.expires)))
+            .map(|s| (&s.key, &s.value, self.entries[s.idx as usize].expires))
     }
 
     /// Keys from least to most recently used (LRU policy; for tests).
-    pub fn lru_order(&self) -> Vec<&K> {
+    pub fn lru_order(&mut self) -> Vec<&K> {
+        self.drain_reads();
         let mut out = Vec::new();
         for q in [WINDOW, PROBATION, PROTECTED] {
             let mut i = self.lists[q as usize].head;
             while i != NIL {
                 let e = &self.entries[i as usize];
-                if let Some((k, _)) = &e.kv {
-                    out.push(k);
+                if let Some(s) = self.table.find(expand(e.hash), |s| s.idx == i) {
+                    out.push(&s.key);
                 }
                 i = e.next;
             }
@@ -1096,11 +1271,15 @@ impl<K, V> Store<K, V> {
             while i != NIL {
                 n += 1;
                 let e = &self.entries[i as usize];
-                if e.queue != q || e.prev != prev || e.kv.is_none() {
+                if e.queue != q || e.prev != prev {
                     return Err(format!("bad links at {i} on list {q}"));
                 }
-                if self.table.find(expand(e.hash), |&x| x == i).is_none() {
-                    return Err(format!("entry {i} not indexed"));
+                match self.table.find(expand(e.hash), |s| s.idx == i) {
+                    None => return Err(format!("entry {i} not indexed")),
+                    Some(s) if s.hint != hint(e.expires) => {
+                        return Err(format!("entry {i}: expiry hint out of date"))
+                    }
+                    Some(_) => {}
                 }
                 w += self.pw(u64::from(e.weight));
                 count += 1;
@@ -1120,6 +1299,13 @@ impl<K, V> Store<K, V> {
         }
         if self.table.len() as u64 != count {
             return Err("index size differs".into());
+        }
+        // Every buffered hit names a live entry (the buffer is replayed
+        // before anything leaves the store).
+        for &i in &self.reads[..self.nreads] {
+            if i as usize >= self.entries.len() || self.entries[i as usize].queue == FREE {
+                return Err(format!("read buffer names entry {i}, which is not live"));
+            }
         }
         Ok(())
     }
