@@ -323,8 +323,9 @@ struct Entry {
     /// Bumped on every write and removal (tag references carry it).
     generation: u32,
     queue: u8,
-    /// The access clock when last moved to a tail (wrapping).
-    stamp: u16,
+    /// Hit since it was last put on a list's tail (TinyLFU window and
+    /// protected entries: CLOCK's reference bit).
+    referenced: bool,
     /// Hits since admission, aged with the sketch (TinyLFU): a hit costs
     /// no sketch access; the count joins the sketch when the entry leaves.
     freq: u8,
@@ -347,12 +348,12 @@ const EMPTY: List = List {
     len: 0,
 };
 
-/// TinyLFU's window and protected segments skip moving a hit entry to the
-/// tail when it was moved there within the last `len / LAZY_DIVISOR`
-/// accesses (it is at most that far from the tail): hot entries then cost
-/// no list surgery, at the price of an LRU order exact to within half
-/// the segment (a hit entry never drifts to the segment's old end). The `lru` policy stays exact.
-const LAZY_DIVISOR: u32 = 2;
+// TinyLFU's window and protected segments are CLOCK approximations of
+// LRU (second chance): a hit marks the entry `referenced` instead of
+// moving it to the tail, and a referenced entry that reaches the head when
+// the segment overflows goes back to the tail, unmarked, instead of
+// leaving. A hit is then a few stores to its entry, with no list surgery
+// (which touched three more entries). The `lru` policy stays exact.
 
 /// What a lookup found.
 #[derive(Debug)]
@@ -383,8 +384,6 @@ pub struct Store<K, V> {
     sketch: Option<Sketch>,
     rng: u64,
     sweep: usize,
-    /// Counts accesses (wrapping), for the lazy moves.
-    tick: u16,
     tags: HashMap<Box<str>, Vec<(u32, u32)>>,
     tag_refs: usize,
     tag_sweep_at: usize,
@@ -442,7 +441,6 @@ impl<K, V> Store<K, V> {
             sketch,
             rng: 0x853c_49e6_748f_ea9b,
             sweep: 0,
-            tick: 0,
             tags: HashMap::new(),
             tag_refs: 0,
             tag_sweep_at: 1024,
@@ -571,7 +569,7 @@ impl<K, V> Store<K, V> {
         e.prev = tail;
         e.next = NIL;
         e.queue = q;
-        e.stamp = self.tick;
+        e.referenced = false;
     }
 
     #[inline]
@@ -596,40 +594,43 @@ impl<K, V> Store<K, V> {
         if sketch.tick() {
             self.halve_freqs();
         }
-        self.tick = self.tick.wrapping_add(1);
-        let tick = self.tick;
         let e = &mut self.entries[i as usize];
         e.freq = e.freq.saturating_add(1).min(15);
-        let (q, stamp) = (e.queue, e.stamp);
-        if q != PROBATION {
-            // A window or protected entry at or lately moved to the tail
-            // stays.
-            if e.next == NIL {
-                return;
-            }
-            let lazy = (self.lists[q as usize].len / LAZY_DIVISOR).min(1 << 14);
-            if u32::from(tick.wrapping_sub(stamp)) <= lazy {
-                return;
-            }
+        if e.queue != PROBATION {
+            // Window and protected: marked, not moved (see `referenced`).
+            e.referenced = true;
+            return;
         }
-        self.touch_move(i, q);
+        self.promote(i);
     }
 
-    /// The list surgery of [`Store::touch`] (TinyLFU): a probation entry
-    /// is promoted, any other goes to its list's tail.
+    /// A probation entry was hit: it moves to protected (TinyLFU).
     #[inline(never)]
-    fn touch_move(&mut self, i: u32, q: u8) {
-        if q == PROBATION {
-            self.move_to_tail(i, PROTECTED);
-            self.demote_protected();
-        } else {
-            self.move_to_tail(i, q);
+    fn promote(&mut self, i: u32) {
+        self.move_to_tail(i, PROTECTED);
+        self.demote_protected();
+    }
+
+    /// The head of list `q`, after giving its referenced entries their
+    /// second chance (each goes back to the tail, unmarked; every entry is
+    /// looked at at most once, so this ends).
+    fn clock_head(&mut self, q: u8) -> u32 {
+        let mut n = self.lists[q as usize].len;
+        loop {
+            let head = self.lists[q as usize].head;
+            if head == NIL || n == 0 || !self.entries[head as usize].referenced {
+                return head;
+            }
+            n -= 1;
+            // push_tail clears the mark.
+            self.unlink(head);
+            self.push_tail(head, q);
         }
     }
 
     fn demote_protected(&mut self) {
         while self.lists[PROTECTED as usize].weight > self.protected_max {
-            let head = self.lists[PROTECTED as usize].head;
+            let head = self.clock_head(PROTECTED);
             if head == NIL {
                 break;
             }
@@ -661,7 +662,7 @@ impl<K, V> Store<K, V> {
                 next: NIL,
                 generation: 0,
                 queue: FREE,
-                stamp: 0,
+                referenced: false,
                 freq: 0,
             });
             i
@@ -739,7 +740,7 @@ impl<K, V> Store<K, V> {
         // Window overflow moves to probation; those entries are the candidates.
         let mut candidate = NIL;
         while self.lists[WINDOW as usize].weight > self.window_max {
-            let head = self.lists[WINDOW as usize].head;
+            let head = self.clock_head(WINDOW);
             if head == NIL {
                 break;
             }
