@@ -596,12 +596,14 @@ impl<K, V> Store<K, V> {
         }
         let e = &mut self.entries[i as usize];
         e.freq = e.freq.saturating_add(1).min(15);
-        if e.queue != PROBATION {
-            // Window and protected: marked, not moved (see `referenced`).
-            e.referenced = true;
-            return;
+        match e.queue {
+            PROTECTED => {
+                // Marked, not moved (see `referenced`).
+                e.referenced = true;
+            }
+            PROBATION => self.promote(i),
+            _ => self.move_to_tail(i, WINDOW),
         }
-        self.promote(i);
     }
 
     /// A probation entry was hit: it moves to protected (TinyLFU).
