@@ -202,6 +202,28 @@ impl Drop for Comparing<'_> {
     }
 }
 
+/// A new reference to `obj`, its count raised inline.
+///
+/// Under the stable ABI pyo3 raises a count through a call into the
+/// interpreter (`_Py_IncRef`); a C extension built for the 3.11 stable ABI
+/// does it inline, as here, and CPython keeps supporting that: immortal
+/// objects (3.12+) are built so that such increments (and the matching
+/// decrements) leave them immortal (PEP 683).
+#[inline(always)]
+fn new_ref<'py>(py: Python<'py>, obj: &Obj) -> Bound<'py, PyAny> {
+    let p = obj.as_ptr();
+    // SAFETY: p is a live object (the store holds a reference, and the
+    // caller holds the store's lock); the thread is attached (`py`), so no
+    // other thread touches the count (the module is not free-threaded:
+    // the interpreter lock is held). `ob_refcnt` is the first field of
+    // every non-free-threaded object, in every CPython the stable ABI runs
+    // on. The new reference is handed to the Bound, which drops it.
+    unsafe {
+        (*p).ob_refcnt += 1;
+        Bound::from_owned_ptr(py, p)
+    }
+}
+
 /// Compares stored keys with a looked-up one (see [`PyMemoryTier::eq`]).
 struct KeyMatch<'a, 'py> {
     tier: &'a PyMemoryTier,
@@ -542,7 +564,7 @@ impl PyMemoryTier {
             Some(c) if expires > c.saturating_add(margin) => c,
             _ => lagging_now(expires, margin),
         }) {
-            Ok(Found::Hit(v, _)) => Ok(Ok(v.bind(py).clone())),
+            Ok(Found::Hit(v, _)) => Ok(Ok(new_ref(py, v))),
             Ok(Found::Miss) => Ok(Err(None)),
             Ok(Found::Expired(k, v)) => Ok(Err(Some((k, v)))),
             Err(Raised) => Err(PyErr::fetch(py)),

@@ -54,6 +54,11 @@ const PROBATION: u8 = 1;
 const PROTECTED: u8 = 2;
 const FREE: u8 = 3;
 
+/// Entries the index is first sized for (at most the entry bound): a
+/// cache holding few entries keeps them in a compact index (fewer cache
+/// lines and pages per lookup); past this it grows straight to the bound.
+const TABLE_START: usize = 1024;
+
 /// Most entries an entry bound reserves index and sketch space for.
 const RESERVE_MAX: u64 = 1 << 22;
 
@@ -283,7 +288,7 @@ impl<K, E, F: FnMut(&K) -> Result<bool, E>> Matcher<K> for F {
 
 /// The slot under `hash` whose key matches, found in `table` (`entries`
 /// holds the full hashes `quick` cannot do without).
-#[inline]
+#[inline(always)]
 fn find_in<'t, K, V, M: Matcher<K>>(
     table: &'t HashTable<Slot<K, V>>,
     entries: &Slab<Entry>,
@@ -372,6 +377,8 @@ pub struct Store<K, V> {
     entries: Slab<Entry>,
     free: u32,
     table: HashTable<Slot<K, V>>,
+    /// The entries the index is sized for once it outgrows [`TABLE_START`].
+    table_reserve: usize,
     /// Slab indices of hits not yet replayed ([`Store::drain_reads`]).
     reads: [u32; READ_BUFFER],
     nreads: usize,
@@ -406,10 +413,11 @@ impl<K, V> Store<K, V> {
             }
             Policy::Lru => (u64::MAX, 0),
         };
-        // An entry bound sizes the index, the sketch and the slab's first
-        // chunk up front (growing them would copy, and leave the outgrown
-        // copies to the allocator; the slab's untouched pages cost no
-        // memory), up to 4 Mi entries; beyond that they grow with the
+        // An entry bound sizes the sketch and the slab's first chunk up
+        // front, and the index in two steps (TABLE_START entries, then the
+        // bound): growing them by doubling would copy, and leave the
+        // outgrown copies to the allocator; the slab's untouched pages cost
+        // no memory. Up to 4 Mi entries; beyond that they grow with the
         // entries held.
         let reserve = config
             .max_entries
@@ -423,7 +431,8 @@ impl<K, V> Store<K, V> {
             // Inserting runs one entry over the bound before evicting.
             entries: Slab::with_first_chunk(reserve + 1),
             free: NIL,
-            table: HashTable::with_capacity(reserve),
+            table: HashTable::with_capacity(reserve.min(TABLE_START)),
+            table_reserve: reserve,
             reads: [NIL; READ_BUFFER],
             nreads: 0,
             lists: [EMPTY; 3],
@@ -1073,6 +1082,15 @@ impl<K, V> Store<K, V> {
             None => {
                 let i = self.alloc(hash, weight, expires);
                 let entries = &self.entries;
+                if self.table.len() >= self.table.capacity()
+                    && self.table_reserve > self.table.len()
+                {
+                    // One step from the small start to the bound (doubling
+                    // would leave each outgrown copy to the allocator).
+                    let more = self.table_reserve - self.table.len();
+                    self.table
+                        .reserve(more, |s| expand(entries[s.idx as usize].hash));
+                }
                 self.table.insert_unique(
                     hash,
                     Slot {
@@ -1208,7 +1226,8 @@ impl<K, V> Store<K, V> {
     pub fn clear(&mut self) -> Vec<(K, V)> {
         // Buffered hits of entries about to go: nothing to replay.
         self.nreads = 0;
-        let out: Vec<(K, V)> = std::mem::take(&mut self.table)
+        let small = HashTable::with_capacity(self.table_reserve.min(TABLE_START));
+        let out: Vec<(K, V)> = std::mem::replace(&mut self.table, small)
             .into_iter()
             .map(|s| (s.key, s.value))
             .collect();
