@@ -620,3 +620,67 @@ proptest! {
         }
     }
 }
+
+fn queue_of(s: &S, k: u64) -> Option<u8> {
+    s.table
+        .iter()
+        .find(|sl| sl.key == k)
+        .map(|sl| s.entries[sl.idx as usize].queue)
+}
+
+#[test]
+fn protected_is_clock_a_hit_entry_gets_a_second_chance() {
+    let mut s = S::new(cfg(None, Some(100), Policy::TinyLfu));
+    for k in 0..100u64 {
+        set(&mut s, k, k, 1, NEVER, 0);
+    }
+    // Promote everything in probation (protected overflows and demotes).
+    for k in 0..100u64 {
+        let _ = get(&mut s, k, 0);
+    }
+    let _ = s.lru_order(); // replays the buffer
+    check(&s);
+    let head = s.lists[PROTECTED as usize].head;
+    assert_ne!(head, NIL);
+    let head_key = s.table.iter().find(|sl| sl.idx == head).map(|sl| sl.key);
+    let Some(head_key) = head_key else {
+        panic!("protected head not indexed");
+    };
+    let second = s.entries[head as usize].next;
+    // A hit marks the head (no move) ...
+    assert_eq!(get(&mut s, head_key, 0), Some(head_key));
+    let _ = s.lru_order();
+    assert_eq!(s.lists[PROTECTED as usize].head, head);
+    assert!(s.entries[head as usize].referenced);
+    // ... and when protected overflows, the marked head goes to the tail
+    // (unmarked) while the next one is demoted.
+    let Some(prob) = (0..100u64).find(|&k| queue_of(&s, k) == Some(PROBATION)) else {
+        panic!("nothing in probation");
+    };
+    let _ = get(&mut s, prob, 0);
+    let _ = s.lru_order();
+    check(&s);
+    assert_eq!(queue_of(&s, prob), Some(PROTECTED));
+    assert_eq!(queue_of(&s, head_key), Some(PROTECTED));
+    assert!(!s.entries[head as usize].referenced);
+    assert_eq!(s.entries[second as usize].queue, PROBATION);
+}
+
+#[test]
+fn index_starts_small_then_jumps_to_the_bound() {
+    let mut s = S::new(cfg(None, Some(5000), Policy::TinyLfu));
+    assert!(s.table.capacity() >= TABLE_START && s.table.capacity() < 5000);
+    for k in 0..3000u64 {
+        set(&mut s, k, k, 1, NEVER, 0);
+    }
+    assert!(s.table.capacity() >= 5000);
+    for k in 0..3000u64 {
+        assert_eq!(get(&mut s, k, 0), Some(k));
+    }
+    check(&s);
+    let _ = s.clear();
+    assert!(s.table.capacity() < 5000);
+    set(&mut s, 1, 1, 1, NEVER, 0);
+    assert_eq!(get(&mut s, 1, 0), Some(1));
+    check(&s);
+}
