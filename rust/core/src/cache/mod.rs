@@ -71,8 +71,11 @@ const READ_BUFFER: usize = 64;
 /// A bucket's expiry hint is the expiry shifted right by this many bits
 /// (units of about 1.07 s).
 const HINT_SHIFT: u32 = 30;
-/// The hint of an entry that never expires.
-const HINT_NEVER: u32 = u32::MAX;
+/// The hint of an entry that never expires (hints take 31 bits: units of
+/// 2^30 ns, up to 2^61 ns, about 73 years, of the caller's clock).
+const HINT_NEVER: u32 = 0x7fff_ffff;
+/// The top bit of a slot's `hint` word: the entry is hot (see [`Slot`]).
+const HOT: u32 = 0x8000_0000;
 
 /// A lower bound of `expires` in 32 bits: `u64::from(hint(e)) << HINT_SHIFT
 /// <= e` for every `e` but [`NEVER`] (whose hint is [`HINT_NEVER`]).
@@ -256,7 +259,11 @@ struct Slot<K, V> {
     value: V,
     /// The entry's slab index.
     idx: u32,
-    /// A lower bound of the expiry ([`hint`]).
+    /// A lower bound of the expiry ([`hint`]) in the low 31 bits; [`HOT`]
+    /// when the entry is protected, referenced and at the top frequency,
+    /// so that a hit would change nothing in its slab entry (a hit of a
+    /// hot entry skips the read buffer: only the sketch's access count
+    /// moves). The entry's `hot` mirrors the bit.
     hint: u32,
 }
 
@@ -331,6 +338,8 @@ struct Entry {
     /// Hit since it was last put on a list's tail (TinyLFU window and
     /// protected entries: CLOCK's reference bit).
     referenced: bool,
+    /// Its slot carries [`HOT`].
+    hot: bool,
     /// Hits since admission, aged with the sketch (TinyLFU): a hit costs
     /// no sketch access; the count joins the sketch when the entry leaves.
     freq: u8,
@@ -382,6 +391,8 @@ pub struct Store<K, V> {
     /// Slab indices of hits not yet replayed ([`Store::drain_reads`]).
     reads: [u32; READ_BUFFER],
     nreads: usize,
+    /// Hits of hot entries since the last replay (sketch access counts).
+    unticked: u64,
     lists: [List; 3],
     /// Count bound measures regions in entries, else in bytes.
     by_count: bool,
@@ -435,6 +446,7 @@ impl<K, V> Store<K, V> {
             table_reserve: reserve,
             reads: [NIL; READ_BUFFER],
             nreads: 0,
+            unticked: 0,
             lists: [EMPTY; 3],
             by_count,
             window_max,
@@ -519,10 +531,25 @@ impl<K, V> Store<K, V> {
         self.table.find_mut(hash, |s| s.idx == i)
     }
 
+    /// Set or clear entry `i`'s [`HOT`] mark (on its slot and its entry).
+    #[cold]
+    #[inline(never)]
+    fn set_hot(&mut self, i: u32, hot: bool) {
+        let hash = expand(self.entries[i as usize].hash);
+        if let Some(slot) = self.table.find_mut(hash, |s| s.idx == i) {
+            slot.hint = if hot {
+                slot.hint | HOT
+            } else {
+                slot.hint & !HOT
+            };
+            self.entries[i as usize].hot = hot;
+        }
+    }
+
     /// Replay the buffered hits (in order) into the policy.
     #[inline]
     fn drain_reads(&mut self) {
-        if self.nreads > 0 {
+        if self.nreads > 0 || self.unticked > 0 {
             self.drain_reads_slow();
         }
     }
@@ -530,6 +557,11 @@ impl<K, V> Store<K, V> {
     #[cold]
     #[inline(never)]
     fn drain_reads_slow(&mut self) {
+        // Hits of hot entries: access counts for the sketch, nothing else.
+        let unticked = std::mem::replace(&mut self.unticked, 0);
+        if unticked > 0 && self.sketch.as_mut().is_some_and(|s| s.tick_n(unticked)) {
+            self.halve_freqs();
+        }
         let n = std::mem::replace(&mut self.nreads, 0);
         for j in 0..n {
             let i = self.reads[j];
@@ -579,6 +611,9 @@ impl<K, V> Store<K, V> {
         e.next = NIL;
         e.queue = q;
         e.referenced = false;
+        if e.hot {
+            self.set_hot(i, false);
+        }
     }
 
     #[inline]
@@ -609,6 +644,9 @@ impl<K, V> Store<K, V> {
             PROTECTED => {
                 // Marked, not moved (see `referenced`).
                 e.referenced = true;
+                if e.freq == 15 && !e.hot {
+                    self.set_hot(i, true);
+                }
             }
             PROBATION => self.promote(i),
             _ => self.move_to_tail(i, WINDOW),
@@ -674,6 +712,7 @@ impl<K, V> Store<K, V> {
                 generation: 0,
                 queue: FREE,
                 referenced: false,
+                hot: false,
                 freq: 0,
             });
             i
@@ -710,6 +749,7 @@ impl<K, V> Store<K, V> {
         let free = self.free;
         let e = &mut self.entries[i as usize];
         e.queue = FREE;
+        e.hot = false;
         e.generation = e.generation.wrapping_add(1);
         e.next = free;
         e.prev = NIL;
@@ -820,6 +860,11 @@ impl<K, V> Store<K, V> {
     fn halve_freqs(&mut self) {
         for e in self.entries.iter_mut() {
             e.freq >>= 1;
+            // Below the top frequency: no entry stays hot.
+            e.hot = false;
+        }
+        for slot in self.table.iter_mut() {
+            slot.hint &= !HOT;
         }
     }
 
@@ -947,18 +992,20 @@ impl<K, V> Store<K, V> {
         mut eq: M,
         mut now: impl FnMut(u64) -> u64,
     ) -> Result<Found<'_, K, V>, M::Error> {
-        // Room for this lookup's hit, made before the slot is borrowed.
-        if self.nreads >= READ_BUFFER {
+        // Room for this lookup's hit, made before the slot is borrowed
+        // (and the hot hits' access counts passed on as often).
+        if self.nreads >= READ_BUFFER || self.unticked >= READ_BUFFER as u64 {
             self.drain_reads_slow();
         }
         let hash = table_hash(hash);
-        let (i, hint, value) = match find_in(&self.table, &self.entries, hash, &mut eq)? {
+        let (i, word, value) = match find_in(&self.table, &self.entries, hash, &mut eq)? {
             Some(slot) => (slot.idx, slot.hint, &slot.value as *const V),
             None => {
                 self.stats.misses += 1;
                 return Ok(Found::Miss);
             }
         };
+        let hint = word & !HOT;
         let mut expires = NEVER;
         if hint != HINT_NEVER {
             let lower = u64::from(hint) << HINT_SHIFT;
@@ -975,8 +1022,10 @@ impl<K, V> Store<K, V> {
             }
         }
         self.stats.hits += 1;
-        // nreads < READ_BUFFER (made so above).
-        if let Some(r) = self.reads.get_mut(self.nreads) {
+        if word & HOT != 0 {
+            self.unticked += 1;
+        } else if let Some(r) = self.reads.get_mut(self.nreads) {
+            // nreads < READ_BUFFER (made so above).
             *r = i;
             self.nreads += 1;
         }
@@ -1068,6 +1117,7 @@ impl<K, V> Store<K, V> {
                 e.generation = e.generation.wrapping_add(1);
                 let old = match self.slot_mut(hash, i) {
                     Some(slot) => {
+                        // Not hot any more: unlinked and put back just above.
                         slot.hint = hint(expires);
                         std::mem::replace(&mut slot.value, value)
                     }
@@ -1298,8 +1348,14 @@ impl<K, V> Store<K, V> {
                 }
                 match self.table.find(expand(e.hash), |s| s.idx == i) {
                     None => return Err(format!("entry {i} not indexed")),
-                    Some(s) if s.hint != hint(e.expires) => {
+                    Some(s) if s.hint & !HOT != hint(e.expires) => {
                         return Err(format!("entry {i}: expiry hint out of date"))
+                    }
+                    Some(s) if (s.hint & HOT != 0) != e.hot => {
+                        return Err(format!("entry {i}: hot mark differs"))
+                    }
+                    Some(_) if e.hot && !(q == PROTECTED && e.referenced && e.freq == 15) => {
+                        return Err(format!("entry {i}: hot but a hit would change it"))
                     }
                     Some(_) => {}
                 }

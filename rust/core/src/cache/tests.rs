@@ -684,3 +684,62 @@ fn index_starts_small_then_jumps_to_the_bound() {
     assert_eq!(get(&mut s, 1, 0), Some(1));
     check(&s);
 }
+
+#[test]
+fn hot_entries_skip_the_read_buffer_until_anything_changes() {
+    let mut s = S::new(cfg(None, Some(100), Policy::TinyLfu));
+    for k in 0..100u64 {
+        set(&mut s, k, k, 1, NEVER, 0);
+    }
+    let Some(hot) = (0..100u64).find(|&k| queue_of(&s, k) == Some(PROBATION)) else {
+        panic!("nothing in probation");
+    };
+    let slot_hot = |s: &S, k: u64| {
+        s.table
+            .iter()
+            .find(|sl| sl.key == k)
+            .is_some_and(|sl| sl.hint & HOT != 0)
+    };
+    // Promoted, then hit up to the top frequency: hot.
+    for _ in 0..20 {
+        assert_eq!(get(&mut s, hot, 0), Some(hot));
+        let _ = s.lru_order();
+        check(&s);
+    }
+    assert!(slot_hot(&s, hot));
+    // A hot hit leaves the buffer alone and only counts an access.
+    let (n0, u0) = (s.nreads, s.unticked);
+    assert_eq!(get(&mut s, hot, 0), Some(hot));
+    assert_eq!((s.nreads, s.unticked), (n0, u0 + 1));
+    check(&s);
+    // Overwriting moves it to the tail (unmarked) and counts an access
+    // (marked again): the value changes, the marks stay consistent.
+    set(&mut s, hot, 7, 1, NEVER, 0);
+    check(&s);
+    assert_eq!(get(&mut s, hot, 0), Some(7));
+    for _ in 0..20 {
+        let _ = get(&mut s, hot, 0);
+    }
+    let _ = s.lru_order();
+    assert!(slot_hot(&s, hot));
+    // Aging halves every frequency: nothing stays hot.
+    s.halve_freqs();
+    assert!(!slot_hot(&s, hot));
+    check(&s);
+    // Many hot hits, then churn: counters and invariants hold throughout.
+    for _ in 0..20 {
+        let _ = get(&mut s, hot, 0);
+    }
+    let hits = s.stats().hits;
+    for _ in 0..1000 {
+        let _ = get(&mut s, hot, 0);
+    }
+    assert_eq!(s.stats().hits, hits + 1000);
+    for k in 100..400u64 {
+        set(&mut s, k, k, 1, NEVER, 0);
+        let _ = get(&mut s, k, 0);
+        let _ = get(&mut s, hot, 0);
+        check(&s);
+    }
+    assert_eq!(get(&mut s, hot, 0), Some(7));
+}
