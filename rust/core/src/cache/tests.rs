@@ -683,6 +683,9 @@ fn index_starts_small_then_jumps_to_the_bound() {
     set(&mut s, 1, 1, 1, NEVER, 0);
     assert_eq!(get(&mut s, 1, 0), Some(1));
     check(&s);
+    // A large bound is sized up front.
+    let big = S::new(cfg(None, Some(100_000), Policy::TinyLfu));
+    assert!(big.table.capacity() >= 100_000);
 }
 
 #[test]
