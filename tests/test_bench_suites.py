@@ -95,3 +95,36 @@ def test_cli_quick_suite_end_to_end(tmp_path: Path) -> None:
     # the suite result round-trips through the dataclass's own dict form
     keys = set(SuiteResult("pools", []).to_dict())
     assert keys <= set(suite)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+# benches/ module -> names of the public API its asv benchmarks must exercise
+BENCH_COVERS = {
+    "compression": ["od.compress", "compress_many", "dictionary"],
+    "batching": ["od.Batcher", "od.MessageBatcher"],
+    "pools": ["od.BufferPool", "od.ObjectPool"],
+    "balancing": ["od.Balancer", "od.ShardRouter"],
+    "worker_pool": ["od.WorkerPool"],
+    "cache": ["MemoryTier", "TieredCache", "DiskTier", "cached("],
+    "telemetry": ["LatencyHistogram", "timer"],
+    "resilience": ["CircuitBreaker", "ConcurrencyLimiter", "RateLimiter"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(BENCH_COVERS))
+def test_asv_benches_cover_every_component(module: str) -> None:
+    source = (ROOT / "benches" / f"{module}.py").read_text(encoding="utf-8")
+    missing = [name for name in BENCH_COVERS[module] if name not in source]
+    assert not missing, f"benches/{module}.py never uses {missing}"
+
+
+def test_asv_conf_builds_the_wheel_in_asv_environments() -> None:
+    conf = json.loads((ROOT / "asv.conf.json").read_text(encoding="utf-8"))
+    [build] = conf["build_command"]
+    assert build.startswith("python -m pip wheel --no-deps -w {build_cache_dir} {build_dir}")
+    assert any("{wheel_file}" in cmd for cmd in conf["install_command"])
+    assert (ROOT / conf["benchmark_dir"]).is_dir()
+    assert conf["html_dir"] == ".asv/html"
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "asv run --python=same --quick" in makefile
+    assert "$(MAKE) asv-check" in makefile
