@@ -193,7 +193,7 @@ class CompactedMessages:
 _Seg = tuple[str, str]
 
 _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[^\n]*\n", re.M)
-_PRE = re.compile(r"<pre\b[^>]*>.*?</pre\s*>", re.S | re.I)
+_PRE = re.compile(r"^[ \t]*<pre\b[^>]*>.*?</pre\s*>", re.S | re.I | re.M)
 _XML_START = re.compile(
     r"[ \t]*(?:<\?xml[^>]*\?>\s*)?(?:<!DOCTYPE(?:[^\[>]|\[[^\]]*\])*>\s*)?"
     r"<([A-Za-z_][\w.\-]*)[\s>/]",
@@ -266,11 +266,8 @@ def _data_blocks(text: str) -> list[_Seg]:
         elif ch == "<":
             m = _XML_START.match(text, line)
             if m is not None:
-                tag = m.group(1)
-                close = re.compile(r"</" + re.escape(tag) + r"\s*>[ \t]*(?:\n|\Z)")
-                c = close.search(text, m.end())
-                if c is not None:
-                    end, kind = c.end(), "xml"
+                end = _xml_end(text, m.start(1) - 1, m.group(1))
+                kind = "xml"
         if end > 0:
             if line > pos:
                 out.append(("prose", text[pos:line]))
@@ -281,6 +278,23 @@ def _data_blocks(text: str) -> list[_Seg]:
     if pos < n:
         out.append(("prose", text[pos:]))
     return out
+
+
+def _xml_end(text: str, start: int, tag: str) -> int:
+    """The end of the element ``<tag`` opened at ``start`` (after its line
+    end), counting nested same-name elements; -1 when it does not close at
+    the end of a line."""
+    depth = 0
+    pat = re.compile(r"<(/?)" + re.escape(tag) + r"(?=[\s/>])[^>]*?(/?)>")
+    for m in pat.finditer(text, start):
+        if m.group(1):
+            depth -= 1
+        elif not m.group(2):
+            depth += 1
+        if depth <= 0:
+            e = _LINE_END.match(text, m.end())
+            return -1 if e is None else e.end()
+    return -1
 
 
 def _segments(text: str) -> list[_Seg]:
