@@ -72,6 +72,7 @@ class CascadeModel:
     optional ``accept(result) -> bool`` that overrides the cascade's."""
 
     __slots__ = (
+        "_async",
         "accept",
         "cost_per_call",
         "cost_per_input_token",
@@ -103,6 +104,7 @@ class CascadeModel:
         self.cost_per_input_token = _cost("cost_per_input_token", cost_per_input_token)
         self.cost_per_output_token = _cost("cost_per_output_token", cost_per_output_token)
         self.accept = accept
+        self._async = not callable(model) or _is_async(model)
         self.name = name or getattr(model, "__name__", None) or type(model).__name__
 
     @property
@@ -290,7 +292,7 @@ class Cascade:
         last = len(self.models) - 1
         for i, m in enumerate(self.models):
             fn = m.model
-            if not callable(fn) or _is_async(fn):
+            if m._async:
                 raise InputTypeError(
                     f"models[{i}] ({self._names[i]!r}) is async: call the cascade with "
                     "`await cascade.acall(query)`"
