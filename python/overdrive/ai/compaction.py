@@ -193,40 +193,62 @@ class CompactedMessages:
 _Seg = tuple[str, str]
 
 _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[^\n]*\n", re.M)
-_PRE = re.compile(r"^[ \t]*<pre\b[^>]*>.*?</pre\s*>", re.S | re.I | re.M)
+_PRE_OPEN = re.compile(r"^[ \t]*<pre\b[^>\n]*>", re.I | re.M)
+_PRE_CLOSE = re.compile(r"</pre\s*>", re.I)
 _XML_START = re.compile(
-    r"[ \t]*(?:<\?xml[^>]*\?>\s*)?(?:<!DOCTYPE(?:[^\[>]|\[[^\]]*\])*>\s*)?"
+    r"[ \t]*(?:<\?xml[^>\n]*\?>\s*)?(?:<!DOCTYPE[^\[>\n]*(?:\[[^\]]{0,65536}\])?[^>\n]*>\s*)?"
     r"<([A-Za-z_][\w.\-]*)[\s>/]",
     re.I,
 )
+_JSON_START = re.compile(r"\{[ \t\r\n]*[\"}]|\[[ \t\r\n]*[\[\]{\"\-0-9tfn]")
 _LINE_END = re.compile(r"[ \t]*(?:\n|\Z)")
 _decoder = json.JSONDecoder()
 
 
 def _protected(text: str) -> list[_Seg]:
-    """Split off fenced code blocks and ``<pre>`` blocks (kind ``code``)."""
+    """Split off fenced code blocks and ``<pre>`` blocks (kind ``code``).
+
+    Linear: each search resumes where the last one stopped, and a ``<pre>``
+    with no ``</pre>`` after it means no later one closes either."""
     out: list[_Seg] = []
     pos = 0
     n = len(text)
+    fence: re.Match[str] | None = None
+    pre: tuple[int, int] | None = None
+    fence_done = pre_done = False
     while pos < n:
-        fence = _FENCE.search(text, pos)
-        pre = _PRE.search(text, pos)
-        if fence is None and pre is None:
+        if not fence_done and (fence is None or fence.start() < pos):
+            fence = _FENCE.search(text, pos)
+            fence_done = fence is None
+        if not pre_done and (pre is None or pre[0] < pos):
+            pre = None
+            o = _PRE_OPEN.search(text, pos)
+            if o is None:
+                pre_done = True
+            else:
+                c = _PRE_CLOSE.search(text, o.end())
+                if c is None:
+                    pre_done = True
+                else:
+                    pre = (o.start(), c.end())
+        f = None if fence_done else fence
+        q = None if pre_done else pre
+        if f is None and q is None:
             break
-        if pre is not None and (fence is None or pre.start() < fence.start()):
-            out.append(("prose", text[pos : pre.start()]))
-            out.append(("code", pre.group()))
-            pos = pre.end()
+        if q is not None and (f is None or q[0] < f.start()):
+            out.append(("prose", text[pos : q[0]]))
+            out.append(("code", text[q[0] : q[1]]))
+            pos = q[1]
             continue
-        assert fence is not None
-        marker = fence.group(1)
+        assert f is not None
+        marker = f.group(1)
         close = re.compile(
             r"^[ \t]{0,3}" + re.escape(marker[0]) + "{" + str(len(marker)) + ",}[ \t]*$", re.M
         )
-        end_m = close.search(text, fence.end())
+        end_m = close.search(text, f.end())
         end = n if end_m is None else end_m.end()
-        out.append(("prose", text[pos : fence.start()]))
-        out.append(("code", text[fence.start() : end]))
+        out.append(("prose", text[pos : f.start()]))
+        out.append(("code", text[f.start() : end]))
         pos = end
     out.append(("prose", text[pos:]))
     return [s for s in out if s[1]]
@@ -236,12 +258,15 @@ def _data_blocks(text: str) -> list[_Seg]:
     """Split a prose region into ``prose``, ``json`` and ``xml`` blocks.
 
     A JSON block is an object or array that starts a line and ends one; an XML
-    block starts a line with ``<tag`` (optionally after an XML declaration)
-    and ends a line with the matching ``</tag>``."""
+    block starts a line with ``<tag`` (optionally after an XML declaration
+    and a DOCTYPE) and ends a line with the matching ``</tag>``. Linear in
+    the text: a JSON attempt that fails (or ends mid-line) is not retried
+    inside the span it covered, and XML elements are matched once per tag."""
     out: list[_Seg] = []
     pos = 0  # start of the pending prose
     line = 0  # start of the line being looked at
-    skip_to = 0  # JSON attempts that failed up to here are not retried inside
+    skip_to = 0  # JSON attempts are not retried inside spans already scanned
+    ends: dict[str, dict[int, int]] = {}
     n = len(text)
     while line < n:
         nl = text.find("\n", line)
@@ -252,22 +277,28 @@ def _data_blocks(text: str) -> list[_Seg]:
         ch = text[i] if i < n else ""
         end = -1
         kind = ""
-        if ch in "{[" and i >= skip_to:
-            try:
-                _value, j = _decoder.raw_decode(text, i)
-            except json.JSONDecodeError as exc:
-                skip_to = exc.pos
-            except RecursionError:
-                skip_to = next_line
+        if ch in "{[" and i >= skip_to and _JSON_START.match(text, i):
+            j = _json_end(text, i, next_line)
+            if j < 0:
+                skip_to = max(-j, next_line)
             else:
                 m = _LINE_END.match(text, j)
                 if m is not None and j - i > 2:
                     end, kind = m.end(), "json"
+                else:
+                    skip_to = j
         elif ch == "<":
             m = _XML_START.match(text, line)
             if m is not None:
-                end = _xml_end(text, m.start(1) - 1, m.group(1))
-                kind = "xml"
+                tag = m.group(1)
+                table = ends.get(tag)
+                if table is None:
+                    table = ends[tag] = _element_ends(text, tag)
+                close = table.get(m.start(1) - 1, -1)
+                if close > 0:
+                    e = _LINE_END.match(text, close)
+                    if e is not None:
+                        end, kind = e.end(), "xml"
         if end > 0:
             if line > pos:
                 out.append(("prose", text[pos:line]))
@@ -280,21 +311,47 @@ def _data_blocks(text: str) -> list[_Seg]:
     return out
 
 
-def _xml_end(text: str, start: int, tag: str) -> int:
-    """The end of the element ``<tag`` opened at ``start`` (after its line
-    end), counting nested same-name elements; -1 when it does not close at
-    the end of a line."""
-    depth = 0
+def _json_end(text: str, i: int, line_end: int) -> int:
+    """Where the JSON value starting at ``text[i]`` ends, or ``-pos`` where
+    parsing failed. Parses a window that doubles while the failure may be
+    the window's cut, so a failure costs what was scanned, not the whole text
+    (JSONDecodeError counts the lines before its position)."""
+    n = len(text)
+    size = max(256, line_end - i)
+    while True:
+        stop = min(n, i + size)
+        window = text[i:stop]
+        try:
+            _value, j = _decoder.raw_decode(window)
+        except json.JSONDecodeError as exc:
+            cut = stop < n and (
+                exc.pos >= len(window) - 1 or exc.msg.startswith("Unterminated string")
+            )
+            if not cut:
+                return -(i + max(exc.pos, 1))
+            size *= 2
+            continue
+        except RecursionError:
+            return -line_end
+        return i + j
+
+
+def _element_ends(text: str, tag: str) -> dict[int, int]:
+    """For every ``<tag ...>`` in ``text``: the end of its matching
+    ``</tag>`` (nested same-name elements counted; a self-closing tag is its
+    own end). Unclosed elements are absent. One pass with a stack."""
     pat = re.compile(r"<(/?)" + re.escape(tag) + r"(?=[\s/>])[^>]*?(/?)>")
-    for m in pat.finditer(text, start):
+    stack: list[int] = []
+    out: dict[int, int] = {}
+    for m in pat.finditer(text):
         if m.group(1):
-            depth -= 1
-        elif not m.group(2):
-            depth += 1
-        if depth <= 0:
-            e = _LINE_END.match(text, m.end())
-            return -1 if e is None else e.end()
-    return -1
+            if stack:
+                out[stack.pop()] = m.end()
+        elif m.group(2):
+            out[m.start()] = m.end()
+        else:
+            stack.append(m.start())
+    return out
 
 
 def _segments(text: str) -> list[_Seg]:
