@@ -214,6 +214,8 @@ class Cascade:
         self._accept = accept
         self._escalate_on = escalate_on
         self._count = count_tokens
+        # the query's tokens are counted only when some price depends on them
+        self._count_input = any(t.cost_per_input_token for t in tiers)
         self._lock = threading.Lock()
         self._c = [_Counters(f"{self.name}.{n}") for n in names]
         self._requests = 0
@@ -287,7 +289,7 @@ class Cascade:
         """Run the cascade synchronously on ``query`` and return the first
         accepted result (or the last model's). Async-only models raise
         InputTypeError here: use :meth:`acall`."""
-        in_tokens = self._tokens(query)
+        in_tokens = self._tokens(query) if self._count_input else 0
         spent = 0.0
         last = len(self.models) - 1
         for i, m in enumerate(self.models):
@@ -338,7 +340,7 @@ class Cascade:
         """Run the cascade from asyncio. Async models are awaited; sync ones
         run in a worker thread (``asyncio.to_thread``) so the event loop never
         blocks on a model."""
-        in_tokens = self._tokens(query)
+        in_tokens = self._tokens(query) if self._count_input else 0
         spent = 0.0
         last = len(self.models) - 1
         for i, m in enumerate(self.models):
