@@ -418,7 +418,16 @@ def test_deterministic() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["<br>\n" * 20000, "{\n" * 20000, "[ref\n" * 20000, "<pre>\n" * 20000, "```\n" + "x\n" * 20000],
+    [
+        "<br>\n" * 20000,
+        "{\n" * 20000,
+        "[ref\n" * 20000,
+        "<pre>\n" * 20000,
+        "```\n" + "x\n" * 20000,
+        "<a>" * 5000 + "1" + "</a>" * 5000 + "\n",  # deeper than the recursion limit
+        "[" * 5000 + "1" + "]" * 5000 + "\n",
+        '{"a":' * 900 + "1" + "}" * 900 + "\n",
+    ],
 )
 def test_pathological_inputs_stay_linear_and_unchanged(text: str) -> None:
     # Each of these took minutes with a quadratic scan (the test timeout catches a regression).

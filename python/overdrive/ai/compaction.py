@@ -458,7 +458,10 @@ def _minify_block(block: str) -> str | None:
         again = json.loads(small, object_pairs_hook=_pairs_no_dupes)
     except (ValueError, RecursionError):
         return None
-    if not _same_json(value, again):
+    try:
+        if not _same_json(value, again):
+            return None
+    except RecursionError:
         return None
     return small + ("\n" if "\n" in tail else "")
 
@@ -634,6 +637,13 @@ def _convert_xml_block(block: str) -> tuple[str | None, str]:
         return None, "DOCTYPE/ENTITY refused (XML bomb guard)"
     if _NOT_DATA.search(body):
         return None, "comments, CDATA, processing instructions or namespaces: kept as XML"
+    try:
+        return _convert_parsed(body, tail)
+    except RecursionError:
+        return None, "nested too deeply: kept as XML"
+
+
+def _convert_parsed(body: str, tail: str) -> tuple[str | None, str]:
     try:
         root = parse_xml(body.strip())
     except ConfigurationError:
