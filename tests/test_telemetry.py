@@ -780,6 +780,11 @@ def _all_metric_names() -> set[str]:
         odr.RateLimiter(10, name="names"),
     ]
     list(telemetry.track_stream(iter("ab"), name="names", price_per_output_token=1.0))
+    from overdrive import ai
+
+    cascade = ai.Cascade([(str, 1.0)], name="names")
+    cascade(1)
+    keep.append(cascade)  # type: ignore[arg-type]
     reg = prometheus_client.CollectorRegistry()
     telemetry.install(reg)
     text = prometheus_client.generate_latest(reg).decode()

@@ -36,7 +36,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError as exc:  # pragma: no cover - numpy is in the "ai" extra
+    raise ImportError(
+        "overdrive.ai's SemanticCache needs numpy: pip install 'overdrive[ai]' (or numpy>=1.26)"
+    ) from exc
 
 from ..exceptions import ConfigurationError, InputTypeError
 from ..telemetry.registry import auto_register
