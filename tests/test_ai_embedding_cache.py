@@ -444,3 +444,11 @@ def test_ttl_reaches_the_tier() -> None:
     now[0] = 5.5
     ec.embed("a")
     assert len(fn.batches) == 2
+
+
+def test_every_ai_name_resolves() -> None:
+    for name in ai.__all__:
+        assert getattr(ai, name) is not None, name
+    assert ai.EmbeddingCache.__module__ == "overdrive.ai.embedding_cache"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        ai.nope  # type: ignore[attr-defined]  # noqa: B018
