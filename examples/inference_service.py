@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import sys
 import time
 import unicodedata
@@ -36,7 +37,14 @@ import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import numpy as np
+# A request-parallel service: parallelism comes from replicas and batching,
+# one BLAS thread per model call (set before numpy loads; an explicit
+# setting in the environment wins).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    if "numpy" not in sys.modules:
+        os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 from overdrive import ai, telemetry
 from overdrive.cache import MemoryTier, TieredCache
