@@ -37,6 +37,9 @@ import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from overdrive import ai, telemetry
+from overdrive.cache import MemoryTier, TieredCache
+
 # A request-parallel service: parallelism comes from replicas and batching,
 # one BLAS thread per model call (set before numpy loads; an explicit
 # setting in the environment wins).
@@ -45,9 +48,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
-
-from overdrive import ai, telemetry
-from overdrive.cache import MemoryTier, TieredCache
 
 __all__ = ["EmbeddingMLP", "Service", "build_app", "main", "serve"]
 
