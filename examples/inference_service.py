@@ -7,8 +7,8 @@ ReLU -> dense 512x128 -> L2 normalisation; fixed-seed weights). The
 
 - ``overdrive.ai.InferencePool`` (two replicas, each behind its own Batcher:
   concurrent requests become one matrix product),
-- an embedding cache (``overdrive.ai.EmbeddingCache`` over an overdrive
-  TieredCache when available; repeated texts cost no model call),
+- ``overdrive.ai.EmbeddingCache`` (float32 vectors in a MemoryTier, keyed by
+  model id and normalised text): repeated texts cost no model call,
 - ``overdrive.telemetry`` (``GET /metrics`` in Prometheus text format),
 
 and serves it over HTTP/1.1 on 127.0.0.1 with nothing but asyncio streams::
@@ -114,9 +114,15 @@ class _MemoryEmbeddingCache:
     float32 vector in a TieredCache (one MemoryTier), keyed by blake2b of the
     normalised text and the model id; misses computed in one batched call."""
 
-    def __init__(self, model_id: str, cache: TieredCache) -> None:
+    def __init__(
+        self,
+        model_id: str,
+        cache: TieredCache,
+        compute: Callable[[list[str]], Awaitable[list[np.ndarray]]],
+    ) -> None:
         self.model_id = model_id
         self.cache = cache
+        self.compute = compute
         self.hits = 0
         self.misses = 0
 
@@ -127,11 +133,7 @@ class _MemoryEmbeddingCache:
         h.update(EmbeddingMLP.normalise(text).encode())
         return h.hexdigest()
 
-    async def aembed_many(
-        self,
-        texts: Sequence[str],
-        compute: Callable[[list[str]], Awaitable[list[np.ndarray]]],
-    ) -> list[np.ndarray]:
+    async def aembed_many(self, texts: Sequence[str]) -> list[np.ndarray]:
         keys = [self.key(t) for t in texts]
         out: list[np.ndarray | None] = []
         missing: dict[str, list[int]] = {}
@@ -146,7 +148,7 @@ class _MemoryEmbeddingCache:
         self.misses += sum(len(v) for v in missing.values())
         if missing:
             firsts = [v[0] for v in missing.values()]
-            vecs = await compute([texts[i] for i in firsts])
+            vecs = await self.compute([texts[i] for i in firsts])
             for (k, idxs), vec in zip(missing.items(), vecs, strict=True):
                 v = np.asarray(vec, dtype=np.float32)
                 self.cache.set(k, v.tobytes())
@@ -189,9 +191,19 @@ class Service:
         self.cache_kind = "none"
         self.ecache: Any = None
         if cache:
-            tiered = TieredCache([MemoryTier(max_entries=cache_entries)])
-            self.ecache = _MemoryEmbeddingCache(MODEL_ID, tiered)
-            self.cache_kind = "overdrive.cache.TieredCache(MemoryTier) (example's own adapter)"
+            embedding_cache = getattr(ai, "EmbeddingCache", None)
+            if embedding_cache is not None:
+                # Vectors as float32 bytes in a MemoryTier; a batch looks every
+                # text up at once and sends only the misses to the pool.
+                tier = MemoryTier(max_entries=cache_entries, name="embedder-vectors")
+                self.ecache = embedding_cache(
+                    self._compute, model_id=MODEL_ID, cache=tier, name="embedder"
+                )
+                self.cache_kind = "overdrive.ai.EmbeddingCache(MemoryTier)"
+            else:  # an overdrive without EmbeddingCache: the example's own adapter
+                tiered = TieredCache([MemoryTier(max_entries=cache_entries)])
+                self.ecache = _MemoryEmbeddingCache(MODEL_ID, tiered, self._compute)
+                self.cache_kind = "overdrive.cache.TieredCache(MemoryTier) (example's adapter)"
         self.requests = 0
         self.texts = 0
         self.latency = telemetry.LatencyHistogram("embed_request")
@@ -207,7 +219,7 @@ class Service:
         start = time.perf_counter()
         texts = list(texts)
         if self.ecache is not None:
-            out = await self.ecache.aembed_many(texts, self._compute)
+            out = list(await self.ecache.aembed_many(texts))
         else:
             out = await self._compute(texts)
         self.requests += 1
