@@ -166,3 +166,24 @@ def test_script_runs_from_the_command_line() -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_ai_bench_suite_pieces() -> None:
+    from overdrive.bench import SUITES
+    from overdrive.bench.suites import ai as suite
+
+    assert SUITES["ai"] == "overdrive.bench.suites.ai"
+    assert suite.example_module() is not None
+    texts = suite.zipf_texts(5000, n_texts=300)
+    counts: dict[str, int] = {}
+    for t in texts:
+        counts[t] = counts.get(t, 0) + 1
+    top = sorted(counts.values(), reverse=True)
+    assert top[0] > 10 * top[len(top) // 2]  # a heavy head, a long tail
+    # A tiny before/after run: every request answered on both sides.
+    before, after, hit_ratio = suite._case(ex, texts[:200], 200.0, 0.5, 2)
+    assert before.completed == after.completed == 100
+    assert before.errors == after.errors == 0
+    assert before.timed.calls == 100
+    assert after.timed.calls < 100  # batched and cached
+    assert 0.0 < hit_ratio < 1.0

@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import overdrive as od
 import overdrive.cache as odc
 import overdrive.resilience as odr
-from overdrive import telemetry
+from overdrive import ai, telemetry
 from overdrive.cli import main as cli_main
 from overdrive.exceptions import ConfigurationError, InputTypeError
 from overdrive.telemetry.histogram import LatencyHistogram
@@ -780,6 +780,8 @@ def _all_metric_names() -> set[str]:
         odr.RateLimiter(10, name="names"),
     ]
     list(telemetry.track_stream(iter("ab"), name="names", price_per_output_token=1.0))
+    pool = ai.InferencePool({"r": lambda xs: xs}, name="names")
+    pool.predict(1)
     reg = prometheus_client.CollectorRegistry()
     telemetry.install(reg)
     text = prometheus_client.generate_latest(reg).decode()
@@ -788,6 +790,7 @@ def _all_metric_names() -> set[str]:
     keep[7].close()  # type: ignore[attr-defined]
     cache.close()
     redis.close()
+    pool.close()
     tmp.cleanup()
     names = set()
     for fam in text_string_to_metric_families(text):
