@@ -244,6 +244,23 @@ def _row(
     }
 
 
+def _one_blas_thread() -> tuple[Any, str]:
+    """A context that limits BLAS to one thread per call (threadpoolctl), and
+    what it says: with several threads each calling the model, BLAS's own
+    threads would oversubscribe the cores and distort both sides."""
+    try:
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    except ImportError:
+        return (
+            contextlib.nullcontext(),
+            "threadpoolctl missing: BLAS threads not limited (pip install 'overdrive[bench]')",
+        )
+    return (
+        threadpool_limits(1, user_api="blas"),
+        "BLAS limited to 1 thread per call on both sides (threadpoolctl)",
+    )
+
+
 def _reset(timed: _TimedModel) -> None:
     timed.calls = timed.items = 0
     timed.seconds = 0.0
@@ -269,20 +286,22 @@ def _case(
     async def after() -> Any:
         return await service.embed([a_next()])
 
-    # Warm-up (threads started, buffers allocated) on texts outside the
-    # workload, so the cache starts cold for it; counters restart after.
-    warm = [f"warm-up {i}" for i in range(128)]
-    for fu in [executor.submit(b_timed, [t]) for t in warm]:
-        fu.result()
-    service.pool.predict_many(warm)
-    _reset(b_timed)
-    _reset(a_timed)
+    limits, _ = _one_blas_thread()
     b_side, a_side = _Side(b_timed), _Side(a_timed)
     seg = duration / segments
     try:
-        for _ in range(segments):
-            b_side.add(_drive(before, rate, seg, "per-request MLP"))
-            a_side.add(_drive(after, rate, seg, "InferencePool + EmbeddingCache"))
+        with limits:
+            # Warm-up (threads started, buffers allocated) on texts outside the
+            # workload, so the cache starts cold for it; counters restart after.
+            warm = [f"warm-up {i}" for i in range(128)]
+            for fu in [executor.submit(b_timed, [t]) for t in warm]:
+                fu.result()
+            service.pool.predict_many(warm)
+            _reset(b_timed)
+            _reset(a_timed)
+            for _ in range(segments):
+                b_side.add(_drive(before, rate, seg, "per-request MLP"))
+                a_side.add(_drive(after, rate, seg, "InferencePool + EmbeddingCache"))
     finally:
         executor.shutdown(wait=True)
         service.pool.close()
@@ -306,14 +325,7 @@ def run(config: BenchConfig) -> SuiteResult:
         return result
     duration = 4.0 if config.quick else 16.0
     segments = 4 if config.quick else 8
-    limits: Any = contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-
-        limits = threadpool_limits(1, user_api="blas")
-        blas = "BLAS limited to 1 thread per call on both sides (threadpoolctl)"
-    except ImportError:
-        blas = "threadpoolctl missing: BLAS threads not limited (pip install 'overdrive[bench]')"
+    limits, blas = _one_blas_thread()
     with limits:
         capacity = _capacity(mod, zipf_texts(20_000, seed=1), 1.0 if config.quick else 2.0)
         result.notes.append(
