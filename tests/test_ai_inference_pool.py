@@ -378,3 +378,31 @@ def test_bad_arguments_are_typed() -> None:
     with pytest.raises(NoBackendAvailable):
         empty.submit(1)
     empty.close()
+
+
+def test_key_fn_routes_by_prompt_prefix() -> None:
+    names = ["a", "b", "c"]
+    with ai.InferencePool(
+        {n: tagged(n) for n in names}, key_fn=lambda x: f"prefix-{x // 100}", max_wait_ms=0.5
+    ) as p:
+        by_prefix: dict[int, set[str]] = {}
+        for x in range(0, 1000, 7):
+            name, value = p.predict(x, timeout=10)
+            assert value == f(x)
+            by_prefix.setdefault(x // 100, set()).add(name)
+        assert all(len(v) == 1 for v in by_prefix.values()), by_prefix
+    with pytest.raises(InputTypeError, match="key_fn"):
+        ai.InferencePool([model], key_fn=3)  # type: ignore[arg-type]
+
+
+def test_a_dropped_pool_drains_and_is_collected() -> None:
+    import gc
+    import weakref
+
+    p = ai.InferencePool([tagged("a", 0.002)], max_batch_size=4)
+    futs = [(x, p.submit(x)) for x in range(40)]
+    ref = weakref.ref(p)
+    del p
+    gc.collect()
+    assert ref() is None
+    assert all(fu.result(timeout=10)[1] == f(x) for x, fu in futs)

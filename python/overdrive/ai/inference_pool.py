@@ -28,6 +28,7 @@ import inspect
 import itertools
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar, cast
 
@@ -110,6 +111,17 @@ def _positive_float(name: str, value: object, *, allow_zero: bool = False) -> fl
 _Job = tuple[float, Any, bool]
 
 
+class _Counts:
+    """A replica's counters (what its handler updates)."""
+
+    __slots__ = ("batches", "errors", "items", "keyed", "lock", "next_reconcile")
+
+    def __init__(self) -> None:
+        self.batches = self.items = self.errors = self.keyed = 0
+        self.next_reconcile = 0.0
+        self.lock = threading.Lock()
+
+
 class _Replica:
     """One model behind its own Batcher, with its counters."""
 
@@ -127,21 +139,18 @@ class _Replica:
         self.index = index
         self.weight = weight
         self.removed = False
-        self.batches = 0
-        self.items = 0
-        self.errors = 0
-        self.keyed = 0
         self._lost_released = 0
-        self._next_reconcile = 0.0
-        self._lock = threading.Lock()
-        self.latency = LatencyHistogram(f"{pool.name}/{name}")
-        self.batch_latency = LatencyHistogram(f"{pool.name}/{name}/batch")
+        self.counts = counts = _Counts()
+        self.latency = hist = LatencyHistogram(f"{pool.name}/{name}")
+        self.batch_latency = batch_hist = LatencyHistogram(f"{pool.name}/{name}/batch")
         fn = _model_fn(model)
         balancer = pool._lb
-        hist = self.latency
-        batch_hist = self.batch_latency
         clock = time.perf_counter
-        pool_ref = pool
+        # The handler (which the batcher's dispatcher holds) refers to the pool
+        # and to this replica only weakly: a pool dropped without close() is
+        # collected, and its batchers close (draining) as Batcher's do.
+        pool_wr = weakref.ref(pool)
+        self_wr = weakref.ref(self)
 
         def finish(jobs: list[_Job], started: float, ok: bool) -> None:
             now = clock()
@@ -149,28 +158,35 @@ class _Replica:
             lats = [max(now - j[0], 0.0) for j in jobs]
             hist.record_many(lats)
             release = balancer.release
-            idx = self.index
             keyed = 0
             for j, lat in zip(jobs, lats, strict=True):
                 if j[2]:
                     keyed += 1
                 else:
-                    release(idx, lat, ok)
-            router = pool_ref._router
+                    try:
+                        release(index, lat, ok)
+                    except Exception:  # bookkeeping never fails a batch
+                        continue
+            p = pool_wr()
+            router = p._router if p is not None else None
             if keyed and router is not None:
                 for _ in range(keyed):
                     try:
-                        router.release(self.name)
+                        router.release(name)
                     except Exception:  # the node left the ring meanwhile
                         break
-            with self._lock:
-                self.batches += 1
-                self.items += len(jobs)
+            with counts.lock:
+                counts.batches += 1
+                counts.items += len(jobs)
                 if not ok:
-                    self.errors += len(jobs)
-            if now >= self._next_reconcile:
-                self._next_reconcile = now + _RECONCILE_S
-                self.reconcile()
+                    counts.errors += len(jobs)
+                due = now >= counts.next_reconcile
+                if due:
+                    counts.next_reconcile = now + _RECONCILE_S
+            if due:
+                rep = self_wr()
+                if rep is not None:
+                    rep.reconcile()
 
         if _is_async(fn):
             afn = cast("Callable[[list[Any]], Awaitable[Any]]", fn)
@@ -203,6 +219,7 @@ class _Replica:
             handler, name=f"{pool.name}/{name}", **batcher_kwargs
         )
         self._balancer = balancer
+        self._pool = pool_wr
 
     def reconcile(self) -> None:
         """Release the balancer's count of items the batcher dropped unrun
@@ -210,14 +227,20 @@ class _Replica:
         queue's utilisation to the balancer's load score."""
         s = self.batcher.stats()
         lost = int(s["cancelled"]) + int(s["expired"]) + int(s["dropped"])
-        with self._lock:
+        with self.counts.lock:
             new = lost - self._lost_released
             self._lost_released = lost
         if self.removed:
             return
         try:
-            for _ in range(max(0, min(new, self._balancer.in_flight(self.index)))):
+            picked = max(0, min(new, self._balancer.in_flight(self.index)))
+            for _ in range(picked):
                 self._balancer.release(self.index, None, True)
+            p = self._pool()
+            router = p._router if p is not None else None
+            if router is not None:
+                for _ in range(new - picked):  # the rest were keyed items
+                    router.release(self.name)
             max_queue = self._max_queue
             self._balancer.report_queue(self.index, min(1.0, int(s["queue_depth"]) / max_queue))
         except Exception:  # removed from the balancer meanwhile
@@ -237,8 +260,9 @@ class _Replica:
             + int(s["dropped"])
             + int(s["cancelled"])
         )
-        with self._lock:
-            batches, items, errors, keyed = self.batches, self.items, self.errors, self.keyed
+        c = self.counts
+        with c.lock:
+            batches, items, errors, keyed = c.batches, c.items, c.errors, c.keyed
         return {
             "name": self.name,
             "index": self.index,
@@ -273,6 +297,9 @@ class InferencePool(Generic[T, R]):
     utilisation, EWMA latency) picks it, or, when a ``key`` is given, the
     :class:`~overdrive.ShardRouter` (consistent hashing with bounded loads,
     ``load_factor``) does, so the same key keeps going to the same replica.
+    ``key_fn(x)`` derives the key of items submitted without one (e.g.
+    ``lambda prompt: prompt[:200]``: prompts sharing a prefix share a replica,
+    whose prefix cache stays warm); it returns None for "route by load".
     Results are exactly what ``model([x])[0]`` gives; a model that raises
     fails exactly the items of that batch (with its exception).
 
@@ -303,6 +330,7 @@ class InferencePool(Generic[T, R]):
         max_concurrency: int = 1,
         strategy: str = "load_score",
         load_factor: float = 1.25,
+        key_fn: Callable[[Any], str | bytes | int | None] | None = None,
         name: str | None = None,
     ) -> None:
         if isinstance(replicas, (str, bytes)) or not isinstance(replicas, (Iterable, Mapping)):
@@ -318,6 +346,9 @@ class InferencePool(Generic[T, R]):
             )
         if name is not None and (not isinstance(name, str) or not name):
             raise InputTypeError(f"name must be a non-empty str or None, not {name!r}")
+        if key_fn is not None and not callable(key_fn):
+            raise InputTypeError(f"key_fn must be callable or None, not {type(key_fn).__name__}")
+        self._key_fn = key_fn
         self._load_factor = _positive_float("load_factor", load_factor)
         if self._load_factor < 1.0:
             raise ConfigurationError(f"invalid load_factor={load_factor!r}: must be >= 1.0")
@@ -459,8 +490,8 @@ class InferencePool(Generic[T, R]):
             node = router.route(key)
             rep = self._by_name.get(node)
             if rep is not None:
-                with rep._lock:
-                    rep.keyed += 1
+                with rep.counts.lock:
+                    rep.counts.keyed += 1
                 return rep, True
             # the replica left meanwhile: route again
 
@@ -487,6 +518,8 @@ class InferencePool(Generic[T, R]):
         has no replica; blocks while the chosen replica's queue is full."""
         if self._closed:
             raise self._closed_error()
+        if key is None and self._key_fn is not None:
+            key = self._key_fn(x)
         while True:
             rep, keyed = self._choose(key)
             try:
@@ -505,6 +538,8 @@ class InferencePool(Generic[T, R]):
         blocks the loop."""
         if self._closed:
             raise self._closed_error()
+        if key is None and self._key_fn is not None:
+            key = self._key_fn(x)
         while True:
             rep, keyed = self._choose(key)
             try:
