@@ -93,7 +93,8 @@ class EmbeddingMLP:
                 idx = [zlib.crc32(b[i : i + 3]) % self.dim_in for i in range(len(b) - 2)]
             np.add.at(x[row], idx, 1.0)
         norms = np.linalg.norm(x, axis=1, keepdims=True)
-        return np.divide(x, norms, out=x, where=norms > 0)
+        np.divide(x, norms, out=x, where=norms > 0)
+        return x
 
     def __call__(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Embed ``texts``: one float32 unit vector each, in order."""
