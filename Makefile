@@ -9,10 +9,14 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 DIST   := dist
 CARGO  ?= cargo
+# asv: the commits `make asv` benchmarks (a git range), and extra `asv run` flags
+# (ASV_ARGS= drops --quick: many samples per benchmark, much slower).
+ASV_RANGE ?= HEAD~2..HEAD
+ASV_ARGS  ?= --quick
 
 .DEFAULT_GOAL := help
 .PHONY: help venv build-dev build-prod install-test install-bench test test-rust test-python \
-        lint format bench asv clean system-deps
+        lint format bench asv asv-publish asv-check clean system-deps
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -61,6 +65,7 @@ test: system-deps install-test ## everything CI runs: Rust tests, lints, pytest 
 	$(CARGO) test --workspace
 	$(MAKE) lint
 	$(MAKE) test-python
+	$(MAKE) asv-check
 
 format: venv ## format Rust and Python
 	$(CARGO) fmt --all
@@ -70,10 +75,18 @@ format: venv ## format Rust and Python
 bench: install-bench ## release wheel + `overdrive bench --quick` (table + report in reports/)
 	$(BIN)/overdrive bench --quick --out reports
 
-asv: install-bench ## asv history for benches/ (needs `pip install asv`)
-	$(PY) -m pip install -q asv virtualenv
+asv: install-bench ## asv history: benches/ over ASV_RANGE (wheel built per commit), then asv publish
 	$(BIN)/asv machine --yes
-	$(BIN)/asv run --python=same --quick --show-stderr
+	$(BIN)/asv run $(ASV_ARGS) --show-stderr --skip-existing-commits $(ASV_RANGE)
+	$(MAKE) asv-publish
+
+asv-publish: ## build the asv HTML site from the recorded results into .asv/html
+	$(BIN)/asv publish
+	@echo "open .asv/html/index.html, or: $(BIN)/asv preview"
+
+asv-check: ## every asv benchmark once against the installed wheel; fails on a broken one
+	$(BIN)/asv machine --yes
+	$(BIN)/asv run --python=same --quick --show-stderr --dry-run --durations 5
 
 clean: ## remove build outputs
 	rm -rf target $(DIST) reports .asv

@@ -1,4 +1,6 @@
-"""asv benchmarks for balancing: Balancer, ShardRouter (WorkerPool: benches/worker_pool.py)."""
+"""asv benchmarks for balancing: Balancer vs a Lock-guarded least-outstanding
+picker in pure Python, ShardRouter vs a pure-Python md5 hash ring (WorkerPool:
+benches/worker_pool.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,9 @@ from typing import ClassVar
 
 import overdrive as od
 from overdrive.bench.replica_sim import simulate
+
+# The suite's naive baselines, so both measure the same code.
+from overdrive.bench.suites.balancing import _PyLeastOutstanding, _PyRing
 
 
 class BalancerPickRelease:
@@ -29,6 +34,21 @@ class BalancerPickRelease:
                 pass
 
 
+class NaivePickRelease:
+    """The naive way: a Lock-guarded list of in-flight counts, min() per pick."""
+
+    params = ([4, 64],)
+    param_names: ClassVar[list[str]] = ["backends"]
+
+    def setup(self, backends: int) -> None:
+        self.lb = _PyLeastOutstanding(backends)
+
+    def time_acquire_release(self, backends: int) -> None:
+        acq, rel = self.lb.acquire, self.lb.release
+        for _ in range(1000):
+            rel(acq())
+
+
 class ReplicaSimulation:
     """p99 response time (service-time units) of 16 replicas at rho=0.9."""
 
@@ -43,16 +63,24 @@ class ReplicaSimulation:
 
 
 class RouterRoute:
-    """ShardRouter lookups and bounded routes over 10 nodes."""
+    """ShardRouter lookups and bounded routes over 10 nodes, and the same
+    lookups on a pure-Python md5 ring (the naive way)."""
 
     def setup(self) -> None:
-        self.router = od.ShardRouter([f"10.0.0.{i}:6379" for i in range(10)])
+        nodes = [f"10.0.0.{i}:6379" for i in range(10)]
+        self.router = od.ShardRouter(nodes)
+        self.ring = _PyRing(nodes)
         self.keys = [f"user:{i}" for i in range(1000)]
 
     def time_lookup(self) -> None:
         lookup = self.router.lookup
         for k in self.keys:
             lookup(k)
+
+    def time_python_md5_ring(self) -> None:
+        route = self.ring.route
+        for k in self.keys:
+            route(k)
 
     def time_route_many(self) -> None:
         self.router.route_many(self.keys)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import overdrive as od
-from overdrive.bench.baselines import FrameBatcher, MinimalAsyncBatcher
+from overdrive.bench.baselines import FrameBatcher, GreedyThreadBatcher, MinimalAsyncBatcher
 from overdrive.bench.corpus import json_messages
 from overdrive.bench.suites.batching import (
     BATCH,
@@ -80,19 +80,27 @@ class OpenLoop:
 
 
 class SyncSubmit:
-    """Thread callers: submit 256 items and wait for them."""
+    """Thread callers: submit 256 items and wait for them (overdrive, and the
+    minimal greedy thread batcher a user writes by hand)."""
 
     params = ([1, 64],)
     param_names: ClassVar[list[str]] = ["max_batch_size"]
 
     def setup(self, max_batch_size: int) -> None:
         self.b: od.Batcher[int, int] = od.Batcher(identity_sync, max_batch_size=max_batch_size)
+        self.greedy = GreedyThreadBatcher(identity_sync, max_batch_size=max_batch_size)
 
     def teardown(self, max_batch_size: int) -> None:
         self.b.close()
+        self.greedy.close()
 
     def time_submit_256(self, max_batch_size: int) -> None:
         submit = self.b.submit
+        for f in [submit(i) for i in range(256)]:
+            f.result()
+
+    def time_greedy_thread_submit_256(self, max_batch_size: int) -> None:
+        submit = self.greedy.submit
         for f in [submit(i) for i in range(256)]:
             f.result()
 

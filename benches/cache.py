@@ -1,22 +1,33 @@
-"""asv benchmarks for the L1 cache (MemoryTier): get hit and set vs cachebox,
-cachetools (with and without a Lock), functools.lru_cache and a dict; hit
-ratio on a Zipf(1.0) trace over 100,000 keys at 10,000 entries; memory per
-entry (RSS growth in a fresh process) and peak memory of 100,000 entries.
-Every side binds its methods once, outside the loop; keys come from the
-same fixed-seed Zipf trace as ``overdrive bench --suite cache``.
+"""asv benchmarks for the caches.
+
+L1 (MemoryTier): get hit and set vs cachebox, cachetools (with and without a
+Lock), functools.lru_cache and a dict; hit ratio on a Zipf(1.0) trace over
+100,000 keys at 10,000 entries; memory per entry (RSS growth in a fresh
+process) and peak memory of 100,000 entries. ``@cached`` hit path (sync and
+async) vs functools.lru_cache, cachetools and cachebox decorators and a dict
+memo. L3 (DiskTier) get hit and set vs diskcache. TieredCache (memory over
+disk) get and get_or_set hits. Every side binds its methods once, outside the
+loop; keys come from the same fixed-seed Zipf trace as ``overdrive bench
+--suite cache``. The Redis tier needs a server: ``overdrive bench --suite
+cache`` starts one and measures it; asv does not.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import shutil
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any, ClassVar
 
 import cachebox
 import cachetools
+import diskcache
 
 from overdrive.bench.suites.cache import CAPACITY, TTL, bytes_per_entry, zipf_trace
-from overdrive.cache import MemoryTier
+from overdrive.cache import DiskTier, MemoryTier, TieredCache, cached
 
 KEYS = 1000
 
@@ -149,3 +160,175 @@ class PeakMemory:
         put = tier.set
         for k in self.keys:
             put(k, None)
+
+
+def _double(x: int) -> int:
+    return x * 2
+
+
+async def _adouble(x: int) -> int:
+    return x * 2
+
+
+class DecoratorHit:
+    """1000 calls of a decorated function whose result is cached (sync)."""
+
+    def setup(self) -> None:
+        self.impls = {
+            "overdrive": cached(ttl=3600)(_double),
+            "lru_cache": functools.lru_cache(maxsize=10_000)(_double),
+            "cachetools": cachetools.cached(cachetools.TTLCache(10_000, 3600))(_double),
+            "cachebox": cachebox.cached(cachebox.LRUCache(10_000))(_double),
+        }
+        for f in self.impls.values():
+            f(7)
+
+    def _calls(self, impl: str) -> None:
+        f = self.impls[impl]
+        for _ in range(1000):
+            f(7)
+
+    def time_overdrive_cached(self) -> None:
+        self._calls("overdrive")
+
+    def time_lru_cache(self) -> None:
+        self._calls("lru_cache")
+
+    def time_cachetools_cached_ttl(self) -> None:
+        self._calls("cachetools")
+
+    def time_cachebox_cached(self) -> None:
+        self._calls("cachebox")
+
+
+def _dict_memo() -> Any:
+    memo: dict[int, int] = {}
+
+    async def wrapper(x: int) -> int:
+        try:
+            return memo[x]
+        except KeyError:
+            memo[x] = value = await _adouble(x)
+            return value
+
+    return wrapper
+
+
+class DecoratorHitAsync:
+    """1000 awaited calls of a cached ``async def`` inside one coroutine."""
+
+    def setup(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.impls = {
+            "overdrive": cached(ttl=3600)(_adouble),
+            "dict_memo": _dict_memo(),
+            "cachebox": cachebox.cached(cachebox.LRUCache(10_000))(_adouble),
+        }
+        for f in self.impls.values():
+            self.loop.run_until_complete(f(7))
+
+    def teardown(self) -> None:
+        self.loop.close()
+
+    def _calls(self, impl: str) -> None:
+        f = self.impls[impl]
+
+        async def body() -> None:
+            for _ in range(1000):
+                await f(7)
+
+        self.loop.run_until_complete(body())
+
+    def time_overdrive_cached(self) -> None:
+        self._calls("overdrive")
+
+    def time_dict_memo(self) -> None:
+        self._calls("dict_memo")
+
+    def time_cachebox_cached(self) -> None:
+        self._calls("cachebox")
+
+
+DISK_KEYS = [f"user:{i:06d}:profile" for i in range(500)]
+DISK_VALUE = bytes(range(256)) * 4  # 1 KiB
+
+
+class Disk:
+    """L3: 500 get hits / 500 sets of 1 KiB values, DiskTier vs diskcache
+    (DiskTier's sets end with flush(), so its write-behind commit is timed)."""
+
+    def setup(self) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="overdrive-asv-disk-")
+        self.tier = DiskTier(Path(self.tmp) / "od.db")
+        self.dc = diskcache.Cache(str(Path(self.tmp) / "dc"))
+        for k in DISK_KEYS:
+            self.tier.set(k, DISK_VALUE)
+            self.dc.set(k, DISK_VALUE)
+        self.tier.flush()
+
+    def teardown(self) -> None:
+        self.tier.close()
+        self.dc.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def time_disk_tier_get(self) -> None:
+        get = self.tier.get
+        for k in DISK_KEYS:
+            get(k)
+
+    def time_diskcache_get(self) -> None:
+        get = self.dc.get
+        for k in DISK_KEYS:
+            get(k)
+
+    def time_disk_tier_set_flushed(self) -> None:
+        put = self.tier.set
+        for k in DISK_KEYS:
+            put(k, DISK_VALUE)
+        self.tier.flush()
+
+    def time_diskcache_set(self) -> None:
+        put = self.dc.set
+        for k in DISK_KEYS:
+            put(k, DISK_VALUE)
+
+
+class Tiered:
+    """TieredCache(MemoryTier over DiskTier): 500 get hits from L1, 500
+    get_or_set hits, and 500 reads that hit only the disk tier (no promotion)."""
+
+    def setup(self) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="overdrive-asv-tiered-")
+        self.cache = TieredCache(
+            [MemoryTier(max_entries=CAPACITY), DiskTier(Path(self.tmp) / "l2.db")]
+        )
+        self.disk_only = TieredCache(
+            [MemoryTier(max_entries=CAPACITY), DiskTier(Path(self.tmp) / "l3.db")],
+            write=["none", "through"],
+            promote=False,
+        )
+        for k in DISK_KEYS:
+            self.cache.set(k, DISK_VALUE)
+            self.disk_only.set(k, DISK_VALUE)
+        self.cache.flush()
+        self.disk_only.flush()
+
+    def teardown(self) -> None:
+        self.cache.close()
+        self.disk_only.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def time_get_l1_hit(self) -> None:
+        get = self.cache.get
+        for k in DISK_KEYS:
+            get(k)
+
+    def time_get_or_set_hit(self) -> None:
+        get_or_set = self.cache.get_or_set
+        for k in DISK_KEYS:
+            get_or_set(k, bytes)
+
+    def time_get_disk_hit(self) -> None:
+        get = self.disk_only.get
+        for k in DISK_KEYS:
+            get(k)

@@ -1,7 +1,8 @@
 """asv benchmarks for the pools: BufferPool acquire+release vs a
 threading.Lock-guarded free list (the honest peer), queue.Queue and a fresh
-bytearray (64 KiB and 1 MiB buffers); ObjectPool vs a locked free list; peak
-memory of many cycles. Every side binds its methods once, outside the loop.
+bytearray (64 KiB and 1 MiB buffers); ObjectPool vs a locked free list and
+queue.Queue; peak memory of many cycles. Every side binds its methods once,
+outside the loop.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ class ObjectAcquireRelease:
         self.pool = od.ObjectPool(dict, reset=dict.clear, max_size=8)
         self.lock = threading.Lock()
         self.free: list[dict[str, int]] = [{} for _ in range(8)]
+        self.q: queue.Queue[dict[str, int]] = queue.Queue()
+        for _ in range(8):
+            self.q.put({})
 
     def time_overdrive(self) -> None:
         acquire = self.pool.acquire
@@ -101,3 +105,11 @@ class ObjectAcquireRelease:
             d.clear()
             with lock:
                 append(d)
+
+    def time_queue(self) -> None:
+        get, put = self.q.get, self.q.put
+        for _ in range(CYCLES):
+            d = get()
+            d["k"] = 1
+            d.clear()
+            put(d)

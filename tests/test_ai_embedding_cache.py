@@ -404,3 +404,51 @@ def test_stats_and_savings() -> None:
     with ec:
         pass  # closes its own MemoryTier; a closed memory tier stays usable
     assert same_bits(ec.embed_many(["a"]), direct(["a"]))
+
+
+def test_cancelled_leader_hands_over_to_a_waiter() -> None:
+    calls: list[list[str]] = []
+
+    async def aembed(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        if len(calls) == 1:
+            await asyncio.sleep(30)  # the first leader hangs until cancelled
+        return bow(texts)
+
+    ec = ai.EmbeddingCache(aembed, model_id="bow")
+
+    async def run() -> list[np.ndarray]:
+        leader = asyncio.create_task(ec.aembed_many(["x"]))
+        await asyncio.sleep(0.01)  # the leader is inside embed_fn
+        follower = asyncio.create_task(ec.aembed_many(["x"]))
+        await asyncio.sleep(0.01)  # the follower waits on the leader's flight
+        leader.cancel()
+        got = await asyncio.wait_for(follower, 10)
+        with pytest.raises(asyncio.CancelledError):
+            await leader
+        return got
+
+    assert same_bits(asyncio.run(run()), direct(["x"]))
+    assert calls == [["x"], ["x"]]  # the waiter computed it after the leader was cancelled
+
+
+def test_ttl_reaches_the_tier() -> None:
+    now = [0.0]
+    tier = MemoryTier(max_entries=100, clock=lambda: now[0])
+    fn = Recorder()
+    ec = ai.EmbeddingCache(fn, model_id="bow", cache=tier, ttl=5)
+    ec.embed("a")
+    now[0] = 4.0
+    ec.embed("a")
+    assert len(fn.batches) == 1
+    now[0] = 5.5
+    ec.embed("a")
+    assert len(fn.batches) == 2
+
+
+def test_every_ai_name_resolves() -> None:
+    for name in ai.__all__:
+        assert getattr(ai, name) is not None, name
+    assert ai.EmbeddingCache.__module__ == "overdrive.ai.embedding_cache"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        ai.nope  # type: ignore[attr-defined]  # noqa: B018

@@ -397,3 +397,42 @@ def test_threads_set_and_get_concurrently() -> None:
     kept = [i for i in range(n) if sc.get(f"k{i}") == i]
     assert len(kept) == 300
     assert "SemanticCache" in repr(sc)
+
+
+def test_set_many_embeds_new_prompts_in_one_call() -> None:
+    fn = table()
+    sc = ai.SemanticCache(fn, max_entries=3)
+    sc.set("base", "B")
+    sc.set_many({"orthogonal": "X", "far": "F", " base": "B2"})
+    assert fn.calls == [["base"], ["orthogonal", "far"]]
+    assert [sc.get(p) for p in ("base", "orthogonal", "far")] == ["B2", "X", "F"]
+    # an entry evicted by an earlier item of the same call keeps its vector
+    one = ai.SemanticCache(fn, max_entries=1)
+    one.set("base", "B")
+    one.set_many([("orthogonal", "X"), ("base", "B3")])
+    assert len(one) == 1 and one.get("base") == "B3" and one.get("near") == "B3"
+    sc.set_many([])
+    with pytest.raises(InputTypeError, match=r"items\[0\]"):
+        sc.set_many([("only prompt",)])  # type: ignore[list-item]
+    with pytest.raises(InputTypeError, match="items"):
+        sc.set_many("base")  # type: ignore[arg-type]
+
+    async def run() -> Any:
+        fresh = ai.SemanticCache(fn)
+        await fresh.aset_many({"base": "B", "Hello world": "H"})
+        return await fresh.aget("near"), await fresh.aget("hello world")
+
+    assert asyncio.run(run()) == ("B", "H")
+
+
+def test_async_search_of_a_large_index_runs_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    from overdrive.ai import semantic_cache
+
+    monkeypatch.setattr(semantic_cache, "_ASYNC_OFFLOAD", 0)  # every search counts as large
+    sc = ai.SemanticCache(table())
+
+    async def run() -> Any:
+        await sc.aset("base", "B")
+        return await sc.aget("near"), await sc.aget("far"), await sc.aget("base")
+
+    assert asyncio.run(run()) == ("B", None, "B")

@@ -88,3 +88,21 @@ def test_hits_and_misses_leak_no_references() -> None:
     assert (sys.getrefcount(value), sys.getrefcount(default)) == before
     stats = tier.stats()
     assert stats["hits"] == 2000 and stats["misses"] == 2000
+
+
+def test_each_hit_hands_out_one_reference() -> None:
+    # A hit raises the value's count inline (not through _Py_IncRef): each
+    # returned value holds exactly one reference, released when dropped.
+    tier = MemoryTier(max_entries=10, ttl=60)
+    value = object()
+    tier.set("k", value)
+    base = sys.getrefcount(value)
+    held = [tier.get("k") for _ in range(1000)]
+    assert all(v is value for v in held)
+    assert sys.getrefcount(value) == base + 1000
+    del held
+    assert sys.getrefcount(value) == base
+    # Singletons and interned objects (immortal on 3.12+) as values.
+    for shared in (None, True, 7, "", ()):
+        tier.set("s", shared)
+        assert all(tier.get("s", object()) is shared for _ in range(1000))

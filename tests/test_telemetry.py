@@ -782,6 +782,9 @@ def _all_metric_names() -> set[str]:
     list(telemetry.track_stream(iter("ab"), name="names", price_per_output_token=1.0))
     pool = ai.InferencePool({"r": lambda xs: xs}, name="names")
     pool.predict(1)
+    cascade = ai.Cascade([(str, 1.0)], name="names")
+    cascade(1)
+    keep.append(cascade)  # type: ignore[arg-type]
     reg = prometheus_client.CollectorRegistry()
     telemetry.install(reg)
     text = prometheus_client.generate_latest(reg).decode()

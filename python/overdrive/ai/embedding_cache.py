@@ -80,6 +80,14 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def _key_hasher(model_id: str) -> hashlib.blake2b:
+    """BLAKE2b-128 already fed with the length-prefixed model id."""
+    mid = model_id.encode("utf-8", "surrogatepass")
+    h = hashlib.blake2b(len(mid).to_bytes(4, "little"), digest_size=16, person=_PERSON)
+    h.update(mid)
+    return h
+
+
 def embedding_key(text: str, model_id: str) -> str:
     """The cache key of ``text`` (already normalised) for ``model_id``.
 
@@ -87,9 +95,7 @@ def embedding_key(text: str, model_id: str) -> str:
     so no (model, text) pair can collide with another by concatenation) and
     the text's UTF-8 bytes.
     """
-    mid = model_id.encode("utf-8", "surrogatepass")
-    h = hashlib.blake2b(len(mid).to_bytes(4, "little"), digest_size=16, person=_PERSON)
-    h.update(mid)
+    h = _key_hasher(model_id)
     h.update(text.encode("utf-8", "surrogatepass"))
     return "emb:" + h.hexdigest()
 
@@ -216,6 +222,7 @@ class EmbeddingCache:
             inspect.iscoroutinefunction(getattr(embed_fn, "__call__", None))  # noqa: B004
         )
         self._model_id = model_id
+        self._hasher = _key_hasher(model_id)
         self._cache = cache
         self._ttl = float(ttl) if ttl is not None else None
         self._dim = dim
@@ -283,23 +290,29 @@ class EmbeddingCache:
         return embedding_key(self.normalize(text), self._model_id)
 
     def _plan(self, texts: Sequence[str]) -> _Call:
-        if isinstance(texts, (str, bytes)) or not isinstance(texts, Iterable):
+        if (type(texts) is not list and type(texts) is not tuple) and (
+            isinstance(texts, (str, bytes)) or not isinstance(texts, Iterable)
+        ):
+            hint = " (wrap a single text in a list, or call embed())" if type(texts) is str else ""
             raise InputTypeError(
-                f"texts must be a sequence of str, not {type(texts).__name__}"
-                + (
-                    " (wrap a single text in a list, or call embed())"
-                    if isinstance(texts, str)
-                    else ""
-                )
+                f"texts must be a sequence of str, not {type(texts).__name__}{hint}"
             )
         call = _Call()
-        order, text_of, model = call.order, call.text_of, self._model_id
+        order, text_of = call.order, call.text_of
         norm = self._normalize
+        base = self._hasher
         for i, text in enumerate(texts):
             if type(text) is not str:
                 raise InputTypeError(f"texts[{i}] must be a str, not {type(text).__name__}")
-            t = text if norm is None else (self._norm(text))
-            k = embedding_key(t, model)
+            if norm is None:
+                t = text
+            elif norm is normalize_text:
+                t = " ".join(text.split()) if text.isascii() else normalize_text(text)
+            else:
+                t = self._norm(text)
+            h = base.copy()
+            h.update(t.encode("utf-8", "surrogatepass"))
+            k = "emb:" + h.hexdigest()
             order.append(k)
             if k not in text_of:
                 text_of[k] = t

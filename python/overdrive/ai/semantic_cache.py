@@ -32,11 +32,16 @@ import inspect
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError as exc:  # pragma: no cover - numpy is in the "ai" extra
+    raise ImportError(
+        "overdrive.ai's SemanticCache needs numpy: pip install 'overdrive[ai]' (or numpy>=1.26)"
+    ) from exc
 
 from ..exceptions import ConfigurationError, InputTypeError
 from ..telemetry.registry import auto_register
@@ -472,6 +477,69 @@ class SemanticCache:
             q = self._embed([key])[0]
         with self._lock:
             self._insert(key, prompt, response, q, self._clock())
+
+    def _plan_many(
+        self, items: Any
+    ) -> tuple[list[tuple[str, str, Any]], list[str], dict[str, Vector]]:
+        """``(key, prompt, response)`` per item, the keys that need a vector, and
+        the vectors of the keys already cached."""
+        if isinstance(items, Mapping):
+            pairs: Iterable[Any] = items.items()
+        elif isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+            raise InputTypeError(
+                "items must be a mapping prompt -> response or an iterable of "
+                f"(prompt, response) pairs, not {type(items).__name__}"
+            )
+        else:
+            pairs = items
+        planned: list[tuple[str, str, Any]] = []
+        for i, item in enumerate(pairs):
+            if not isinstance(item, tuple) or len(item) != 2:
+                raise InputTypeError(
+                    f"items[{i}] must be a (prompt, response) pair, not {item!r:.60}"
+                )
+            prompt, response = item
+            planned.append((self._norm(prompt, f"items[{i}] prompt"), prompt, response))
+        known: dict[str, Vector] = {}
+        need: list[str] = []
+        with self._lock:
+            for key in dict.fromkeys(k for k, _, _ in planned):
+                entry = self._entries.get(key)
+                if entry is not None:
+                    known[key] = self._matrix[entry.slot].copy()
+                else:
+                    q = self._recent.get(key)
+                    if q is not None:
+                        known[key] = q
+                    else:
+                        need.append(key)
+        return planned, need, known
+
+    def _insert_many(
+        self,
+        planned: list[tuple[str, str, Any]],
+        need: list[str],
+        vecs: Vector,
+        known: dict[str, Vector],
+    ) -> None:
+        known.update(zip(need, vecs, strict=True))
+        with self._lock:
+            now = self._clock()
+            for key, prompt, response in planned:
+                self._insert(key, prompt, response, known[key], now)
+
+    def set_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
+        """:meth:`set` for many prompts (e.g. warming the cache from a log), the
+        new ones embedded in one ``embed_fn`` call; later items win."""
+        planned, need, known = self._plan_many(items)
+        vecs = self._embed(need) if need else np.zeros((0, 0), dtype=_F32)
+        self._insert_many(planned, need, vecs, known)
+
+    async def aset_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
+        """:meth:`set_many` for asyncio."""
+        planned, need, known = self._plan_many(items)
+        vecs = await self._aembed_rows(need) if need else np.zeros((0, 0), dtype=_F32)
+        self._insert_many(planned, need, vecs, known)
 
     async def alookup(self, prompt: str) -> SemanticHit | None:
         """:meth:`lookup` for asyncio."""

@@ -130,8 +130,28 @@ def _is_async(fn: object) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
+class _Doc:
+    """to_dict / to_json / save of a result holding its JSON ``document``."""
+
+    document: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready document (a copy)."""
+        return json.loads(json.dumps(self.document))  # type: ignore[no-any-return]
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The document as JSON text."""
+        return json.dumps(self.document, indent=indent)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the JSON document to ``path``; return the path."""
+        p = Path(path)
+        p.write_text(self.to_json(), encoding="utf-8")
+        return p
+
+
 @dataclass
-class LoadResult:
+class LoadResult(_Doc):
     """What one load run measured; :meth:`to_dict` is the ``"kind": "load"`` document.
 
     ``latency`` (from the intended send time in open loop), ``service_time``
@@ -209,20 +229,6 @@ class LoadResult:
         """achieved_rate / offered_rate (1.0 in closed loop)."""
         offered = self.document["offered_rate"]
         return float(self.document["achieved_rate"]) / offered if offered else 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready document (a copy)."""
-        return json.loads(json.dumps(self.document))  # type: ignore[no-any-return]
-
-    def to_json(self, indent: int | None = 2) -> str:
-        """The document as JSON text."""
-        return json.dumps(self.document, indent=indent)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the JSON document to ``path``; return the path."""
-        p = Path(path)
-        p.write_text(self.to_json(), encoding="utf-8")
-        return p
 
 
 class _Recorder:

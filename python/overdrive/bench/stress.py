@@ -15,16 +15,14 @@ targets; the source design asks for < 20%).
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..exceptions import ConfigurationError, InputTypeError
-from .load import LoadResult, LoadRunner, _count, _env, _number
+from .load import LoadResult, LoadRunner, _count, _Doc, _env, _number
 
 __all__ = ["SLO", "SoakResult", "StressResult", "StressRunner"]
 
@@ -72,24 +70,6 @@ class SLO:
             "error_rate": self.error_rate,
             "min_achieved_fraction": self.min_achieved_fraction,
         }
-
-
-class _Doc:
-    document: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready document (a copy)."""
-        return json.loads(json.dumps(self.document))  # type: ignore[no-any-return]
-
-    def to_json(self, indent: int | None = 2) -> str:
-        """The document as JSON text."""
-        return json.dumps(self.document, indent=indent)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the JSON document to ``path``; return the path."""
-        p = Path(path)
-        p.write_text(self.to_json(), encoding="utf-8")
-        return p
 
 
 @dataclass

@@ -37,7 +37,7 @@ fn monotonic() -> f64 {
     // SAFETY: ts is a valid out-pointer; CLOCK_MONOTONIC exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     // The same arithmetic as CPython's time.monotonic(): nanoseconds / 1e9.
-    ((ts.tv_sec as i64) * 1_000_000_000 + ts.tv_nsec as i64) as f64 / 1e9
+    (ts.tv_sec * 1_000_000_000 + ts.tv_nsec) as f64 / 1e9
 }
 
 #[cfg(not(target_os = "linux"))]

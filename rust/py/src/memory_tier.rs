@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use overdrive_core::cache::{Config, Found, Policy, Store, NEVER};
+use overdrive_core::cache::{Config, Found, Matcher, Policy, Store, NEVER};
 use overdrive_core::Error;
 use parking_lot::Mutex;
 use pyo3::exceptions::PyKeyError;
@@ -202,6 +202,61 @@ impl Drop for Comparing<'_> {
     }
 }
 
+/// A new reference to `obj`, its count raised inline.
+///
+/// Under the stable ABI pyo3 raises a count through a call into the
+/// interpreter (`_Py_IncRef`); a C extension built for the 3.11 stable ABI
+/// does it inline, as here, and CPython keeps supporting that: immortal
+/// objects (3.12+) are built so that such increments (and the matching
+/// decrements) leave them immortal (PEP 683).
+#[inline(always)]
+fn new_ref<'py>(py: Python<'py>, obj: &Obj) -> Bound<'py, PyAny> {
+    let p = obj.as_ptr();
+    // SAFETY: p is a live object (the store holds a reference, and the
+    // caller holds the store's lock); the thread is attached (`py`), so no
+    // other thread touches the count (the module is not free-threaded:
+    // the interpreter lock is held). `ob_refcnt` is the first field of
+    // every non-free-threaded object, in every CPython the stable ABI runs
+    // on. The new reference is handed to the Bound, which drops it.
+    unsafe {
+        (*p).ob_refcnt += 1;
+        Bound::from_owned_ptr(py, p)
+    }
+}
+
+/// Compares stored keys with a looked-up one (see [`PyMemoryTier::eq`]).
+struct KeyMatch<'a, 'py> {
+    tier: &'a PyMemoryTier,
+    key: &'a Bound<'py, PyAny>,
+}
+
+impl Matcher<Obj> for KeyMatch<'_, '_> {
+    type Error = Raised;
+
+    #[inline]
+    fn quick(&mut self, k: &Obj) -> Option<bool> {
+        let (a, b) = (self.key.as_ptr(), k.as_ptr());
+        if a == b {
+            return Some(true);
+        }
+        // Two ints by value: no generic rich comparison (and no bool object).
+        if let (Some(x), Some(y)) = (small_int(a), small_int(b)) {
+            return Some(x == y);
+        }
+        // SAFETY: both live.
+        if unsafe { ffi::PyUnicode_CheckExact(a) != 0 && ffi::PyUnicode_CheckExact(b) != 0 } {
+            // SAFETY: two exact str: compared in C, no Python code.
+            return Some(unsafe { ffi::PyUnicode_Compare(a, b) } == 0);
+        }
+        None
+    }
+
+    #[inline]
+    fn full(&mut self, k: &Obj) -> Result<bool, Raised> {
+        self.tier.eq_general(self.key, k)
+    }
+}
+
 /// The value of an exact int that fits an `i64` (None: any other object).
 #[inline]
 fn small_int(obj: *mut ffi::PyObject) -> Option<i64> {
@@ -294,33 +349,12 @@ impl PyMemoryTier {
         }
     }
 
-    /// The equality test against `key` for the store: identity, then `==`
-    /// (marking this thread as comparing while Python code may run).
+    /// The equality test against `key` for the store: identity, two ints
+    /// or two str compared in C, else (after the store compared hashes)
+    /// `==`, marking this thread as comparing while Python code may run.
     #[inline]
-    fn eq<'a, 'py>(
-        &'a self,
-        key: &'a Bound<'py, PyAny>,
-    ) -> impl FnMut(&Obj) -> Result<bool, Raised> + 'a {
-        // An int key's value, read once: comparing two ints by value
-        // skips the generic rich comparison (and its bool object).
-        let int_key = small_int(key.as_ptr());
-        move |k: &Obj| {
-            let (a, b) = (key.as_ptr(), k.as_ptr());
-            if a == b {
-                return Ok(true);
-            }
-            if let Some(x) = int_key {
-                if let Some(y) = small_int(b) {
-                    return Ok(x == y);
-                }
-            }
-            // SAFETY: both live.
-            if unsafe { ffi::PyUnicode_CheckExact(a) != 0 && ffi::PyUnicode_CheckExact(b) != 0 } {
-                // SAFETY: two exact str: compared in C, no Python code.
-                return Ok(unsafe { ffi::PyUnicode_Compare(a, b) } == 0);
-            }
-            self.eq_general(key, k)
-        }
+    fn eq<'a, 'py>(&'a self, key: &'a Bound<'py, PyAny>) -> KeyMatch<'a, 'py> {
+        KeyMatch { tier: self, key }
     }
 
     /// `key == k` for keys other than two ints or two str.
@@ -526,11 +560,11 @@ impl PyMemoryTier {
         // clock now, off the lookup's dependency chain.
         let early = self.ttl_ns.map(|_| clock::coarse());
         let mut guard = self.lock(py)?;
-        let r = match guard.get(hash, self.eq(key), |expires| match early {
+        let r = match guard.get_value(hash, self.eq(key), |expires| match early {
             Some(c) if expires > c.saturating_add(margin) => c,
             _ => lagging_now(expires, margin),
         }) {
-            Ok(Found::Hit(v, _)) => Ok(Ok(v.bind(py).clone())),
+            Ok(Found::Hit(v, _)) => Ok(Ok(new_ref(py, v))),
             Ok(Found::Miss) => Ok(Err(None)),
             Ok(Found::Expired(k, v)) => Ok(Err(Some((k, v)))),
             Err(Raised) => Err(PyErr::fetch(py)),

@@ -1,6 +1,8 @@
 """Compression suite: overdrive vs python-zstandard (reused context) vs zlib level 6;
 the batch APIs (``compress_many``/``decompress_many``) vs python-zstandard's own
-multi-threaded ``multi_compress_to_buffer``/``multi_decompress_to_buffer``.
+multi-threaded ``multi_compress_to_buffer``/``multi_decompress_to_buffer``;
+200 B messages with a trained dictionary vs python-zstandard with the same
+dictionary and vs no dictionary.
 
 Every case times the implementations interleaved in one process; rows give
 ns per message, MB/s and compression ratio, plus each peer's time divided by
@@ -240,19 +242,24 @@ def run(config: BenchConfig) -> SuiteResult:
     raw = sum(map(len, held_out))
     size_dict = sum(len(with_dict.compress(m)) for m in held_out)
     size_plain = sum(len(plain.compress(m)) for m in held_out)
+    # the peer: python-zstandard with the same dictionary at the same level
+    zdc = zstandard.ZstdCompressor(level=LEVEL, dict_data=zstandard.ZstdCompressionDict(dictionary))
+    peer = "python-zstandard, same dictionary"
     s = interleaved(
         {
             "overdrive": _loop(with_dict.compress, held_out),
+            peer: _loop(zdc.compress, held_out),
             "no dictionary": _loop(plain.compress, held_out),
         },
         repeats=repeats,
     )
+    size_peer = sum(len(zdc.compress(m)) for m in held_out)
     result.rows += _rows(
         "200 B msgs + 16 KiB dict",
         s,
         len(held_out),
         raw,
-        {"overdrive": size_dict, "no dictionary": size_plain},
+        {"overdrive": size_dict, peer: size_peer, "no dictionary": size_plain},
     )
     gain = size_plain / size_dict
     result.checks.append(

@@ -1,7 +1,7 @@
 """Pools suite: BufferPool acquire+release vs a threading.Lock-guarded free list
 (the honest peer: what a user writes to reuse buffers), queue.Queue and
-allocating a fresh bytearray; ObjectPool vs a locked free list; resident-memory
-growth over a million cycles.
+allocating a fresh bytearray; ObjectPool vs a locked free list and queue.Queue;
+resident-memory growth over a million cycles.
 
 Every case times the implementations interleaved in one process, each callable
 running a loop of ``INNER`` operations (the loop's own cost is in every row
@@ -87,9 +87,14 @@ def _free_list_cycle(lock: threading.Lock, free: list[Any]) -> Callable[[], None
 
 
 def _queue(size: int, n: int = 8) -> Callable[[], None]:
-    q: queue.Queue[bytearray] = queue.Queue()
-    for _ in range(n):
-        q.put(bytearray(size))
+    return _queue_cycle([bytearray(size) for _ in range(n)])
+
+
+def _queue_cycle(items: list[Any]) -> Callable[[], None]:
+    """Take from and give back to a queue.Queue (the stdlib's thread-safe pool)."""
+    q: queue.Queue[Any] = queue.Queue()
+    for item in items:
+        q.put(item)
 
     def call() -> None:
         get, put = q.get, q.put
@@ -177,7 +182,8 @@ def run(config: BenchConfig) -> SuiteResult:
     _buffer_case(result, 64 * 1024, "64 KiB", repeats)
     _buffer_case(result, 1024 * 1024, "1 MiB", repeats)
 
-    # ObjectPool: a pooled Python object vs a Lock-guarded list of the same objects.
+    # ObjectPool: a pooled Python object vs a Lock-guarded list of the same
+    # objects, and a queue.Queue of them.
     op: od.ObjectPool[dict[str, Any]] = od.ObjectPool(dict, max_size=8)
 
     def od_obj() -> None:
@@ -188,7 +194,10 @@ def run(config: BenchConfig) -> SuiteResult:
 
     objs: list[dict[str, Any]] = [{} for _ in range(8)]
     locked_obj = _free_list_cycle(threading.Lock(), objs)
-    s = interleaved({"overdrive": od_obj, FREE_LIST: locked_obj}, repeats=repeats)
+    queued_obj = _queue_cycle([{} for _ in range(8)])
+    s = interleaved(
+        {"overdrive": od_obj, FREE_LIST: locked_obj, "queue.Queue": queued_obj}, repeats=repeats
+    )
     result.rows += _rows("ObjectPool acquire+release", s)
     _speedup_check(result, f"ObjectPool vs {FREE_LIST}", s[FREE_LIST], s, 1.0)
 

@@ -10,12 +10,22 @@
 //! replaced or deleted entries) is handed back to the caller in an `out`
 //! vector, so the binding can drop Python objects after releasing its lock.
 //!
-//! Layout: one slab of entries (`Vec<Entry>`, reused through a free list)
-//! threaded by `u32`-index doubly linked lists (the W-TinyLFU window,
-//! probation and protected segments; LRU uses the window list alone), a
-//! `hashbrown::HashTable<u32>` of slab indices, and a count-min sketch. An
-//! entry costs 48 bytes of slab plus about 6-11 bytes of index and
-//! 8 bytes of sketch, before the key and value themselves.
+//! Layout: a `hashbrown::HashTable` of [`Slot`]s (key, value, slab index and
+//! a coarse expiry: everything a hit reads, in one bucket), one slab of
+//! policy entries (reused through a free list) threaded by `u32`-index
+//! doubly linked lists (the W-TinyLFU window, probation and protected
+//! segments; LRU uses the window list alone), and a count-min sketch. An
+//! entry costs 32 bytes of slab plus 25 bytes per index bucket (about
+//! 29-57 bytes per entry at hashbrown's load factors) and 8 bytes of
+//! sketch, before the key and value themselves.
+//!
+//! A hit touches its bucket only: the policy's bookkeeping (frequency,
+//! list moves) is recorded in a small read buffer of slab indices and
+//! replayed, in order, when the buffer fills and before anything that
+//! changes the store's membership or reads its order (Caffeine's read
+//! buffer, without its losses). Replaying in order before every eviction
+//! decision makes the policy exactly what it would be with the
+//! bookkeeping done on each hit.
 //!
 //! Not thread-safe by itself: the binding wraps it in a mutex.
 
@@ -44,11 +54,52 @@ const PROBATION: u8 = 1;
 const PROTECTED: u8 = 2;
 const FREE: u8 = 3;
 
+/// Entries the index is first sized for (at most the entry bound): a
+/// cache holding few entries keeps them in a compact index (fewer cache
+/// lines and pages per lookup); past this it grows straight to the bound.
+const TABLE_START: usize = 1024;
+/// Bounds above this size the index up front (the one-step growth left
+/// about 2 more bytes per entry resident at 1 Mi entries, measured).
+const TABLE_START_MAX_BOUND: usize = 1 << 16;
+
+/// The entries an index starts with for an entry bound of `reserve`.
+fn table_start(reserve: usize) -> usize {
+    if reserve > TABLE_START_MAX_BOUND {
+        reserve
+    } else {
+        reserve.min(TABLE_START)
+    }
+}
+
 /// Most entries an entry bound reserves index and sketch space for.
 const RESERVE_MAX: u64 = 1 << 22;
 
 /// Slots the periodic expiry sweep inspects per write.
 const SWEEP_PER_WRITE: usize = 2;
+
+/// Hits the read buffer holds before they are replayed.
+const READ_BUFFER: usize = 64;
+
+/// A bucket's expiry hint is the expiry shifted right by this many bits
+/// (units of about 1.07 s).
+const HINT_SHIFT: u32 = 30;
+/// The hint of an entry that never expires (hints take 31 bits: units of
+/// 2^30 ns, up to 2^61 ns, about 73 years, of the caller's clock).
+const HINT_NEVER: u32 = 0x7fff_ffff;
+/// The top bit of a slot's `hint` word: the entry is hot (see [`Slot`]).
+const HOT: u32 = 0x8000_0000;
+
+/// A lower bound of `expires` in 32 bits: `u64::from(hint(e)) << HINT_SHIFT
+/// <= e` for every `e` but [`NEVER`] (whose hint is [`HINT_NEVER`]).
+#[inline]
+fn hint(expires: u64) -> u32 {
+    if expires == NEVER {
+        HINT_NEVER
+    } else {
+        // Saturates below HINT_NEVER: a smaller hint is still a lower bound.
+        (expires >> HINT_SHIFT).min(u64::from(HINT_NEVER - 1)) as u32
+    }
+}
 
 /// Mix a caller's hash into a well-spread 64-bit hash (Python hashes of
 /// small ints are the ints themselves: hashbrown needs the high bits to vary).
@@ -214,8 +265,78 @@ pub struct Stats {
     pub bytes: u64,
 }
 
-struct Entry<K, V> {
-    kv: Option<(K, V)>,
+/// An index bucket: what a hit needs, in one place.
+struct Slot<K, V> {
+    key: K,
+    value: V,
+    /// The entry's slab index.
+    idx: u32,
+    /// A lower bound of the expiry ([`hint`]) in the low 31 bits; [`HOT`]
+    /// when the entry is protected, referenced and at the top frequency,
+    /// so that a hit would change nothing in its slab entry (a hit of a
+    /// hot entry skips the read buffer: only the sketch's access count
+    /// moves). The entry's `hot` mirrors the bit.
+    hint: u32,
+}
+
+/// Compares a stored key with the one looked up. `quick` answers when it
+/// can without running user code (identity, two ints, two str); otherwise
+/// the store compares the stored 32-bit hashes first and calls `full` only
+/// when they agree, so user `__eq__` runs only on a hash match (as dict
+/// lookups do). Every `FnMut(&K) -> Result<bool, E>` closure is a matcher
+/// with no quick answer.
+pub trait Matcher<K> {
+    /// The error of a failed comparison.
+    type Error;
+    /// The answer when it is cheap and certain, else None.
+    #[inline]
+    fn quick(&mut self, _key: &K) -> Option<bool> {
+        None
+    }
+    /// The full comparison (called after the hashes matched).
+    fn full(&mut self, key: &K) -> Result<bool, Self::Error>;
+}
+
+impl<K, E, F: FnMut(&K) -> Result<bool, E>> Matcher<K> for F {
+    type Error = E;
+    #[inline]
+    fn full(&mut self, key: &K) -> Result<bool, E> {
+        self(key)
+    }
+}
+
+/// The slot under `hash` whose key matches, found in `table` (`entries`
+/// holds the full hashes `quick` cannot do without).
+#[inline(always)]
+fn find_in<'t, K, V, M: Matcher<K>>(
+    table: &'t HashTable<Slot<K, V>>,
+    entries: &Slab<Entry>,
+    hash: u64,
+    m: &mut M,
+) -> Result<Option<&'t Slot<K, V>>, M::Error> {
+    // `iter_hash` rather than `find`: `find` calls its closure through a
+    // `dyn FnMut`, which keeps the key comparison out of line.
+    let h32 = hash as u32;
+    for slot in table.iter_hash(hash) {
+        match m.quick(&slot.key) {
+            Some(true) => return Ok(Some(slot)),
+            Some(false) => continue,
+            None => {}
+        }
+        // SAFETY: every slot's idx is a slab slot the slab holds (`alloc`
+        // hands out only indices below its length, the slab never shrinks,
+        // and `clear` empties both together).
+        let e = unsafe { entries.get_unchecked(slot.idx as usize) };
+        if e.hash == h32 && m.full(&slot.key)? {
+            return Ok(Some(slot));
+        }
+    }
+    Ok(None)
+}
+
+/// A slab entry: the policy's state of one key.
+#[derive(Clone, Copy)]
+struct Entry {
     /// The low half of the table hash ([`expand`] gives it whole).
     hash: u32,
     /// Nanoseconds on the caller's clock; [`NEVER`] for no expiry.
@@ -226,8 +347,11 @@ struct Entry<K, V> {
     /// Bumped on every write and removal (tag references carry it).
     generation: u32,
     queue: u8,
-    /// The access clock when last moved to a tail (wrapping).
-    stamp: u16,
+    /// Hit since it was last put on a list's tail (TinyLFU window and
+    /// protected entries: CLOCK's reference bit).
+    referenced: bool,
+    /// Its slot carries [`HOT`].
+    hot: bool,
     /// Hits since admission, aged with the sketch (TinyLFU): a hit costs
     /// no sketch access; the count joins the sketch when the entry leaves.
     freq: u8,
@@ -250,12 +374,12 @@ const EMPTY: List = List {
     len: 0,
 };
 
-/// TinyLFU's window and protected segments skip moving a hit entry to the
-/// tail when it was moved there within the last `len / LAZY_DIVISOR`
-/// accesses (it is at most that far from the tail): hot entries then cost
-/// no list surgery, at the price of an LRU order exact to within half
-/// the segment (a hit entry never drifts to the segment's old end). The `lru` policy stays exact.
-const LAZY_DIVISOR: u32 = 2;
+// TinyLFU's window and protected segments are CLOCK approximations of
+// LRU (second chance): a hit marks the entry `referenced` instead of
+// moving it to the tail, and a referenced entry that reaches the head when
+// the segment overflows goes back to the tail, unmarked, instead of
+// leaving. A hit is then a few stores to its entry, with no list surgery
+// (which touched three more entries). The `lru` policy stays exact.
 
 /// What a lookup found.
 #[derive(Debug)]
@@ -271,9 +395,16 @@ pub enum Found<'a, K, V> {
 /// The W-TinyLFU / LRU store.
 pub struct Store<K, V> {
     config: Config,
-    entries: Slab<Entry<K, V>>,
+    entries: Slab<Entry>,
     free: u32,
-    table: HashTable<u32>,
+    table: HashTable<Slot<K, V>>,
+    /// The entries the index is sized for once it outgrows [`TABLE_START`].
+    table_reserve: usize,
+    /// Slab indices of hits not yet replayed ([`Store::drain_reads`]).
+    reads: [u32; READ_BUFFER],
+    nreads: usize,
+    /// Hits of hot entries since the last replay (sketch access counts).
+    unticked: u64,
     lists: [List; 3],
     /// Count bound measures regions in entries, else in bytes.
     by_count: bool,
@@ -283,8 +414,6 @@ pub struct Store<K, V> {
     sketch: Option<Sketch>,
     rng: u64,
     sweep: usize,
-    /// Counts accesses (wrapping), for the lazy moves.
-    tick: u16,
     tags: HashMap<Box<str>, Vec<(u32, u32)>>,
     tag_refs: usize,
     tag_sweep_at: usize,
@@ -307,10 +436,12 @@ impl<K, V> Store<K, V> {
             }
             Policy::Lru => (u64::MAX, 0),
         };
-        // An entry bound sizes the index, the sketch and the slab's first
-        // chunk up front (growing them would copy, and leave the outgrown
-        // copies to the allocator; the slab's untouched pages cost no
-        // memory), up to 4 Mi entries; beyond that they grow with the
+        // An entry bound sizes the sketch and the slab's first chunk up
+        // front, and the index in two steps for bounds up to
+        // TABLE_START_MAX_BOUND (TABLE_START entries, then the bound; larger
+        // bounds in one): growing them by doubling would copy, and leave the
+        // outgrown copies to the allocator; the slab's untouched pages cost
+        // no memory. Up to 4 Mi entries; beyond that they grow with the
         // entries held.
         let reserve = config
             .max_entries
@@ -324,7 +455,11 @@ impl<K, V> Store<K, V> {
             // Inserting runs one entry over the bound before evicting.
             entries: Slab::with_first_chunk(reserve + 1),
             free: NIL,
-            table: HashTable::with_capacity(reserve),
+            table: HashTable::with_capacity(table_start(reserve)),
+            table_reserve: reserve,
+            reads: [NIL; READ_BUFFER],
+            nreads: 0,
+            unticked: 0,
             lists: [EMPTY; 3],
             by_count,
             window_max,
@@ -340,7 +475,6 @@ impl<K, V> Store<K, V> {
             sketch,
             rng: 0x853c_49e6_748f_ea9b,
             sweep: 0,
-            tick: 0,
             tags: HashMap::new(),
             tag_refs: 0,
             tag_sweep_at: 1024,
@@ -398,31 +532,54 @@ impl<K, V> Store<K, V> {
             || self.config.max_bytes.is_some_and(|m| self.stats.bytes > m)
     }
 
-    /// The slab index of the entry under `hash` for which `eq` holds.
+    /// The slab index of the entry under `hash` that `m` matches.
     #[inline]
-    fn find<E>(
-        &self,
-        hash: u64,
-        eq: &mut impl FnMut(&K) -> Result<bool, E>,
-    ) -> Result<Option<u32>, E> {
-        // `iter_hash` rather than `find`: `find` calls its closure through a
-        // `dyn FnMut`, which keeps the key comparison out of line.
-        let h32 = hash as u32;
-        for &i in self.table.iter_hash(hash) {
-            // SAFETY: every index in the table is a slot the slab holds
-            // (`alloc` hands out only indices below its length, the slab
-            // never shrinks, and `clear` empties both together).
-            let e = unsafe { self.entries.get_unchecked(i as usize) };
-            if e.hash != h32 {
-                continue;
-            }
-            if let Some((k, _)) = &e.kv {
-                if eq(k)? {
-                    return Ok(Some(i));
-                }
-            }
+    fn find<M: Matcher<K>>(&self, hash: u64, m: &mut M) -> Result<Option<u32>, M::Error> {
+        Ok(find_in(&self.table, &self.entries, hash, m)?.map(|s| s.idx))
+    }
+
+    /// The slot of live entry `i` (under `hash`, its table hash).
+    #[inline]
+    fn slot_mut(&mut self, hash: u64, i: u32) -> Option<&mut Slot<K, V>> {
+        self.table.find_mut(hash, |s| s.idx == i)
+    }
+
+    /// Set or clear entry `i`'s [`HOT`] mark (on its slot and its entry).
+    #[cold]
+    #[inline(never)]
+    fn set_hot(&mut self, i: u32, hot: bool) {
+        let hash = expand(self.entries[i as usize].hash);
+        if let Some(slot) = self.table.find_mut(hash, |s| s.idx == i) {
+            slot.hint = if hot {
+                slot.hint | HOT
+            } else {
+                slot.hint & !HOT
+            };
+            self.entries[i as usize].hot = hot;
         }
-        Ok(None)
+    }
+
+    /// Replay the buffered hits (in order) into the policy.
+    #[inline]
+    fn drain_reads(&mut self) {
+        if self.nreads > 0 || self.unticked > 0 {
+            self.drain_reads_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drain_reads_slow(&mut self) {
+        // Hits of hot entries: access counts for the sketch, nothing else.
+        let unticked = std::mem::replace(&mut self.unticked, 0);
+        if unticked > 0 && self.sketch.as_mut().is_some_and(|s| s.tick_n(unticked)) {
+            self.halve_freqs();
+        }
+        let n = std::mem::replace(&mut self.nreads, 0);
+        for j in 0..n {
+            let i = self.reads[j];
+            self.touch(i);
+        }
     }
 
     // --- lists ---------------------------------------------------------------
@@ -466,7 +623,10 @@ impl<K, V> Store<K, V> {
         e.prev = tail;
         e.next = NIL;
         e.queue = q;
-        e.stamp = self.tick;
+        e.referenced = false;
+        if e.hot {
+            self.set_hot(i, false);
+        }
     }
 
     #[inline]
@@ -491,40 +651,48 @@ impl<K, V> Store<K, V> {
         if sketch.tick() {
             self.halve_freqs();
         }
-        self.tick = self.tick.wrapping_add(1);
-        let tick = self.tick;
         let e = &mut self.entries[i as usize];
         e.freq = e.freq.saturating_add(1).min(15);
-        let (q, stamp) = (e.queue, e.stamp);
-        if q != PROBATION {
-            // A window or protected entry at or lately moved to the tail
-            // stays.
-            if e.next == NIL {
-                return;
+        match e.queue {
+            PROTECTED => {
+                // Marked, not moved (see `referenced`).
+                e.referenced = true;
+                if e.freq == 15 && !e.hot {
+                    self.set_hot(i, true);
+                }
             }
-            let lazy = (self.lists[q as usize].len / LAZY_DIVISOR).min(1 << 14);
-            if u32::from(tick.wrapping_sub(stamp)) <= lazy {
-                return;
-            }
+            PROBATION => self.promote(i),
+            _ => self.move_to_tail(i, WINDOW),
         }
-        self.touch_move(i, q);
     }
 
-    /// The list surgery of [`Store::touch`] (TinyLFU): a probation entry
-    /// is promoted, any other goes to its list's tail.
+    /// A probation entry was hit: it moves to protected (TinyLFU).
     #[inline(never)]
-    fn touch_move(&mut self, i: u32, q: u8) {
-        if q == PROBATION {
-            self.move_to_tail(i, PROTECTED);
-            self.demote_protected();
-        } else {
-            self.move_to_tail(i, q);
+    fn promote(&mut self, i: u32) {
+        self.move_to_tail(i, PROTECTED);
+        self.demote_protected();
+    }
+
+    /// The head of list `q`, after giving its referenced entries their
+    /// second chance (each goes back to the tail, unmarked; every entry is
+    /// looked at at most once, so this ends).
+    fn clock_head(&mut self, q: u8) -> u32 {
+        let mut n = self.lists[q as usize].len;
+        loop {
+            let head = self.lists[q as usize].head;
+            if head == NIL || n == 0 || !self.entries[head as usize].referenced {
+                return head;
+            }
+            n -= 1;
+            // push_tail clears the mark.
+            self.unlink(head);
+            self.push_tail(head, q);
         }
     }
 
     fn demote_protected(&mut self) {
         while self.lists[PROTECTED as usize].weight > self.protected_max {
-            let head = self.lists[PROTECTED as usize].head;
+            let head = self.clock_head(PROTECTED);
             if head == NIL {
                 break;
             }
@@ -535,12 +703,11 @@ impl<K, V> Store<K, V> {
 
     // --- slab ----------------------------------------------------------------
 
-    fn alloc(&mut self, hash: u64, key: K, value: V, weight: u64, expires: u64) -> u32 {
+    fn alloc(&mut self, hash: u64, weight: u64, expires: u64) -> u32 {
         if self.free != NIL {
             let i = self.free;
             let e = &mut self.entries[i as usize];
             self.free = e.next;
-            e.kv = Some((key, value));
             e.hash = hash as u32;
             e.expires = expires;
             e.weight = weight as u32;
@@ -550,7 +717,6 @@ impl<K, V> Store<K, V> {
         } else {
             let i = self.entries.len() as u32;
             self.entries.push(Entry {
-                kv: Some((key, value)),
                 hash: hash as u32,
                 expires,
                 weight: weight as u32,
@@ -558,7 +724,8 @@ impl<K, V> Store<K, V> {
                 next: NIL,
                 generation: 0,
                 queue: FREE,
-                stamp: 0,
+                referenced: false,
+                hot: false,
                 freq: 0,
             });
             i
@@ -566,7 +733,9 @@ impl<K, V> Store<K, V> {
     }
 
     /// Take entry `i` out of every structure; returns its key and value.
+    /// The read buffer must be empty (a buffered index may be reused).
     fn remove_at(&mut self, i: u32) -> Option<(K, V)> {
+        debug_assert_eq!(self.nreads, 0, "remove with hits not replayed");
         let (hash, weight, freq) = {
             let e = &self.entries[i as usize];
             if e.queue == FREE {
@@ -581,20 +750,25 @@ impl<K, V> Store<K, V> {
         }
         let hash = expand(hash);
         self.unlink(i);
-        if let Ok(slot) = self.table.find_entry(hash, |&x| x == i) {
-            slot.remove();
-        }
+        let kv = match self.table.find_entry(hash, |s| s.idx == i) {
+            Ok(slot) => {
+                let (s, _) = slot.remove();
+                Some((s.key, s.value))
+            }
+            Err(_) => None,
+        };
         self.stats.entries -= 1;
         self.stats.bytes -= weight;
         let free = self.free;
         let e = &mut self.entries[i as usize];
         e.queue = FREE;
+        e.hot = false;
         e.generation = e.generation.wrapping_add(1);
         e.next = free;
         e.prev = NIL;
         e.expires = NEVER;
         self.free = i;
-        e.kv.take()
+        kv
     }
 
     /// Remove `i` for `reason` (a counter), pushing the pair to `out`.
@@ -630,7 +804,7 @@ impl<K, V> Store<K, V> {
         // Window overflow moves to probation; those entries are the candidates.
         let mut candidate = NIL;
         while self.lists[WINDOW as usize].weight > self.window_max {
-            let head = self.lists[WINDOW as usize].head;
+            let head = self.clock_head(WINDOW);
             if head == NIL {
                 break;
             }
@@ -699,6 +873,11 @@ impl<K, V> Store<K, V> {
     fn halve_freqs(&mut self) {
         for e in self.entries.iter_mut() {
             e.freq >>= 1;
+            // Below the top frequency: no entry stays hot.
+            e.hot = false;
+        }
+        for slot in self.table.iter_mut() {
+            slot.hint &= !HOT;
         }
     }
 
@@ -790,40 +969,90 @@ impl<K, V> Store<K, V> {
 
     /// Look `hash`/`eq` up and count a hit or a miss; a hit counts as an
     /// access for the policy. An expired entry is removed and handed back.
-    /// `now` is called only when the entry has an expiry, with that expiry:
-    /// a caller with a cheap coarse clock may answer with a time that lags
-    /// the true time when the entry is clearly not due yet.
+    /// `now` is called only when the entry has an expiry, with that expiry
+    /// or a lower bound of it (and then maybe again with the expiry): a
+    /// caller with a cheap coarse clock may answer with a time that lags
+    /// the true time when the value passed is clearly not due yet.
+    /// A hit carries the entry's exact expiry.
     #[inline]
-    pub fn get<E>(
+    pub fn get<M: Matcher<K>>(
         &mut self,
         hash: u64,
-        mut eq: impl FnMut(&K) -> Result<bool, E>,
-        now: impl FnOnce(u64) -> u64,
-    ) -> Result<Found<'_, K, V>, E> {
+        eq: M,
+        now: impl FnMut(u64) -> u64,
+    ) -> Result<Found<'_, K, V>, M::Error> {
+        self.lookup::<true, M>(hash, eq, now)
+    }
+
+    /// [`Store::get`] for callers that do not need the exact expiry: a
+    /// hit carries a lower bound of it (any value for an entry that
+    /// expires, [`NEVER`] for one that does not), so a hit reads the
+    /// entry's index bucket only.
+    #[inline]
+    pub fn get_value<M: Matcher<K>>(
+        &mut self,
+        hash: u64,
+        eq: M,
+        now: impl FnMut(u64) -> u64,
+    ) -> Result<Found<'_, K, V>, M::Error> {
+        self.lookup::<false, M>(hash, eq, now)
+    }
+
+    #[inline(always)]
+    fn lookup<const EXACT: bool, M: Matcher<K>>(
+        &mut self,
+        hash: u64,
+        mut eq: M,
+        mut now: impl FnMut(u64) -> u64,
+    ) -> Result<Found<'_, K, V>, M::Error> {
+        // Room for this lookup's hit, made before the slot is borrowed
+        // (and the hot hits' access counts passed on as often).
+        if self.nreads >= READ_BUFFER || self.unticked >= READ_BUFFER as u64 {
+            self.drain_reads_slow();
+        }
         let hash = table_hash(hash);
-        let Some(i) = self.find(hash, &mut eq)? else {
-            self.stats.misses += 1;
-            return Ok(Found::Miss);
+        let (i, word, value) = match find_in(&self.table, &self.entries, hash, &mut eq)? {
+            Some(slot) => (slot.idx, slot.hint, &slot.value as *const V),
+            None => {
+                self.stats.misses += 1;
+                return Ok(Found::Miss);
+            }
         };
-        // SAFETY: `find` returned an index from the table (see `find`).
-        let expires = unsafe { self.entries.get_unchecked(i as usize).expires };
-        if expires != NEVER && expires <= now(expires) {
-            self.stats.misses += 1;
-            return Ok(self.take_expired(i));
+        let hint = word & !HOT;
+        let mut expires = NEVER;
+        if hint != HINT_NEVER {
+            let lower = u64::from(hint) << HINT_SHIFT;
+            expires = lower;
+            // Clearly alive unless the lower bound is due: only then read
+            // the exact expiry.
+            if EXACT || lower <= now(lower) {
+                // SAFETY: slot indices are slab slots (see `find_in`).
+                expires = unsafe { self.entries.get_unchecked(i as usize).expires };
+                if expires <= now(expires) {
+                    self.stats.misses += 1;
+                    return Ok(self.take_expired(i));
+                }
+            }
         }
         self.stats.hits += 1;
-        self.touch(i);
-        // SAFETY: `find` returned an index from the table (see `find`).
-        match unsafe { &self.entries.get_unchecked(i as usize).kv } {
-            Some((_, v)) => Ok(Found::Hit(v, expires)),
-            None => Ok(Found::Miss),
+        if word & HOT != 0 {
+            self.unticked += 1;
+        } else if let Some(r) = self.reads.get_mut(self.nreads) {
+            // nreads < READ_BUFFER (made so above).
+            *r = i;
+            self.nreads += 1;
         }
+        // SAFETY: `value` points into the slot found above, and nothing
+        // since changed the table (only the counters and the read buffer);
+        // the returned borrow of `self` keeps it unchanged while it lives.
+        Ok(Found::Hit(unsafe { &*value }, expires))
     }
 
     /// Remove the expired entry `i` found by a lookup.
     #[cold]
     #[inline(never)]
     fn take_expired(&mut self, i: u32) -> Found<'_, K, V> {
+        self.drain_reads();
         match self.remove_at(i) {
             Some((k, v)) => {
                 self.stats.expirations += 1;
@@ -834,12 +1063,12 @@ impl<K, V> Store<K, V> {
     }
 
     /// Like [`Store::get`] without counting or touching (`in`, `peek`).
-    pub fn peek<E>(
+    pub fn peek<M: Matcher<K>>(
         &mut self,
         hash: u64,
-        mut eq: impl FnMut(&K) -> Result<bool, E>,
-        now: impl FnOnce(u64) -> u64,
-    ) -> Result<Found<'_, K, V>, E> {
+        mut eq: M,
+        mut now: impl FnMut(u64) -> u64,
+    ) -> Result<Found<'_, K, V>, M::Error> {
         let hash = table_hash(hash);
         let Some(i) = self.find(hash, &mut eq)? else {
             return Ok(Found::Miss);
@@ -848,8 +1077,8 @@ impl<K, V> Store<K, V> {
         if expires != NEVER && expires <= now(expires) {
             return Ok(self.take_expired(i));
         }
-        match &self.entries[i as usize].kv {
-            Some((_, v)) => Ok(Found::Hit(v, expires)),
+        match self.table.find(hash, |s| s.idx == i) {
+            Some(s) => Ok(Found::Hit(&s.value, expires)),
             None => Ok(Found::Miss),
         }
     }
@@ -863,7 +1092,7 @@ impl<K, V> Store<K, V> {
     /// stored; any old entry
     /// under the key is removed).
     #[allow(clippy::too_many_arguments)]
-    pub fn insert<E>(
+    pub fn insert<M: Matcher<K>>(
         &mut self,
         hash: u64,
         key: K,
@@ -872,9 +1101,10 @@ impl<K, V> Store<K, V> {
         expires: u64,
         tags: &[&str],
         now: u64,
-        mut eq: impl FnMut(&K) -> Result<bool, E>,
+        mut eq: M,
         out: &mut Vec<(K, V)>,
-    ) -> Result<bool, E> {
+    ) -> Result<bool, M::Error> {
+        self.drain_reads();
         let hash = table_hash(hash);
         let found = self.find(hash, &mut eq)?;
         self.stats.sets += 1;
@@ -898,9 +1128,13 @@ impl<K, V> Store<K, V> {
                 e.weight = weight as u32;
                 e.expires = expires;
                 e.generation = e.generation.wrapping_add(1);
-                let old = match &mut e.kv {
-                    Some((_, v)) => std::mem::replace(v, value),
-                    None => value, // unreachable: found entries hold a pair
+                let old = match self.slot_mut(hash, i) {
+                    Some(slot) => {
+                        // Not hot any more: unlinked and put back just above.
+                        slot.hint = hint(expires);
+                        std::mem::replace(&mut slot.value, value)
+                    }
+                    None => value, // unreachable: found entries have a slot
                 };
                 out.push((key, old));
                 self.stats.bytes = self.stats.bytes - old_weight + weight;
@@ -909,9 +1143,27 @@ impl<K, V> Store<K, V> {
                 i
             }
             None => {
-                let i = self.alloc(hash, key, value, weight, expires);
-                self.table
-                    .insert_unique(hash, i, |&x| expand(self.entries[x as usize].hash));
+                let i = self.alloc(hash, weight, expires);
+                let entries = &self.entries;
+                if self.table.len() >= self.table.capacity()
+                    && self.table_reserve > self.table.len()
+                {
+                    // One step from the small start to the bound (doubling
+                    // would leave each outgrown copy to the allocator).
+                    let more = self.table_reserve - self.table.len();
+                    self.table
+                        .reserve(more, |s| expand(entries[s.idx as usize].hash));
+                }
+                self.table.insert_unique(
+                    hash,
+                    Slot {
+                        key,
+                        value,
+                        idx: i,
+                        hint: hint(expires),
+                    },
+                    |s| expand(entries[s.idx as usize].hash),
+                );
                 self.stats.entries += 1;
                 self.stats.bytes += weight;
                 if self
@@ -940,13 +1192,14 @@ impl<K, V> Store<K, V> {
     /// Remove the entry under `hash`/`eq` (counted as a delete when it was
     /// live, as an expiration when it had expired), pushing it to `out`;
     /// true when a live entry was deleted.
-    pub fn delete<E>(
+    pub fn delete<M: Matcher<K>>(
         &mut self,
         hash: u64,
-        mut eq: impl FnMut(&K) -> Result<bool, E>,
+        mut eq: M,
         now: u64,
         out: &mut Vec<(K, V)>,
-    ) -> Result<bool, E> {
+    ) -> Result<bool, M::Error> {
+        self.drain_reads();
         let hash = table_hash(hash);
         let Some(i) = self.find(hash, &mut eq)? else {
             return Ok(false);
@@ -1000,6 +1253,7 @@ impl<K, V> Store<K, V> {
 
     /// Remove every entry tagged `tag` (as deletes); returns how many.
     pub fn invalidate_tag(&mut self, tag: &str, out: &mut Vec<(K, V)>) -> usize {
+        self.drain_reads();
         let Some(refs) = self.tags.remove(tag) else {
             return 0;
         };
@@ -1020,6 +1274,7 @@ impl<K, V> Store<K, V> {
 
     /// Remove every expired entry now; returns how many.
     pub fn expire(&mut self, now: u64, out: &mut Vec<(K, V)>) -> usize {
+        self.drain_reads();
         let before = out.len();
         for i in 0..self.entries.len() as u32 {
             let e = &self.entries[i as usize];
@@ -1032,9 +1287,15 @@ impl<K, V> Store<K, V> {
 
     /// Remove everything (not counted); the counters stay.
     pub fn clear(&mut self) -> Vec<(K, V)> {
-        let out: Vec<(K, V)> = self.entries.take_all().filter_map(|e| e.kv).collect();
+        // Buffered hits of entries about to go: nothing to replay.
+        self.nreads = 0;
+        let small = HashTable::with_capacity(table_start(self.table_reserve));
+        let out: Vec<(K, V)> = std::mem::replace(&mut self.table, small)
+            .into_iter()
+            .map(|s| (s.key, s.value))
+            .collect();
+        drop(self.entries.take_all());
         self.free = NIL;
-        self.table = HashTable::new();
         self.lists = [EMPTY; 3];
         self.tags = HashMap::new();
         self.tag_refs = 0;
@@ -1050,10 +1311,8 @@ impl<K, V> Store<K, V> {
 
     /// Visit every held pair (expired ones included); stops at the first error.
     pub fn try_for_each<E>(&self, mut f: impl FnMut(&K, &V) -> Result<(), E>) -> Result<(), E> {
-        for e in self.entries.iter() {
-            if let Some((k, v)) = &e.kv {
-                f(k, v)?;
-            }
+        for s in self.table.iter() {
+            f(&s.key, &s.value)?;
         }
         Ok(())
     }
@@ -1061,20 +1320,21 @@ impl<K, V> Store<K, V> {
     /// The live keys' pairs with their expiry, oldest first within each
     /// segment (for snapshots and tests).
     pub fn pairs(&self) -> impl Iterator<Item = (&K, &V, u64)> {
-        self.entries
+        self.table
             .iter()
-            .filter_map(|e| e.kv.as_ref().map(|(k, v)| (k, v, e.expires)))
+            .map(|s| (&s.key, &s.value, self.entries[s.idx as usize].expires))
     }
 
     /// Keys from least to most recently used (LRU policy; for tests).
-    pub fn lru_order(&self) -> Vec<&K> {
+    pub fn lru_order(&mut self) -> Vec<&K> {
+        self.drain_reads();
         let mut out = Vec::new();
         for q in [WINDOW, PROBATION, PROTECTED] {
             let mut i = self.lists[q as usize].head;
             while i != NIL {
                 let e = &self.entries[i as usize];
-                if let Some((k, _)) = &e.kv {
-                    out.push(k);
+                if let Some(s) = self.table.find(expand(e.hash), |s| s.idx == i) {
+                    out.push(&s.key);
                 }
                 i = e.next;
             }
@@ -1096,11 +1356,21 @@ impl<K, V> Store<K, V> {
             while i != NIL {
                 n += 1;
                 let e = &self.entries[i as usize];
-                if e.queue != q || e.prev != prev || e.kv.is_none() {
+                if e.queue != q || e.prev != prev {
                     return Err(format!("bad links at {i} on list {q}"));
                 }
-                if self.table.find(expand(e.hash), |&x| x == i).is_none() {
-                    return Err(format!("entry {i} not indexed"));
+                match self.table.find(expand(e.hash), |s| s.idx == i) {
+                    None => return Err(format!("entry {i} not indexed")),
+                    Some(s) if s.hint & !HOT != hint(e.expires) => {
+                        return Err(format!("entry {i}: expiry hint out of date"))
+                    }
+                    Some(s) if (s.hint & HOT != 0) != e.hot => {
+                        return Err(format!("entry {i}: hot mark differs"))
+                    }
+                    Some(_) if e.hot && !(q == PROTECTED && e.referenced && e.freq == 15) => {
+                        return Err(format!("entry {i}: hot but a hit would change it"))
+                    }
+                    Some(_) => {}
                 }
                 w += self.pw(u64::from(e.weight));
                 count += 1;
@@ -1120,6 +1390,13 @@ impl<K, V> Store<K, V> {
         }
         if self.table.len() as u64 != count {
             return Err("index size differs".into());
+        }
+        // Every buffered hit names a live entry (the buffer is replayed
+        // before anything leaves the store).
+        for &i in &self.reads[..self.nreads] {
+            if i as usize >= self.entries.len() || self.entries[i as usize].queue == FREE {
+                return Err(format!("read buffer names entry {i}, which is not live"));
+            }
         }
         Ok(())
     }

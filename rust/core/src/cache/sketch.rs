@@ -121,18 +121,24 @@ impl Sketch {
         halved
     }
 
-    /// Count an access without recording whose (the caller keeps the
-    /// count elsewhere and folds it in with [`Sketch::add`] later); true
-    /// when it triggered a halving (the caller halves its own counts too).
+    /// Count `n` accesses without recording whose (the caller keeps the
+    /// counts elsewhere and folds them in with [`Sketch::add`] later); true
+    /// when they triggered a halving (the caller halves its own counts too).
     #[inline]
-    pub fn tick(&mut self) -> bool {
-        self.additions += 1;
+    pub fn tick_n(&mut self, n: u64) -> bool {
+        self.additions += n;
         if self.additions >= self.sample_size {
             self.halve();
             true
         } else {
             false
         }
+    }
+
+    /// Count one access ([`Sketch::tick_n`] of 1).
+    #[inline]
+    pub fn tick(&mut self) -> bool {
+        self.tick_n(1)
     }
 
     /// Raise `hash`'s smallest counters by `n` (saturating), counting no

@@ -105,6 +105,7 @@ impl<T> Slab<T> {
         }
     }
 
+    #[cfg(test)]
     pub(super) fn iter(&self) -> impl Iterator<Item = &T> {
         self.first.iter().chain(self.rest.iter().flatten())
     }

@@ -75,10 +75,10 @@ fn get_set_delete_replace() {
 fn eq_errors_pass_through() {
     let mut s = S::new(cfg(None, Some(10), Policy::Lru));
     set(&mut s, 1, 1, 1, NEVER, 0);
-    let r = s.get(1, |_| Err::<bool, &str>("boom"), |_| 0);
+    let r = s.get(1, |_: &u64| Err::<bool, &str>("boom"), |_| 0);
     assert!(matches!(r, Err("boom")));
     // Same hash, different key: eq says no; a miss.
-    let r = s.get(1, |_| Ok::<bool, ()>(false), |_| 0);
+    let r = s.get(1, |_: &u64| Ok::<bool, ()>(false), |_| 0);
     assert!(matches!(r, Ok(Found::Miss)));
 }
 
@@ -390,15 +390,16 @@ fn overhead_per_entry() {
                 NEVER,
                 &[],
                 0,
-                |x| Ok::<_, ()>(*x == key),
+                |x: &NonZeroU64| Ok::<_, ()>(*x == key),
                 &mut out,
             );
         }
         assert_eq!(s.len() as u64, n);
         let per = s.heap_bytes() as f64 / n as f64;
         println!(
-            "max_entries={max_entries:?}: {per:.1} B/entry (slab entry {} B)",
-            std::mem::size_of::<Entry<NonZeroU64, NonZeroU64>>()
+            "max_entries={max_entries:?}: {per:.1} B/entry (slab entry {} B, bucket {} B)",
+            std::mem::size_of::<Entry>(),
+            std::mem::size_of::<Slot<NonZeroU64, NonZeroU64>>()
         );
         assert!(per <= 100.0, "{per} B per entry");
     }
@@ -434,4 +435,314 @@ fn hill_climber_moves_the_window_and_keeps_invariants() {
             "the climber never moved (by_bytes={by_bytes})"
         );
     }
+}
+
+// --- index buckets: expiry hints, read buffer, matcher -----------------------
+
+#[test]
+fn hint_is_a_lower_bound_of_the_expiry() {
+    assert_eq!(hint(NEVER), HINT_NEVER);
+    for e in [
+        0,
+        1,
+        (1 << HINT_SHIFT) - 1,
+        1 << HINT_SHIFT,
+        (1 << HINT_SHIFT) + 1,
+        u64::from(u32::MAX) << HINT_SHIFT,
+        (u64::from(HINT_NEVER - 1) << HINT_SHIFT) - 1,
+        u64::from(HINT_NEVER - 1) << HINT_SHIFT,
+        NEVER - 1,
+    ] {
+        let h = hint(e);
+        assert_ne!(h, HINT_NEVER, "{e}");
+        assert!(u64::from(h) << HINT_SHIFT <= e, "{e}");
+        // ... and a tight one below saturation.
+        if e < u64::from(HINT_NEVER - 1) << HINT_SHIFT {
+            assert!(e - (u64::from(h) << HINT_SHIFT) < 1 << HINT_SHIFT, "{e}");
+        }
+    }
+}
+
+/// A matcher with a quick answer for nothing, counting full comparisons.
+struct Counting<'a> {
+    key: u64,
+    calls: &'a mut Vec<u64>,
+}
+
+impl Matcher<u64> for Counting<'_> {
+    type Error = ();
+    fn full(&mut self, k: &u64) -> Result<bool, ()> {
+        self.calls.push(*k);
+        Ok(*k == self.key)
+    }
+}
+
+#[test]
+fn full_comparison_only_on_a_hash_match() {
+    let mut s = S::new(cfg(None, Some(5000), Policy::TinyLfu));
+    for k in 0..4000 {
+        set(&mut s, k, k, 1, NEVER, 0);
+    }
+    let mut calls = Vec::new();
+    for k in 4000..8000u64 {
+        let r = s.get(
+            k,
+            Counting {
+                key: k,
+                calls: &mut calls,
+            },
+            |_| 0,
+        );
+        assert!(matches!(r, Ok(Found::Miss)));
+    }
+    // Missing keys: every full comparison was of a key whose 32-bit table
+    // hash equals the one looked up (a tag match alone is not enough).
+    for k in &calls {
+        assert!(
+            (4000..8000u64).any(|m| table_hash(m) as u32 == table_hash(*k) as u32),
+            "{k}"
+        );
+    }
+    let mut calls = Vec::new();
+    for k in 0..4000u64 {
+        let r = s.get(
+            k,
+            Counting {
+                key: k,
+                calls: &mut calls,
+            },
+            |_| 0,
+        );
+        assert!(matches!(r, Ok(Found::Hit(v, NEVER)) if *v == k));
+    }
+    check(&s);
+}
+
+#[test]
+fn buffered_hits_replay_before_removals() {
+    // More hits than the buffer holds, then deletes, expiries, tag
+    // invalidation and clear: the buffer never names a freed entry.
+    let mut s = S::new(cfg(None, Some(50), Policy::TinyLfu));
+    let mut out = Vec::new();
+    for k in 0..40u64 {
+        let _ = s.insert(k, k, k, 1, 1_000 + k, &["t"], 0, eq(k), &mut out);
+    }
+    for round in 0..3u64 {
+        for k in 0..(3 * READ_BUFFER as u64) {
+            let _ = get(&mut s, k % 40, 10);
+            check(&s);
+        }
+        assert!(s.nreads > 0);
+        let _ = s.delete(round, eq(round), 10, &mut out);
+        assert_eq!(s.nreads, 0);
+        check(&s);
+        for k in 0..10u64 {
+            let _ = get(&mut s, k, 10);
+        }
+        let before = s.len();
+        let gone = s.expire(1_000 + 5 + round * 5, &mut out);
+        assert!(gone >= 1 && s.len() == before - gone);
+        assert_eq!(s.nreads, 0);
+        check(&s);
+        for k in 0..10u64 {
+            let _ = get(&mut s, 20 + k, 10);
+        }
+        // An expired hit removes its entry: the buffer is replayed first.
+        assert_eq!(get(&mut s, 20, 2_000), None);
+        check(&s);
+    }
+    for k in 0..10u64 {
+        let _ = get(&mut s, 30 + k, 10);
+    }
+    let _ = s.invalidate_tag("t", &mut out);
+    assert_eq!(s.nreads, 0);
+    check(&s);
+    for k in 0..10u64 {
+        let _ = get(&mut s, k, 10);
+    }
+    let _ = s.clear();
+    check(&s);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Times in the range of a real monotonic clock, ttls around the hint
+    /// unit: neither kind of lookup returns an expired entry, `get` gives
+    /// the exact expiry, `get_value` a lower bound of it, and the coarse
+    /// path agrees with the exact one.
+    #[test]
+    fn expiry_hints_never_serve_expired_entries(
+        base in 0..(1u64 << 50),
+        ops in prop::collection::vec(
+            (0..12u64, 0..(4u64 << HINT_SHIFT), prop::option::of(1..(3u64 << HINT_SHIFT)), 0..3u8),
+            1..300,
+        ),
+        max_entries in 1..16u64,
+    ) {
+        let mut s = S::new(cfg(None, Some(max_entries), Policy::TinyLfu));
+        let mut now = base;
+        let mut written: HashMap<u64, (u64, u64)> = HashMap::new();
+        for (n, (k, dt, ttl, kind)) in ops.into_iter().enumerate() {
+            now += dt / 8;
+            match kind {
+                0 => {
+                    let exp = ttl.map_or(NEVER, |t| now + t);
+                    set(&mut s, k, n as u64, 1, exp, now);
+                    written.insert(k, (n as u64, exp));
+                }
+                1 => {
+                    if let Ok(Found::Hit(v, exp)) = s.get(k, eq(k), |_| now) {
+                        let (want, want_exp) = written.get(&k).copied().unwrap_or((u64::MAX, 0));
+                        prop_assert_eq!(*v, want);
+                        prop_assert_eq!(exp, want_exp);
+                        prop_assert!(exp > now, "expired entry returned");
+                    }
+                }
+                _ => {
+                    let mut calls = 0;
+                    let r = s.get_value(k, eq(k), |_| {
+                        calls += 1;
+                        now
+                    });
+                    if let Ok(Found::Hit(v, lower)) = r {
+                        let (want, want_exp) = written.get(&k).copied().unwrap_or((u64::MAX, 0));
+                        prop_assert_eq!(*v, want);
+                        prop_assert!(lower <= want_exp);
+                        prop_assert!(want_exp > now, "expired entry returned");
+                        if want_exp == NEVER {
+                            prop_assert_eq!(calls, 0);
+                        }
+                    }
+                }
+            }
+            prop_assert!(s.check_invariants().is_ok(), "{:?}", s.check_invariants());
+        }
+    }
+}
+
+fn queue_of(s: &S, k: u64) -> Option<u8> {
+    s.table
+        .iter()
+        .find(|sl| sl.key == k)
+        .map(|sl| s.entries[sl.idx as usize].queue)
+}
+
+#[test]
+fn protected_is_clock_a_hit_entry_gets_a_second_chance() {
+    let mut s = S::new(cfg(None, Some(100), Policy::TinyLfu));
+    for k in 0..100u64 {
+        set(&mut s, k, k, 1, NEVER, 0);
+    }
+    // Promote everything in probation (protected overflows and demotes).
+    for k in 0..100u64 {
+        let _ = get(&mut s, k, 0);
+    }
+    let _ = s.lru_order(); // replays the buffer
+    check(&s);
+    let head = s.lists[PROTECTED as usize].head;
+    assert_ne!(head, NIL);
+    let head_key = s.table.iter().find(|sl| sl.idx == head).map(|sl| sl.key);
+    let Some(head_key) = head_key else {
+        panic!("protected head not indexed");
+    };
+    let second = s.entries[head as usize].next;
+    // A hit marks the head (no move) ...
+    assert_eq!(get(&mut s, head_key, 0), Some(head_key));
+    let _ = s.lru_order();
+    assert_eq!(s.lists[PROTECTED as usize].head, head);
+    assert!(s.entries[head as usize].referenced);
+    // ... and when protected overflows, the marked head goes to the tail
+    // (unmarked) while the next one is demoted.
+    let Some(prob) = (0..100u64).find(|&k| queue_of(&s, k) == Some(PROBATION)) else {
+        panic!("nothing in probation");
+    };
+    let _ = get(&mut s, prob, 0);
+    let _ = s.lru_order();
+    check(&s);
+    assert_eq!(queue_of(&s, prob), Some(PROTECTED));
+    assert_eq!(queue_of(&s, head_key), Some(PROTECTED));
+    assert!(!s.entries[head as usize].referenced);
+    assert_eq!(s.entries[second as usize].queue, PROBATION);
+}
+
+#[test]
+fn index_starts_small_then_jumps_to_the_bound() {
+    let mut s = S::new(cfg(None, Some(5000), Policy::TinyLfu));
+    assert!(s.table.capacity() >= TABLE_START && s.table.capacity() < 5000);
+    for k in 0..3000u64 {
+        set(&mut s, k, k, 1, NEVER, 0);
+    }
+    assert!(s.table.capacity() >= 5000);
+    for k in 0..3000u64 {
+        assert_eq!(get(&mut s, k, 0), Some(k));
+    }
+    check(&s);
+    let _ = s.clear();
+    assert!(s.table.capacity() < 5000);
+    set(&mut s, 1, 1, 1, NEVER, 0);
+    assert_eq!(get(&mut s, 1, 0), Some(1));
+    check(&s);
+    // A large bound is sized up front.
+    let big = S::new(cfg(None, Some(100_000), Policy::TinyLfu));
+    assert!(big.table.capacity() >= 100_000);
+}
+
+#[test]
+fn hot_entries_skip_the_read_buffer_until_anything_changes() {
+    let mut s = S::new(cfg(None, Some(100), Policy::TinyLfu));
+    for k in 0..100u64 {
+        set(&mut s, k, k, 1, NEVER, 0);
+    }
+    let Some(hot) = (0..100u64).find(|&k| queue_of(&s, k) == Some(PROBATION)) else {
+        panic!("nothing in probation");
+    };
+    let slot_hot = |s: &S, k: u64| {
+        s.table
+            .iter()
+            .find(|sl| sl.key == k)
+            .is_some_and(|sl| sl.hint & HOT != 0)
+    };
+    // Promoted, then hit up to the top frequency: hot.
+    for _ in 0..20 {
+        assert_eq!(get(&mut s, hot, 0), Some(hot));
+        let _ = s.lru_order();
+        check(&s);
+    }
+    assert!(slot_hot(&s, hot));
+    // A hot hit leaves the buffer alone and only counts an access.
+    let (n0, u0) = (s.nreads, s.unticked);
+    assert_eq!(get(&mut s, hot, 0), Some(hot));
+    assert_eq!((s.nreads, s.unticked), (n0, u0 + 1));
+    check(&s);
+    // Overwriting moves it to the tail (unmarked) and counts an access
+    // (marked again): the value changes, the marks stay consistent.
+    set(&mut s, hot, 7, 1, NEVER, 0);
+    check(&s);
+    assert_eq!(get(&mut s, hot, 0), Some(7));
+    for _ in 0..20 {
+        let _ = get(&mut s, hot, 0);
+    }
+    let _ = s.lru_order();
+    assert!(slot_hot(&s, hot));
+    // Aging halves every frequency: nothing stays hot.
+    s.halve_freqs();
+    assert!(!slot_hot(&s, hot));
+    check(&s);
+    // Many hot hits, then churn: counters and invariants hold throughout.
+    for _ in 0..20 {
+        let _ = get(&mut s, hot, 0);
+    }
+    let hits = s.stats().hits;
+    for _ in 0..1000 {
+        let _ = get(&mut s, hot, 0);
+    }
+    assert_eq!(s.stats().hits, hits + 1000);
+    for k in 100..400u64 {
+        set(&mut s, k, k, 1, NEVER, 0);
+        let _ = get(&mut s, k, 0);
+        let _ = get(&mut s, hot, 0);
+        check(&s);
+    }
+    assert_eq!(get(&mut s, hot, 0), Some(7));
 }
