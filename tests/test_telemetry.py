@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import overdrive as od
 import overdrive.cache as odc
 import overdrive.resilience as odr
-from overdrive import telemetry
+from overdrive import ai, telemetry
 from overdrive.cli import main as cli_main
 from overdrive.exceptions import ConfigurationError, InputTypeError
 from overdrive.telemetry.histogram import LatencyHistogram
@@ -780,8 +780,8 @@ def _all_metric_names() -> set[str]:
         odr.RateLimiter(10, name="names"),
     ]
     list(telemetry.track_stream(iter("ab"), name="names", price_per_output_token=1.0))
-    from overdrive import ai
-
+    pool = ai.InferencePool({"r": lambda xs: xs}, name="names")
+    pool.predict(1)
     cascade = ai.Cascade([(str, 1.0)], name="names")
     cascade(1)
     keep.append(cascade)  # type: ignore[arg-type]
@@ -793,6 +793,7 @@ def _all_metric_names() -> set[str]:
     keep[7].close()  # type: ignore[attr-defined]
     cache.close()
     redis.close()
+    pool.close()
     tmp.cleanup()
     names = set()
     for fam in text_string_to_metric_families(text):

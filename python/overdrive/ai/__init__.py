@@ -1,5 +1,9 @@
 """The AI pipeline layer: compositions of overdrive's pieces for AI services.
 
+- Inference pool (:mod:`.inference_pool`): :class:`InferencePool` puts N model
+  replicas each behind its own Batcher, chosen by the Balancer (or by the
+  ShardRouter for a key or prompt prefix, for cache affinity); replicas are
+  added and removed at run time (removal drains); per-replica stats.
 - Prompt compaction (:mod:`.compaction`): :func:`compact` runs deterministic
   transforms (:data:`LOSSLESS` by default: XML -> JSON, JSON minification,
   whitespace normalisation; lossy ones: duplicate paragraphs/lines) with the
@@ -51,6 +55,7 @@ from .compaction import (
     xml_to_data,
     xml_to_json,
 )
+from .inference_pool import InferencePool
 
 if TYPE_CHECKING:
     from .embedding_cache import EmbeddingCache, embedding_key, normalize_text
@@ -85,6 +90,7 @@ __all__ = [
     "Compacted",
     "CompactedMessages",
     "EmbeddingCache",
+    "InferencePool",
     "SemanticCache",
     "SemanticEvaluation",
     "SemanticHit",

@@ -31,6 +31,8 @@ SUITES: dict[str, str] = {
     "resilience": "overdrive.bench.suites.resilience",
     # caches: the L1 store (MemoryTier) vs cachebox, cachetools, functools.lru_cache, dict
     "cache": "overdrive.bench.suites.cache",
+    # AI: the example embedding service, per-request MLP vs InferencePool + embedding cache
+    "ai": "overdrive.bench.suites.ai",
 }
 
 
