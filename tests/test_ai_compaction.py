@@ -72,9 +72,28 @@ def test_fenced_json_block_is_minified_inside_its_fence() -> None:
     assert out == '```json\n{"a":[1,2]}\n```\n'
 
 
-def test_json_with_duplicate_keys_is_left_alone() -> None:
+def test_json_with_duplicate_keys_keeps_both_verbatim() -> None:
     text = 'x\n{"a": 1,   "a": 2}\ny'
-    assert ai.minify_json.apply(text) == text
+    assert ai.minify_json.apply(text) == 'x\n{"a":1,"a":2}\ny'
+
+
+def test_json_numbers_and_strings_are_kept_as_written() -> None:
+    block = '{"a": 1e400, "b": 0.30000000000000000001, "c": 1.0E2, "d": "s  p\\" q", "e": -0}'
+    out = ai.compact("data:\n" + block + "\n")
+    assert (
+        out.text
+        == 'data:\n{"a":1e400,"b":0.30000000000000000001,"c":1.0E2,"d":"s  p\\" q","e":-0}\n'
+    )
+    assert out.lossless
+
+
+def test_whitespace_that_is_content_is_left_alone() -> None:
+    tsv = "name\tage\tcity\nbob\t\tParis\n"  # an empty field is two tabs
+    assert ai.compact(tsv).text == tsv
+    code = 'Run:\n    print("a    b")\n'  # indented code, not fenced
+    assert ai.compact(code).text == code
+    crlf = "Which   orders?\r\nok  \r\n"
+    assert ai.compact(crlf).text == "Which orders?\r\nok\r\n"  # CR kept, runs collapsed
 
 
 def test_prose_brackets_are_not_json() -> None:

@@ -11,9 +11,10 @@ claim; calling one on a text returns a :class:`Step`):
 =====================  ========  ==================================================
 transform              lossless  what "lossless" means (what is provably kept)
 =====================  ========  ==================================================
-``minify_json``        yes       every JSON block parses to the *same data*
-                                 (``json.loads(before) == json.loads(after)``,
-                                 checked on every block it rewrites)
+``minify_json``        yes       only whitespace between tokens is removed; every
+                                 token (numbers as written, strings with their
+                                 escapes, duplicate keys) is kept verbatim, so
+                                 each block parses to exactly what it did
 ``xml_to_json``        yes       an XML data block is replaced by JSON only when
                                  that JSON converts back to an *equivalent* XML
                                  tree (same tags, attributes, children in order,
@@ -23,12 +24,13 @@ transform              lossless  what "lossless" means (what is provably kept)
                                  repeated tags out of order are left as XML.
                                  ``<!DOCTYPE``/``<!ENTITY`` are refused (XML bombs).
 ``normalize_whitespace``  yes    prose only: every line keeps its indentation
-                                 and its words in order, separated by the same
-                                 kind of whitespace (space or tab); blank-line
-                                 runs become one blank line; trailing spaces go.
-                                 Fenced code, ``<pre>``, inline code and JSON/XML
-                                 blocks are byte-identical. (Column alignment
-                                 made of spaces is not kept.)
+                                 and its words in order; runs of spaces become
+                                 one; blank-line runs become one blank line;
+                                 trailing spaces go (a CR stays). Lines holding
+                                 a tab (tab-separated data) or indented by four
+                                 spaces (code), fenced code, ``<pre>``, inline
+                                 code and JSON/XML blocks are byte-identical.
+                                 (Column alignment made of spaces is not kept.)
 ``dedupe_paragraphs``  no        removes later exact copies of a paragraph
 ``dedupe_lines``       no        removes later exact copies of a line (prose lines
                                  of at least ``min_chars`` characters)
@@ -450,20 +452,21 @@ def _minify_block(block: str) -> str | None:
     body = block.rstrip(" \t\n")
     tail = block[len(body) :]
     try:
-        value = json.loads(body, object_pairs_hook=_pairs_no_dupes)
+        json.loads(body)  # a JSON block at all?
     except (ValueError, RecursionError):
         return None
-    try:
-        small = _json_dump(value)
-        again = json.loads(small, object_pairs_hook=_pairs_no_dupes)
-    except (ValueError, RecursionError):
-        return None
-    try:
-        if not _same_json(value, again):
-            return None
-    except RecursionError:
-        return None
+    # Only the whitespace between tokens goes: every token (numbers as written,
+    # strings with their escapes, duplicate keys) is kept verbatim, so the text
+    # parses to exactly what the block parsed to.
+    small = _JSON_SPACE.sub(_keep_string, body)
     return small + ("\n" if "\n" in tail else "")
+
+
+_JSON_SPACE = re.compile(r'("(?:[^"\\]|\\.)*")|[ \t\n\r]+')
+
+
+def _keep_string(m: re.Match[str]) -> str:
+    return m.group(1) or ""
 
 
 class _DuplicateKey(ValueError):
@@ -511,8 +514,8 @@ minify_json = Transform(
     _minify_json,
     """JSON blocks (an object or array that starts and ends a line, or a
     fenced ```json block) rewritten without insignificant whitespace. Lossless:
-    each rewritten block parses to the same data as before (types included);
-    blocks with duplicate keys are left as they are.""",
+    only whitespace between tokens is removed, every token (numbers as
+    written, strings, duplicate keys) is kept verbatim.""",
 )
 
 # --- XML --------------------------------------------------------------------------
@@ -703,7 +706,13 @@ def _collapse(m: re.Match[str]) -> str:
 
 
 def _norm_line(line: str) -> str:
-    body = line.rstrip(" \t\r")
+    if line.endswith("\r"):  # a CRLF line keeps its CR
+        return _norm_line(line[:-1]) + "\r"
+    if "\t" in line or line.startswith("    "):
+        # tab-separated data (an empty field is two tabs) and indented code:
+        # their whitespace is content, left exactly as it is
+        return line
+    body = line.rstrip(" ")
     stripped = body.lstrip(" \t")
     indent = body[: len(body) - len(stripped)]
     if "`" not in stripped:
@@ -747,14 +756,15 @@ normalize_whitespace = Transform(
     "normalize_whitespace",
     True,
     _normalize_whitespace,
-    """Prose whitespace normalised: trailing spaces removed, runs of spaces
-    (or tabs) inside a line collapsed to one space (one tab when the run has
-    a tab), runs of blank lines collapsed to one blank line, leading and
-    trailing blank lines removed. Lossless in this sense: every line keeps
-    its indentation and its words in the same order with the same kind of
-    separator, and paragraph breaks stay; fenced code, ``<pre>``, inline code
-    spans and JSON/XML blocks are not touched (byte-identical). Space-made
-    column alignment is the one thing it does not keep.""",
+    """Prose whitespace normalised: trailing spaces removed (a CR stays), runs
+    of spaces inside a line collapsed to one, runs of blank lines collapsed to
+    one blank line, leading and trailing blank lines removed. Lossless in this
+    sense: every line keeps its indentation and its words in the same order,
+    and paragraph breaks stay; lines holding a tab (tab-separated data: an
+    empty field is two tabs) or indented by four spaces (code), fenced code,
+    ``<pre>``, inline code spans and JSON/XML blocks are not touched
+    (byte-identical). Space-made column alignment is the one thing it does
+    not keep.""",
 )
 
 # --- duplicates ---------------------------------------------------------------------
