@@ -357,6 +357,7 @@ def _element_ends(text: str, tag: str) -> dict[int, int]:
 
 
 _last: tuple[str, list[_Seg]] = ("", [])
+_MEMO_MAX_CHARS = 1 << 16  # the one-entry memo never pins a large prompt in memory
 
 
 def _segments(text: str) -> list[_Seg]:
@@ -373,7 +374,7 @@ def _segments(text: str) -> list[_Seg]:
             segs.append((kind, part))
         else:
             segs.extend(_data_blocks(part))
-    _last = (text, segs)
+    _last = (text, segs) if len(text) <= _MEMO_MAX_CHARS else ("", [])
     return segs
 
 
