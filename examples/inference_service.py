@@ -27,18 +27,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import sys
 import time
 import unicodedata
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from overdrive import ai, telemetry
-from overdrive.cache import MemoryTier, TieredCache
+from overdrive.cache import MemoryTier
 
 # A request-parallel service: parallelism comes from replicas and batching,
 # one BLAS thread per model call (set before numpy loads; an explicit
@@ -110,62 +109,6 @@ class EmbeddingMLP:
         return list(y)
 
 
-class _MemoryEmbeddingCache:
-    """Fallback when ``overdrive.ai.EmbeddingCache`` is not available: text ->
-    float32 vector in a TieredCache (one MemoryTier), keyed by blake2b of the
-    normalised text and the model id; misses computed in one batched call."""
-
-    def __init__(
-        self,
-        model_id: str,
-        cache: TieredCache,
-        compute: Callable[[list[str]], Awaitable[list[np.ndarray]]],
-    ) -> None:
-        self.model_id = model_id
-        self.cache = cache
-        self.compute = compute
-        self.hits = 0
-        self.misses = 0
-
-    def key(self, text: str) -> str:
-        h = hashlib.blake2b(digest_size=16)
-        h.update(self.model_id.encode())
-        h.update(b"\0")
-        h.update(EmbeddingMLP.normalise(text).encode())
-        return h.hexdigest()
-
-    async def aembed_many(self, texts: Sequence[str]) -> list[np.ndarray]:
-        keys = [self.key(t) for t in texts]
-        out: list[np.ndarray | None] = []
-        missing: dict[str, list[int]] = {}
-        for i, k in enumerate(keys):
-            raw = self.cache.get(k)
-            if raw is None:
-                out.append(None)
-                missing.setdefault(k, []).append(i)
-            else:
-                out.append(np.frombuffer(raw, dtype=np.float32))
-        self.hits += len(texts) - sum(len(v) for v in missing.values())
-        self.misses += sum(len(v) for v in missing.values())
-        if missing:
-            firsts = [v[0] for v in missing.values()]
-            vecs = await self.compute([texts[i] for i in firsts])
-            for (k, idxs), vec in zip(missing.items(), vecs, strict=True):
-                v = np.asarray(vec, dtype=np.float32)
-                self.cache.set(k, v.tobytes())
-                for i in idxs:
-                    out[i] = v
-        return [v for v in out if v is not None]
-
-    def stats(self) -> dict[str, Any]:
-        total = self.hits + self.misses
-        return {
-            "hits": self.hits,
-            "misses": self.misses,
-            "hit_ratio": self.hits / total if total else 0.0,
-        }
-
-
 class Service:
     """The embedding service: the model behind an InferencePool (``replicas``
     copies, each behind its own Batcher) and an embedding cache (``cache=False``:
@@ -191,20 +134,15 @@ class Service:
         )
         self.cache_kind = "none"
         self.ecache: Any = None
+        self._tier: MemoryTier | None = None
         if cache:
-            embedding_cache = getattr(ai, "EmbeddingCache", None)
-            if embedding_cache is not None:
-                # Vectors as float32 bytes in a MemoryTier; a batch looks every
-                # text up at once and sends only the misses to the pool.
-                tier = MemoryTier(max_entries=cache_entries, name="embedder-vectors")
-                self.ecache = embedding_cache(
-                    self._compute, model_id=MODEL_ID, cache=tier, name="embedder"
-                )
-                self.cache_kind = "overdrive.ai.EmbeddingCache(MemoryTier)"
-            else:  # an overdrive without EmbeddingCache: the example's own adapter
-                tiered = TieredCache([MemoryTier(max_entries=cache_entries)])
-                self.ecache = _MemoryEmbeddingCache(MODEL_ID, tiered, self._compute)
-                self.cache_kind = "overdrive.cache.TieredCache(MemoryTier) (example's adapter)"
+            # Vectors as float32 bytes in a MemoryTier; a batch looks every text
+            # up at once and sends only the misses to the pool.
+            self._tier = MemoryTier(max_entries=cache_entries, name="embedder-vectors")
+            self.ecache = ai.EmbeddingCache(
+                self._compute, model_id=MODEL_ID, cache=self._tier, name="embedder"
+            )
+            self.cache_kind = "overdrive.ai.EmbeddingCache(MemoryTier)"
         self.requests = 0
         self.texts = 0
         self.latency = telemetry.LatencyHistogram("embed_request")
@@ -267,6 +205,8 @@ class Service:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
         await self.pool.aclose()
+        if self._tier is not None:
+            self._tier.close()
 
     def metrics_text(self) -> bytes:
         """The Prometheus text exposition of every overdrive component."""
