@@ -241,3 +241,126 @@ def test_bad_arguments_name_the_parameter() -> None:
         ai.Cascade([(f, 1.0)], escalate_on=ValueError)  # type: ignore[arg-type]
     with pytest.raises(InputTypeError, match="count_tokens must return"):
         ai.Cascade([ai.CascadeModel(f, cost_per_input_token=1.0)], count_tokens=lambda q: -1)(1)
+
+
+class Boom(Exception):
+    pass
+
+
+def two_models(async_: bool = False) -> list[Any]:
+    """Model 0 costs 1, model 1 costs 10; both return (i, q)."""
+
+    def m0(q: int) -> tuple[int, int]:
+        return (0, q)
+
+    def m1(q: int) -> tuple[int, int]:
+        return (1, q)
+
+    async def a1(q: int) -> tuple[int, int]:
+        return (1, q)
+
+    return [(m0, 1.0), (a1 if async_ else m1, 10.0)]
+
+
+def reject_then_raise(r: tuple[int, int]) -> bool:
+    if r[0] == 1:
+        raise Boom("accept failed")
+    return False
+
+
+def assert_charged_both_and_failed(cas: ai.Cascade) -> None:
+    s = cas.stats()
+    assert s["requests"] == 1 and s["errors"] == 1 and s["unaccepted"] == 0
+    assert s["cost"] == 1.0 + 10.0
+    assert s["baseline_cost"] == 10.0
+    m0, m1 = s["models"]
+    assert (m0["calls"], m0["rejected"], m0["escalated"], m0["cost"]) == (1, 1, 1, 1.0)
+    assert (m1["calls"], m1["errors"], m1["escalated"], m1["cost"]) == (1, 1, 0, 10.0)
+    for m in s["models"]:
+        assert m["calls"] == m["accepted"] + m["rejected"] + m["errors"]
+    assert s["cost"] == sum(m["cost"] for m in s["models"])
+
+
+def test_accept_raising_still_records_the_call_and_the_request() -> None:
+    cas = ai.Cascade(two_models(), accept=reject_then_raise)
+    with pytest.raises(Boom, match="accept failed"):
+        cas(1)
+    assert_charged_both_and_failed(cas)
+
+
+def test_count_tokens_raising_still_records_the_call_and_the_request() -> None:
+    def count(obj: object) -> int:
+        if isinstance(obj, tuple) and obj[0] == 1:
+            raise Boom("count failed")
+        return 1
+
+    m0, m1 = two_models()
+    cas = ai.Cascade(
+        [
+            ai.CascadeModel(m0[0], 1.0, accept=lambda r: False, name="m0"),
+            ai.CascadeModel(m1[0], 10.0, cost_per_output_token=5.0, name="m1"),
+        ],
+        count_tokens=count,
+    )
+    with pytest.raises(Boom, match="count failed"):
+        cas(1)
+    # model 1 is charged its per-call cost (its output tokens could not be counted)
+    assert_charged_both_and_failed(cas)
+
+
+def test_sync_call_with_an_async_model_refuses_before_any_model_runs() -> None:
+    calls: list[int] = []
+
+    def m0(q: int) -> tuple[int, int]:
+        calls.append(q)
+        return (0, q)
+
+    async def a1(q: int) -> tuple[int, int]:
+        return (1, q)
+
+    cas = ai.Cascade([(m0, 1.0), (a1, 10.0)], accept=lambda r: False)
+    with pytest.raises(InputTypeError, match=r"models\[1\].*acall"):
+        cas(1)
+    assert calls == []
+    s = cas.stats()
+    assert s["requests"] == 0 and s["cost"] == 0.0
+    assert [m["calls"] for m in s["models"]] == [0, 0]
+
+
+def test_sync_model_returning_an_awaitable_is_recorded_as_a_failed_request() -> None:
+    async def coro(q: int) -> int:
+        return q
+
+    cas = ai.Cascade([(lambda q: (0, q), 1.0), (lambda q: coro(q), 10.0)], accept=lambda r: False)
+    with pytest.raises(InputTypeError, match="awaitable"):
+        cas(1)
+    s = cas.stats()
+    assert s["requests"] == 1 and s["errors"] == 1 and s["cost"] == 11.0
+    assert [m["calls"] for m in s["models"]] == [1, 1]
+
+
+@pytest.mark.parametrize("async_", [False, True])
+def test_acall_accept_raising_still_records_the_call_and_the_request(async_: bool) -> None:
+    cas = ai.Cascade(two_models(async_), accept=reject_then_raise)
+    with pytest.raises(Boom, match="accept failed"):
+        asyncio.run(cas.acall(1))
+    assert_charged_both_and_failed(cas)
+
+
+def test_acall_count_tokens_raising_still_records_the_call_and_the_request() -> None:
+    def count(obj: object) -> int:
+        if isinstance(obj, tuple) and obj[0] == 1:
+            raise Boom("count failed")
+        return 1
+
+    m0, a1 = two_models(async_=True)
+    cas = ai.Cascade(
+        [
+            ai.CascadeModel(m0[0], 1.0, accept=lambda r: False, name="m0"),
+            ai.CascadeModel(a1[0], 10.0, cost_per_output_token=5.0, name="m1"),
+        ],
+        count_tokens=count,
+    )
+    with pytest.raises(Boom, match="count failed"):
+        asyncio.run(cas.acall(1))
+    assert_charged_both_and_failed(cas)

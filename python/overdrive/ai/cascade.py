@@ -26,7 +26,9 @@ Exceptions from a model escalate to the next one when they are instances of
 ``escalate_on`` (default ``(Exception,)``; pass ``()`` to let them propagate
 at once); they are counted per model. When the last model raises, its
 exception propagates. Exceptions from ``accept`` or ``count_tokens``
-propagate (they are bugs, not model failures).
+propagate (they are bugs, not model failures) without escalating; the call
+that ran is still recorded (counted as an error of its model, charged what
+was computed) and the request is counted as failed.
 
 Counters are guarded by one lock that is never held while user code runs, so
 a cascade is safe from many threads and from asyncio tasks.
@@ -216,6 +218,8 @@ class Cascade:
         self._count = count_tokens
         # the query's tokens are counted only when some price depends on them
         self._count_input = any(t.cost_per_input_token for t in tiers)
+        # the first async model: the sync __call__ refuses before calling any model
+        self._first_async = next((i for i, t in enumerate(tiers) if t._async), None)
         self._lock = threading.Lock()
         self._c = [_Counters(f"{self.name}.{n}") for n in names]
         self._requests = 0
@@ -259,9 +263,10 @@ class Cascade:
                 if not last:
                     c.escalated += 1
 
-    def _finish(self, in_tokens: int, result: Any, spent: float, ok: bool, accepted: bool) -> None:
+    def _finish(
+        self, in_tokens: int, out_tokens: int, spent: float, ok: bool, accepted: bool
+    ) -> None:
         top = self.models[-1]
-        out_tokens = self._tokens(result) if ok and top.cost_per_output_token else 0
         baseline = (
             top.cost_per_call
             + in_tokens * top.cost_per_input_token
@@ -276,64 +281,92 @@ class Cascade:
             elif not accepted:
                 self._unaccepted += 1
 
-    def _call_cost(self, i: int, in_tokens: int, result: Any, ok: bool) -> float:
+    def _call_cost(self, i: int, in_tokens: int) -> float:
         m = self.models[i]
-        cost = m.cost_per_call + in_tokens * m.cost_per_input_token
-        if ok and m.cost_per_output_token:
-            cost += self._tokens(result) * m.cost_per_output_token
-        return cost
+        return m.cost_per_call + in_tokens * m.cost_per_input_token
+
+    def _fail(self, i: int, ns: int, in_tokens: int, spent: float, last: bool) -> float:
+        """Record a call of models[i] that raised (charged its per-call and
+        input-token cost); when ``last``, finish the request as failed."""
+        cost = self._call_cost(i, in_tokens)
+        spent += cost
+        self._record(i, ns, cost, "error", last)
+        if last:
+            self._finish(in_tokens, 0, spent, False, False)
+        return spent
+
+    def _settle(self, i: int, ns: int, in_tokens: int, result: Any, spent: float) -> float | None:
+        """Cost, accept and record a call of models[i] that returned
+        ``result``. Returns None when the request is finished (accepted or the
+        last model), else the cost spent so far. When ``count_tokens`` or
+        ``accept`` raises, the call is still recorded (as an error, charged
+        what was computed) and the request finished as failed before the
+        exception propagates. User code runs outside the lock."""
+        m, top = self.models[i], self.models[-1]
+        last = i == len(self.models) - 1
+        cost = self._call_cost(i, in_tokens)
+        try:
+            out: int | None = None
+            if m.cost_per_output_token:
+                out = self._tokens(result)
+                cost += out * m.cost_per_output_token
+            ok = self._accepts(i, result)
+            base_out = 0
+            if (ok or last) and top.cost_per_output_token:
+                base_out = self._tokens(result) if out is None else out
+        except BaseException:
+            self._record(i, ns, cost, "error", True)
+            self._finish(in_tokens, 0, spent + cost, False, False)
+            raise
+        spent += cost
+        self._record(i, ns, cost, "accepted" if ok else "rejected", last)
+        if ok or last:
+            self._finish(in_tokens, base_out, spent, True, ok)
+            return None
+        return spent
 
     # ------------------------------------------------------------------ calls
 
     def __call__(self, query: Any) -> Any:
         """Run the cascade synchronously on ``query`` and return the first
         accepted result (or the last model's). Async-only models raise
-        InputTypeError here: use :meth:`acall`."""
+        InputTypeError here, before any model runs: use :meth:`acall`."""
+        if self._first_async is not None:
+            i = self._first_async
+            raise InputTypeError(
+                f"models[{i}] ({self._names[i]!r}) is async: call the cascade with "
+                "`await cascade.acall(query)`"
+            )
         in_tokens = self._tokens(query) if self._count_input else 0
         spent = 0.0
         last = len(self.models) - 1
         for i, m in enumerate(self.models):
             fn = m.model
-            if m._async:
-                raise InputTypeError(
-                    f"models[{i}] ({self._names[i]!r}) is async: call the cascade with "
-                    "`await cascade.acall(query)`"
-                )
             start = time.perf_counter_ns()
             try:
                 result = fn(query)
             except self._escalate_on as exc:
-                ns = time.perf_counter_ns() - start
-                cost = self._call_cost(i, in_tokens, None, False)
-                spent += cost
-                self._record(i, ns, cost, "error", i == last)
+                spent = self._fail(i, time.perf_counter_ns() - start, in_tokens, spent, i == last)
                 if i == last:
-                    self._finish(in_tokens, None, spent, False, False)
                     raise exc from None
                 continue
             except BaseException:
-                ns = time.perf_counter_ns() - start
-                cost = self._call_cost(i, in_tokens, None, False)
-                spent += cost
-                self._record(i, ns, cost, "error", True)
-                self._finish(in_tokens, None, spent, False, False)
+                self._fail(i, time.perf_counter_ns() - start, in_tokens, spent, True)
                 raise
             ns = time.perf_counter_ns() - start
             if inspect.isawaitable(result):
                 close = getattr(result, "close", None)
                 if callable(close):
                     close()
+                self._fail(i, ns, in_tokens, spent, True)
                 raise InputTypeError(
                     f"models[{i}] ({self._names[i]!r}) returned an awaitable: call the "
                     "cascade with `await cascade.acall(query)`"
                 )
-            cost = self._call_cost(i, in_tokens, result, True)
-            ok = self._accepts(i, result)
-            self._record(i, ns, cost, "accepted" if ok else "rejected", i == last)
-            spent += cost
-            if ok or i == last:
-                self._finish(in_tokens, result, spent, True, ok)
+            so_far = self._settle(i, ns, in_tokens, result, spent)
+            if so_far is None:
                 return result
+            spent = so_far
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def acall(self, query: Any) -> Any:
@@ -357,29 +390,18 @@ class Cascade:
                     if inspect.isawaitable(result):
                         result = await result
             except self._escalate_on as exc:
-                ns = time.perf_counter_ns() - start
-                cost = self._call_cost(i, in_tokens, None, False)
-                spent += cost
-                self._record(i, ns, cost, "error", i == last)
+                spent = self._fail(i, time.perf_counter_ns() - start, in_tokens, spent, i == last)
                 if i == last:
-                    self._finish(in_tokens, None, spent, False, False)
                     raise exc from None
                 continue
             except BaseException:
-                ns = time.perf_counter_ns() - start
-                cost = self._call_cost(i, in_tokens, None, False)
-                spent += cost
-                self._record(i, ns, cost, "error", True)
-                self._finish(in_tokens, None, spent, False, False)
+                self._fail(i, time.perf_counter_ns() - start, in_tokens, spent, True)
                 raise
             ns = time.perf_counter_ns() - start
-            cost = self._call_cost(i, in_tokens, result, True)
-            ok = self._accepts(i, result)
-            self._record(i, ns, cost, "accepted" if ok else "rejected", i == last)
-            spent += cost
-            if ok or i == last:
-                self._finish(in_tokens, result, spent, True, ok)
+            so_far = self._settle(i, ns, in_tokens, result, spent)
+            if so_far is None:
                 return result
+            spent = so_far
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------ stats
