@@ -265,6 +265,26 @@ def test_evaluate_numbers_are_exact() -> None:
     assert sc.evaluate([]).pairs == 0
 
 
+def test_aevaluate_and_asweep_with_an_async_embed_fn_match_the_sync_ones() -> None:
+    sync_table = table()
+
+    async def aembed(texts: list[str]) -> Any:
+        return sync_table(texts)
+
+    pairs = [("near", "base", True), ("far", "base", True), ("other side", "base", False)]
+    sync = ai.SemanticCache(table(), threshold=0.92)
+    asc = ai.SemanticCache(aembed, threshold=0.92)
+    with pytest.raises(InputTypeError, match="async"):
+        asc.evaluate(pairs)  # the sync helper cannot await the model
+
+    async def run() -> tuple[Any, Any]:
+        return await asc.aevaluate(pairs), await asc.asweep(pairs, [0.85, 0.99])
+
+    ev, rows = asyncio.run(run())
+    assert ev == sync.evaluate(pairs)
+    assert rows == sync.sweep(pairs, [0.85, 0.99])
+
+
 def test_evaluate_bad_input_is_typed() -> None:
     sc = ai.SemanticCache(table())
     with pytest.raises(InputTypeError, match="labelled_pairs"):

@@ -599,7 +599,10 @@ class SemanticCache:
 
     # --- evaluation ---------------------------------------------------------------
 
-    def _pair_similarities(self, labelled_pairs: Iterable[Any]) -> tuple[list[float], list[bool]]:
+    def _labelled(
+        self, labelled_pairs: Iterable[Any]
+    ) -> tuple[list[tuple[str, str, bool]], list[str]]:
+        """The checked, normalised pairs and the distinct texts to embed."""
         if isinstance(labelled_pairs, (str, bytes)) or not isinstance(labelled_pairs, Iterable):
             raise InputTypeError(
                 "labelled_pairs must be an iterable of (prompt, cached_prompt, same) tuples, "
@@ -625,11 +628,28 @@ class SemanticCache:
                 )
             )
         texts = list(dict.fromkeys(t for a, b, _ in pairs for t in (a, b) if a != b))
+        return pairs, texts
+
+    @staticmethod
+    def _similarities(
+        pairs: list[tuple[str, str, bool]], texts: list[str], vecs: Vector
+    ) -> tuple[list[float], list[bool]]:
         row = {t: i for i, t in enumerate(texts)}
-        vecs = self._embed(texts) if texts else np.zeros((0, 0), dtype=_F32)
         # float32 dot products, as the search computes them
         sims = [1.0 if a == b else float(vecs[row[a]] @ vecs[row[b]]) for a, b, _ in pairs]
         return sims, [same for _, _, same in pairs]
+
+    def _pair_similarities(self, labelled_pairs: Iterable[Any]) -> tuple[list[float], list[bool]]:
+        pairs, texts = self._labelled(labelled_pairs)
+        vecs = self._embed(texts) if texts else np.zeros((0, 0), dtype=_F32)
+        return self._similarities(pairs, texts, vecs)
+
+    async def _apair_similarities(
+        self, labelled_pairs: Iterable[Any]
+    ) -> tuple[list[float], list[bool]]:
+        pairs, texts = self._labelled(labelled_pairs)
+        vecs = await self._aembed_rows(texts) if texts else np.zeros((0, 0), dtype=_F32)
+        return self._similarities(pairs, texts, vecs)
 
     @staticmethod
     def _score(threshold: float, sims: list[float], labels: list[bool]) -> SemanticEvaluation:
@@ -681,6 +701,26 @@ class SemanticCache:
             )
         ts = [_threshold(f"thresholds[{i}]", t) for i, t in enumerate(thresholds)]
         sims, labels = self._pair_similarities(labelled_pairs)
+        return [self._score(t, sims, labels) for t in ts]
+
+    async def aevaluate(
+        self, labelled_pairs: Iterable[Any], threshold: float | None = None
+    ) -> SemanticEvaluation:
+        """:meth:`evaluate` for an async ``embed_fn`` (or from a running loop)."""
+        t = self._threshold if threshold is None else _threshold("threshold", threshold)
+        sims, labels = await self._apair_similarities(labelled_pairs)
+        return self._score(t, sims, labels)
+
+    async def asweep(
+        self, labelled_pairs: Iterable[Any], thresholds: Iterable[float]
+    ) -> list[SemanticEvaluation]:
+        """:meth:`sweep` for an async ``embed_fn`` (or from a running loop)."""
+        if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Iterable):
+            raise InputTypeError(
+                f"thresholds must be an iterable of numbers, not {type(thresholds).__name__}"
+            )
+        ts = [_threshold(f"thresholds[{i}]", t) for i, t in enumerate(thresholds)]
+        sims, labels = await self._apair_similarities(labelled_pairs)
         return [self._score(t, sims, labels) for t in ts]
 
     def stats(self) -> dict[str, Any]:
