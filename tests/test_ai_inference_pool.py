@@ -313,6 +313,105 @@ def test_cancelled_items_are_released_from_the_balancer() -> None:
         assert p._lb.stats()["in_flight"] == 0
 
 
+def _router_load(p: ai.InferencePool[Any, Any]) -> int:
+    router = p._router
+    assert router is not None
+    return int(router.stats()["load"])
+
+
+def _settles(p: ai.InferencePool[Any, Any]) -> None:
+    """The router's load and the balancer's in-flight count come back to 0."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if _router_load(p) == 0 and p._lb.stats()["in_flight"] == 0:
+            return
+        time.sleep(0.01)
+    pytest.fail(f"load {_router_load(p)}, in flight {p._lb.stats()['in_flight']}")
+
+
+def test_cancelled_keyed_items_are_released_from_the_router() -> None:
+    gate = threading.Event()
+
+    def slow(xs: list[int]) -> list[tuple[int, int]]:
+        gate.wait(10)
+        return model(xs)
+
+    with ai.InferencePool([slow], max_batch_size=1) as p:
+        first = p.submit(0)
+        time.sleep(0.02)  # the first item is in the model
+        keyed = [p.submit(i, key="sess") for i in range(1, 4)]
+        unkeyed = [p.submit(i) for i in range(4, 7)]
+        assert _router_load(p) == 3
+        assert all(fu.cancel() for fu in keyed)
+        # the cancelled keyed items leave the router, not the balancer
+        assert _router_load(p) == 0
+        assert p._lb.in_flight(p._by_name["replica-0"].index) == 4
+        gate.set()
+        assert first.result(timeout=10) == f(0)
+        assert [fu.result(timeout=10) for fu in unkeyed] == [f(i) for i in range(4, 7)]
+        assert p.predict(9, key="sess", timeout=10) == f(9)
+        _settles(p)
+        assert p.stats()["in_flight"] == 0
+        assert p.stats()["replicas"][0]["keyed"] == 4
+
+
+def test_mixed_cancellations_under_threads_release_everything() -> None:
+    def slowish(xs: list[int]) -> list[tuple[int, int]]:
+        time.sleep(0.002)
+        return model(xs)
+
+    with ai.InferencePool([slowish, slowish], max_batch_size=4, max_wait_ms=0.5) as p:
+        errors: list[BaseException] = []
+
+        def worker(seed: int) -> None:
+            try:
+                futs = []
+                for i in range(60):
+                    x = seed * 1000 + i
+                    key = f"s{i % 3}" if i % 2 else None
+                    futs.append((x, p.submit(x, key=key)))
+                for n, (x, fu) in enumerate(futs):
+                    if n % 3 == 0 and fu.cancel():
+                        continue
+                    if not fu.cancelled():
+                        assert fu.result(timeout=10) == f(x)
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors
+        _settles(p)
+        assert p.stats()["in_flight"] == 0
+
+
+def test_asubmit_cancelled_keyed_items_are_released() -> None:
+    gate = threading.Event()
+
+    def slow(xs: list[int]) -> list[tuple[int, int]]:
+        gate.wait(10)
+        return model(xs)
+
+    async def main(p: ai.InferencePool[int, tuple[int, int]]) -> None:
+        first = p.asubmit(0)
+        await asyncio.sleep(0.02)
+        keyed: list[Any] = [p.asubmit(i, key="sess") for i in range(1, 4)]  # BatchFutures
+        unkeyed = [p.asubmit(i) for i in range(4, 7)]
+        assert all(fu.cancel() for fu in keyed)
+        await asyncio.sleep(0.01)  # the done callbacks run
+        assert _router_load(p) == 0
+        gate.set()
+        assert await first == f(0)
+        assert list(await asyncio.gather(*unkeyed)) == [f(i) for i in range(4, 7)]
+
+    with ai.InferencePool([slow], max_batch_size=1) as p:
+        asyncio.run(main(p))
+        _settles(p)
+
+
 def test_stats_and_latency() -> None:
     with ai.InferencePool([tagged("a", 0.02)], max_batch_size=64, name="slowpool") as p:
         p.predict_many(range(10))

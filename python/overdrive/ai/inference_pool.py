@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import functools
 import inspect
 import itertools
 import threading
@@ -48,8 +49,7 @@ __all__ = ["InferencePool"]
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: How often (seconds) a replica reconciles the balancer's in-flight count with
-#: the items its batcher dropped without running them (cancelled by callers).
+#: How often (seconds) a replica reports its queue's utilisation to the balancer.
 _RECONCILE_S = 0.05
 _STRATEGIES = ("load_score", "least_outstanding", "p2c", "round_robin")
 _pool_ids = itertools.count(1)
@@ -107,8 +107,21 @@ def _positive_float(name: str, value: object, *, allow_zero: bool = False) -> fl
     return v
 
 
-# A job as the replica's batcher holds it: (submit time, input, keyed).
-_Job = tuple[float, Any, bool]
+# A job as the replica's batcher holds it: (submit time, input, keyed, token).
+# The token is a one-element list: whoever pops it (the handler when the item
+# ran, else the future's done callback when the item was cancelled, expired or
+# dropped unrun) releases the item from the structure that holds it (the
+# Balancer for an unkeyed item, the ShardRouter for a keyed one), exactly once.
+_Job = tuple[float, Any, bool, list[None]]
+
+
+def _claim(token: list[None]) -> bool:
+    """Take the job's token (True once: list.pop is atomic)."""
+    try:
+        token.pop()
+    except IndexError:
+        return False
+    return True
 
 
 class _Counts:
@@ -139,7 +152,6 @@ class _Replica:
         self.index = index
         self.weight = weight
         self.removed = False
-        self._lost_released = 0
         self.counts = counts = _Counts()
         self.latency = hist = LatencyHistogram(f"{pool.name}/{name}")
         self.batch_latency = batch_hist = LatencyHistogram(f"{pool.name}/{name}/batch")
@@ -160,6 +172,8 @@ class _Replica:
             release = balancer.release
             keyed = 0
             for j, lat in zip(jobs, lats, strict=True):
+                if not _claim(j[3]):
+                    continue  # its future was cancelled while it ran: released then
                 if j[2]:
                     keyed += 1
                 else:
@@ -187,6 +201,24 @@ class _Replica:
                 rep = self_wr()
                 if rep is not None:
                     rep.reconcile()
+
+        def lost(keyed: bool, token: list[None], _future: object) -> None:
+            # The done callback of every item's future: release an item the
+            # handler never finished (cancelled, expired, dropped).
+            if not token or not _claim(token):
+                return
+            try:
+                if not keyed:
+                    balancer.release(index, None, True)
+                    return
+                p = pool_wr()
+                router = p._router if p is not None else None
+                if router is not None:
+                    router.release(name)
+            except Exception:  # the replica left meanwhile
+                return
+
+        self.lost = lost
 
         if _is_async(fn):
             afn = cast("Callable[[list[Any]], Awaitable[Any]]", fn)
@@ -222,25 +254,12 @@ class _Replica:
         self._pool = pool_wr
 
     def reconcile(self) -> None:
-        """Release the balancer's count of items the batcher dropped unrun
-        (cancelled by their callers, expired, evicted), and report the
-        queue's utilisation to the balancer's load score."""
-        s = self.batcher.stats()
-        lost = int(s["cancelled"]) + int(s["expired"]) + int(s["dropped"])
-        with self.counts.lock:
-            new = lost - self._lost_released
-            self._lost_released = lost
+        """Report the queue's utilisation to the balancer's load score (items
+        dropped unrun are released by their futures' done callbacks)."""
         if self.removed:
             return
+        s = self.batcher.stats()
         try:
-            picked = max(0, min(new, self._balancer.in_flight(self.index)))
-            for _ in range(picked):
-                self._balancer.release(self.index, None, True)
-            p = self._pool()
-            router = p._router if p is not None else None
-            if router is not None:
-                for _ in range(new - picked):  # the rest were keyed items
-                    router.release(self.name)
             max_queue = self._max_queue
             self._balancer.report_queue(self.index, min(1.0, int(s["queue_depth"]) / max_queue))
         except Exception:  # removed from the balancer meanwhile
@@ -490,8 +509,6 @@ class InferencePool(Generic[T, R]):
             node = router.route(key)
             rep = self._by_name.get(node)
             if rep is not None:
-                with rep.counts.lock:
-                    rep.counts.keyed += 1
                 return rep, True
             # the replica left meanwhile: route again
 
@@ -505,6 +522,15 @@ class InferencePool(Generic[T, R]):
                     return
         elif not rep.removed:
             self._lb.release(rep.index, None, True)
+
+    @staticmethod
+    def _accepted(rep: _Replica, keyed: bool, token: list[None], fut: Any) -> None:
+        """The replica's batcher took the item: count it, and have its future
+        release it if it ends without running (cancelled, expired, dropped)."""
+        if keyed:
+            with rep.counts.lock:
+                rep.counts.keyed += 1
+        fut.add_done_callback(functools.partial(rep.lost, keyed, token))
 
     def _closed_error(self) -> BatcherClosed:
         return BatcherClosed(f"the inference pool {self.name!r} is closed")
@@ -522,8 +548,9 @@ class InferencePool(Generic[T, R]):
             key = self._key_fn(x)
         while True:
             rep, keyed = self._choose(key)
+            token: list[None] = [None]
             try:
-                return rep.batcher.submit((time.perf_counter(), x, keyed))
+                fut = rep.batcher.submit((time.perf_counter(), x, keyed, token))
             except BatcherClosed:
                 self._unchoose(rep, keyed)
                 if self._closed or not rep.removed:
@@ -531,6 +558,9 @@ class InferencePool(Generic[T, R]):
             except BaseException:
                 self._unchoose(rep, keyed)
                 raise
+            else:
+                self._accepted(rep, keyed, token, fut)
+                return fut
 
     def asubmit(self, x: T, key: str | bytes | int | None = None) -> Awaitable[R]:
         """:meth:`submit` from a coroutine: an awaitable (a
@@ -542,9 +572,10 @@ class InferencePool(Generic[T, R]):
             key = self._key_fn(x)
         while True:
             rep, keyed = self._choose(key)
+            token: list[None] = [None]
             try:
-                job = (time.perf_counter(), x, keyed)
-                return cast("Awaitable[R]", rep.batcher.submit_async(job))
+                job = (time.perf_counter(), x, keyed, token)
+                afut = rep.batcher.submit_async(job)
             except BatcherClosed:
                 self._unchoose(rep, keyed)
                 if self._closed or not rep.removed:
@@ -552,6 +583,9 @@ class InferencePool(Generic[T, R]):
             except BaseException:
                 self._unchoose(rep, keyed)
                 raise
+            else:
+                self._accepted(rep, keyed, token, afut)
+                return cast("Awaitable[R]", afut)
 
     def predict(
         self, x: T, key: str | bytes | int | None = None, *, timeout: float | None = None
