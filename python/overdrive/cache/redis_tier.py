@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     import redis
     import redis.cluster
 
-__all__ = ["RedisTier", "mask_url"]
+__all__ = ["RedisTier", "close_client", "mask_url"]
 
 log = logging.getLogger("overdrive.cache.redis")
 
@@ -184,6 +184,20 @@ def _seconds(name: str, value: object, *, allow_none: bool, positive: bool) -> f
             f"{'> 0' if positive else '>= 0'}"
         )
     return v
+
+
+def close_client(client: Any) -> None:
+    """``client.close()``, and for a Redis Cluster client every node's pool too:
+    redis-py's ``RedisCluster.close()`` closes each node's client, which leaves
+    the node's connection pool (and its sockets) open."""
+    get_nodes = getattr(client, "get_nodes", None)
+    if callable(get_nodes):
+        for node in get_nodes():
+            node_client = getattr(node, "redis_connection", None)
+            pool = getattr(node_client, "connection_pool", None)
+            if pool is not None:
+                pool.disconnect()
+    client.close()
 
 
 def _px(ttl: float | None) -> int:
@@ -1112,7 +1126,7 @@ class RedisTier:
                 c = self._client
             if c is not None:
                 with contextlib.suppress(*self._any_error):
-                    c.close()
+                    close_client(c)
 
     def __enter__(self) -> RedisTier:
         return self

@@ -90,5 +90,7 @@ def resolve_redis(redis: object, param: str = "redis") -> RedisLink | None:
 
 
 def _close_client(client: Any) -> None:
+    from ..cache.redis_tier import close_client
+
     with contextlib.suppress(Exception):
-        client.close()
+        close_client(client)
