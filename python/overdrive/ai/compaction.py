@@ -470,17 +470,6 @@ def _keep_string(m: re.Match[str]) -> str:
     return m.group(1) or ""
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _pairs_no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise _DuplicateKey("duplicate key")  # json.loads would silently keep the last
-    return out
-
-
 _FENCE_OPEN = re.compile(
     r"^([ \t]{0,3}(?:`{3,}|~{3,})[ \t]*json[^\n]*\n)(.*?)(\n[ \t]{0,3}(?:`{3,}|~{3,})[ \t]*)$",
     re.S | re.I,

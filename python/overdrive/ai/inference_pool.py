@@ -542,6 +542,17 @@ class InferencePool(Generic[T, R]):
         replica while its load allows) instead of by load. Raises
         BatcherClosed after :meth:`close`, NoBackendAvailable when the pool
         has no replica; blocks while the chosen replica's queue is full."""
+        return cast("cf.Future[R]", self._submit(x, key, False))
+
+    def asubmit(self, x: T, key: str | bytes | int | None = None) -> Awaitable[R]:
+        """:meth:`submit` from a coroutine: an awaitable (a
+        :class:`~overdrive.BatchFuture` of the running loop) that never
+        blocks the loop."""
+        return cast("Awaitable[R]", self._submit(x, key, True))
+
+    def _submit(self, x: T, key: str | bytes | int | None, from_loop: bool) -> Any:
+        """One item to a chosen replica's batcher (``submit_async`` when
+        ``from_loop``); retried on another replica if the chosen one was removed."""
         if self._closed:
             raise self._closed_error()
         if key is None and self._key_fn is not None:
@@ -549,8 +560,9 @@ class InferencePool(Generic[T, R]):
         while True:
             rep, keyed = self._choose(key)
             token: list[None] = [None]
+            job = (time.perf_counter(), x, keyed, token)
             try:
-                fut = rep.batcher.submit((time.perf_counter(), x, keyed, token))
+                fut = rep.batcher.submit_async(job) if from_loop else rep.batcher.submit(job)
             except BatcherClosed:
                 self._unchoose(rep, keyed)
                 if self._closed or not rep.removed:
@@ -561,31 +573,6 @@ class InferencePool(Generic[T, R]):
             else:
                 self._accepted(rep, keyed, token, fut)
                 return fut
-
-    def asubmit(self, x: T, key: str | bytes | int | None = None) -> Awaitable[R]:
-        """:meth:`submit` from a coroutine: an awaitable (a
-        :class:`~overdrive.BatchFuture` of the running loop) that never
-        blocks the loop."""
-        if self._closed:
-            raise self._closed_error()
-        if key is None and self._key_fn is not None:
-            key = self._key_fn(x)
-        while True:
-            rep, keyed = self._choose(key)
-            token: list[None] = [None]
-            try:
-                job = (time.perf_counter(), x, keyed, token)
-                afut = rep.batcher.submit_async(job)
-            except BatcherClosed:
-                self._unchoose(rep, keyed)
-                if self._closed or not rep.removed:
-                    raise self._closed_error() from None
-            except BaseException:
-                self._unchoose(rep, keyed)
-                raise
-            else:
-                self._accepted(rep, keyed, token, afut)
-                return cast("Awaitable[R]", afut)
 
     def predict(
         self, x: T, key: str | bytes | int | None = None, *, timeout: float | None = None

@@ -260,19 +260,13 @@ class CircuitBreaker(_BreakerCore):
         nor inside an open period: probes, Redis state, time windows, slow calls."""
         if kwargs is None:
             kwargs = {}
-        now = self._clock()
-        if now < self._reject_until:  # open (in-process state)
-            self._n_rejected += 1  # a racy count is fine: stats only
-            if self._fallback is not None:
-                return self._fallback(*args, **kwargs)
-            raise CircuitOpen(self.name, self._reject_until - now)
-        try:
+        try:  # an open period was refused in Rust already; _admit decides the rest
             ticket = self._admit()
         except CircuitOpen:
             if self._fallback is None:
                 raise
             return self._fallback(*args, **kwargs)
-        t0 = now if self._timed else 0.0
+        t0 = self._clock() if self._timed else 0.0
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
